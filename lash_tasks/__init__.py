@@ -1,0 +1,5 @@
+"""lash-tasks: durable LLM agent sessions on a Celery worker fleet."""
+
+from lash_tasks.errors import LashError
+
+__all__ = ["LashError"]

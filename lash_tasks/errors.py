@@ -1,0 +1,232 @@
+"""Every error lash-tasks raises, in one tree.
+
+LashError                               (retryable: bool attribute on every error)
+├── ConfigurationError                  developer misuse, found before anything runs
+│   ├── MissingModelSpec
+│   ├── MissingDependency               effect host / attachment store / process-env store ...
+│   ├── ResidencyRequiresStore          active_path_only without a persistent store
+│   ├── DurabilityMismatch              a durable store wired to an inline peer
+│   └── InvalidEnvironment              a bad LASH_* variable
+├── ValidationError                     bad input at an interface; nothing was written
+│   ├── InvalidModelSpec
+│   ├── InvalidSessionId
+│   ├── UnknownParentNode
+│   ├── SchemaVersionError              persisted JSON of an unknown shape or version
+│   └── StaleToolSurface                tool-surface generation mismatch
+├── NotFound
+│   ├── SessionNotFound
+│   ├── NodeNotFound
+│   └── AttachmentNotFound
+├── ConflictError                       the world changed under the caller
+│   ├── SessionExists
+│   ├── HeadRevisionConflict            (retryable) lost a head_revision compare-and-set
+│   ├── TurnCommitConflict              same turn committed with a different hash
+│   ├── SourceKeyConflict               same source key, different content
+│   ├── StaleClaim                      claim completion whose claim id / token no longer holds
+│   ├── UnsettledClaim                  commit carries claimed content but does not settle it
+│   └── RegistrationConflict            same process id, different registration
+├── LeaseError
+│   ├── LeaseBusy                       (retryable) another live owner holds the lease
+│   └── LeaseLost                       (retryable) fence no longer valid: expired or taken over
+├── EffectError
+│   ├── EffectBusy                      (retryable) another live executor holds the effect
+│   └── ReplayMismatch                  recorded envelope differs: terminal, never retried
+├── ProviderError                       an LLM provider failed; `retryable` set per status
+├── ToolError                           a tool failed; surfaced to the model as a tool result
+└── StoreUnavailable                    (retryable) transient database / blob-store failure
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LashError(Exception):
+    """Root of every error raised by lash-tasks."""
+
+    retryable: bool = False
+    code: str = "lash_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe description, for task results and recorded outcomes."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+            "details": {k: _json_safe(v) for k, v in self.details.items()},
+        }
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    return str(value)
+
+
+class ConfigurationError(LashError):
+    code = "configuration_error"
+
+
+class MissingModelSpec(ConfigurationError):
+    code = "missing_model_spec"
+
+
+class MissingDependency(ConfigurationError):
+    code = "missing_dependency"
+
+
+class ResidencyRequiresStore(ConfigurationError):
+    code = "residency_requires_store"
+
+
+class DurabilityMismatch(ConfigurationError):
+    code = "durability_mismatch"
+
+
+class InvalidEnvironment(ConfigurationError):
+    code = "invalid_environment"
+
+
+class ValidationError(LashError):
+    code = "validation_error"
+
+
+class InvalidModelSpec(ValidationError):
+    code = "invalid_model_spec"
+
+
+class InvalidSessionId(ValidationError):
+    code = "invalid_session_id"
+
+
+class UnknownParentNode(ValidationError):
+    code = "unknown_parent_node"
+
+
+class SchemaVersionError(ValidationError):
+    code = "schema_version_error"
+
+
+class StaleToolSurface(ValidationError):
+    code = "stale_tool_surface"
+
+
+class NotFound(LashError):
+    code = "not_found"
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+
+
+class NodeNotFound(NotFound):
+    code = "node_not_found"
+
+
+class AttachmentNotFound(NotFound):
+    code = "attachment_not_found"
+
+
+class ProcessNotFound(NotFound):
+    code = "process_not_found"
+
+
+class ConflictError(LashError):
+    code = "conflict"
+
+
+class SessionExists(ConflictError):
+    code = "session_exists"
+
+
+class HeadRevisionConflict(ConflictError):
+    code = "head_revision_conflict"
+    retryable = True
+
+
+class TurnCommitConflict(ConflictError):
+    code = "turn_commit_conflict"
+
+
+class SourceKeyConflict(ConflictError):
+    code = "source_key_conflict"
+
+
+class StaleClaim(ConflictError):
+    code = "stale_claim"
+    retryable = True
+
+
+class UnsettledClaim(ConflictError):
+    code = "unsettled_claim"
+
+
+class RegistrationConflict(ConflictError):
+    code = "registration_conflict"
+
+
+class LeaseError(LashError):
+    code = "lease_error"
+
+
+class LeaseBusy(LeaseError):
+    code = "lease_busy"
+    retryable = True
+
+
+class LeaseLost(LeaseError):
+    code = "lease_lost"
+    retryable = True
+
+
+class EffectError(LashError):
+    code = "effect_error"
+
+
+class EffectBusy(EffectError):
+    code = "effect_busy"
+    retryable = True
+
+
+class ReplayMismatch(EffectError):
+    code = "replay_mismatch"
+
+
+class ProviderError(LashError):
+    """An LLM provider call failed. `status` is the HTTP status when there was one."""
+
+    code = "provider_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body_excerpt: str = "",
+        retryable: bool = False,
+        retry_after: float | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message, status=status, body_excerpt=body_excerpt, **details)
+        self.status = status
+        self.body_excerpt = body_excerpt
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class ToolError(LashError):
+    code = "tool_error"
+
+
+class StoreUnavailable(LashError):
+    code = "store_unavailable"
+    retryable = True

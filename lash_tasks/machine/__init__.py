@@ -1,0 +1,62 @@
+"""Pure session core: graph, policy, commit drafts, the turn step. No I/O, clock or randomness."""
+
+from lash_tasks.machine.commit_hash import canonical_json, stable_hash, turn_commit_hash
+from lash_tasks.machine.commits import (
+    ActiveTurn,
+    ClaimCompletion,
+    ClearActiveTurn,
+    CommitDraft,
+    CommitResult,
+    Fence,
+    GraphAppend,
+    GraphDelta,
+    GraphReplaceFull,
+    GraphUnchanged,
+    KeepActiveTurn,
+    QueuedWorkDraft,
+    SessionSnapshot,
+    TurnStamp,
+)
+from lash_tasks.machine.graph import Node, NodeDraft, SessionGraph
+from lash_tasks.machine.messages import (
+    LlmRequest,
+    LlmResponse,
+    Message,
+    ToolCall,
+    ToolManifest,
+    Usage,
+)
+from lash_tasks.machine.policy import ModelSpec, SessionPolicy, parse_model_spec, parse_policy
+
+__all__ = [
+    "ActiveTurn",
+    "ClaimCompletion",
+    "ClearActiveTurn",
+    "CommitDraft",
+    "CommitResult",
+    "Fence",
+    "GraphAppend",
+    "GraphDelta",
+    "GraphReplaceFull",
+    "GraphUnchanged",
+    "KeepActiveTurn",
+    "LlmRequest",
+    "LlmResponse",
+    "Message",
+    "ModelSpec",
+    "Node",
+    "NodeDraft",
+    "QueuedWorkDraft",
+    "SessionGraph",
+    "SessionPolicy",
+    "SessionSnapshot",
+    "ToolCall",
+    "ToolManifest",
+    "TurnStamp",
+    "Usage",
+    "canonical_json",
+    "parse_model_spec",
+    "parse_policy",
+    "stable_hash",
+    "turn_commit_hash",
+]

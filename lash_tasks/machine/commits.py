@@ -1,0 +1,146 @@
+"""Commit drafts: what one fenced store transaction must apply, as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lash_tasks.machine.graph import Node
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Proof of holding a session lease: all four must still match at commit time."""
+
+    session_id: str
+    owner_id: str
+    lease_token: str
+    fencing_token: int
+
+
+@dataclass(frozen=True)
+class GraphUnchanged:
+    leaf_node_id: str | None
+    kind: Literal["unchanged"] = "unchanged"
+
+
+@dataclass(frozen=True)
+class GraphAppend:
+    nodes: tuple[Node, ...]
+    leaf_node_id: str | None
+    kind: Literal["append"] = "append"
+
+
+@dataclass(frozen=True)
+class GraphReplaceFull:
+    nodes: tuple[Node, ...]
+    leaf_node_id: str | None
+    kind: Literal["replace_full"] = "replace_full"
+
+
+GraphDelta = GraphUnchanged | GraphAppend | GraphReplaceFull
+
+
+@dataclass(frozen=True)
+class ClaimCompletion:
+    """Settles a claim: the rows claimed under `claim_id`/`claim_token` become completed."""
+
+    claim_id: str
+    claim_token: str
+
+
+@dataclass(frozen=True)
+class TurnStamp:
+    """Marks a final commit. The same turn id with the same hash is a replay, not a new commit."""
+
+    turn_id: str
+    turn_commit_hash: str
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class QueuedWorkDraft:
+    """One batch of queued work to enqueue (directly, or as a commit's outbox row)."""
+
+    source_key: str
+    work_class: Literal["session_command", "turn_work"]
+    payloads: tuple[dict[str, Any], ...]
+    slot_policy: Literal["exclusive", "join"] = "exclusive"
+    merge_key: str | None = None
+    delay_ms: int = 0
+
+
+@dataclass(frozen=True)
+class ActiveTurn:
+    """A turn in progress: durable so that its next step can run on any worker."""
+
+    turn_id: str
+    step_index: int
+    input_claim_id: str | None
+    queue_claim_id: str | None
+    cancel_requested: bool = False
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KeepActiveTurn:
+    """Leave the active-turn row as it is."""
+
+
+@dataclass(frozen=True)
+class ClearActiveTurn:
+    """Remove the active-turn row (the turn ended)."""
+
+
+ActiveTurnChange = ActiveTurn | KeepActiveTurn | ClearActiveTurn
+
+
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """Session-level state written with a commit (tool surface, plugins, usage)."""
+
+    tool_state: dict[str, Any] | None = None
+    tool_state_generation: int | None = None
+    plugin_snapshot: dict[str, Any] | None = None
+    usage_delta: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True)
+class CommitDraft:
+    """Everything one commit applies, atomically, or nothing."""
+
+    session_id: str
+    expected_head_revision: int
+    fence: Fence | None
+    graph: GraphDelta
+    active_turn: ActiveTurnChange = KeepActiveTurn()
+    snapshot: SessionSnapshot = SessionSnapshot()
+    input_completions: tuple[ClaimCompletion, ...] = ()
+    queue_completions: tuple[ClaimCompletion, ...] = ()
+    carries_claimed_content: bool = False
+    turn_stamp: TurnStamp | None = None
+    defer_active_inputs: bool = False
+    committed_attachment_ids: tuple[str, ...] = ()
+    outbox: tuple[QueuedWorkDraft, ...] = ()
+    release_lease: bool = False
+
+    def hashable_content(self) -> dict[str, Any]:
+        """The commit's meaningful content, for `turn_commit_hash` (no fence, no revision)."""
+        graph_nodes = [] if isinstance(self.graph, GraphUnchanged) else list(self.graph.nodes)
+        return {
+            "session_id": self.session_id,
+            "graph_kind": self.graph.kind,
+            "nodes": [n.to_json() for n in graph_nodes],
+            "outbox": [
+                {"source_key": d.source_key, "class": d.work_class, "payloads": list(d.payloads)}
+                for d in self.outbox
+            ],
+            "attachments": sorted(self.committed_attachment_ids),
+        }
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    head_revision: int
+    replayed: bool = False
+    turn_result: dict[str, Any] | None = None

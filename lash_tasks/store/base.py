@@ -1,0 +1,163 @@
+"""Shared plumbing of the SQL store: transactions, the DB clock, fence checks, row decoding."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from lash_tasks.errors import (
+    LashError,
+    LeaseLost,
+    SchemaVersionError,
+    SessionNotFound,
+    StoreUnavailable,
+)
+from lash_tasks.machine import ActiveTurn, Fence, Node, parse_policy
+from lash_tasks.store import schema as t
+from lash_tasks.store.dialects import Dialect
+from lash_tasks.store.records import PendingInput, QueuedBatch
+
+NODE_SCHEMA_VERSION = 1
+_NODE_PAYLOAD_KEYS = {
+    "message": {"role", "text", "tool_calls", "tool_call_id", "name", "is_error", "attachments"},
+}
+
+
+class SqlStoreBase:
+    def __init__(self, engine: Engine, dialect: Dialect) -> None:
+        self.engine = engine
+        self.dialect = dialect
+
+    @property
+    def durability_tier(self) -> str:
+        return "durable" if self.engine.url.database not in (None, "", ":memory:") else "inline"
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """One transaction. Connection-level failures surface as retryable `StoreUnavailable`."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except LashError:
+            raise
+        except OperationalError as exc:
+            raise StoreUnavailable(f"database unavailable: {exc.orig!s}".splitlines()[0]) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailable("database connection lost") from exc
+            raise
+
+    def now_ms(self, conn: Connection) -> int:
+        return self.dialect.now_ms(conn)
+
+    def _require_session(self, conn: Connection, session_id: str) -> Row[Any]:
+        row = conn.execute(select(t.sessions).where(t.sessions.c.session_id == session_id)).first()
+        if row is None:
+            raise SessionNotFound(f"session {session_id!r} does not exist", session_id=session_id)
+        return row
+
+    def _check_fence(self, conn: Connection, fence: Fence, now: int) -> None:
+        """Raise `LeaseLost` unless `fence` still holds the session lease at `now`."""
+        row = conn.execute(
+            select(t.session_leases).where(t.session_leases.c.session_id == fence.session_id)
+        ).first()
+        if (
+            row is None
+            or row.owner_id != fence.owner_id
+            or row.lease_token != fence.lease_token
+            or row.fencing_token != fence.fencing_token
+            or row.expires_at is None
+            or row.expires_at <= now
+        ):
+            raise LeaseLost(
+                f"lease on session {fence.session_id!r} with fencing token "
+                f"{fence.fencing_token} is no longer held",
+                session_id=fence.session_id,
+            )
+
+    def _live_generation(self, conn: Connection, session_id: str, now: int) -> int | None:
+        row = conn.execute(
+            select(t.session_leases).where(t.session_leases.c.session_id == session_id)
+        ).first()
+        if row is None or row.owner_id is None or row.expires_at is None or row.expires_at <= now:
+            return None
+        return int(row.fencing_token)
+
+    def _active_turn_row(self, conn: Connection, session_id: str) -> Row[Any] | None:
+        return conn.execute(
+            select(t.active_turns).where(t.active_turns.c.session_id == session_id)
+        ).first()
+
+
+def encode_node_payload(node: Node) -> dict[str, Any]:
+    return {"schema_version": NODE_SCHEMA_VERSION, **dict(node.payload)}
+
+
+def decode_node(row: Row[Any]) -> Node:
+    payload = dict(row.payload)
+    version = payload.pop("schema_version", None)
+    if version != NODE_SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"graph node {row.node_id!r} has schema_version {version!r}; "
+            f"this build reads version {NODE_SCHEMA_VERSION}"
+        )
+    allowed = _NODE_PAYLOAD_KEYS.get(row.kind)
+    if allowed is not None and not set(payload) <= allowed:
+        unknown = sorted(set(payload) - allowed)
+        raise SchemaVersionError(
+            f"graph node {row.node_id!r} has unknown fields {unknown} for schema_version "
+            f"{NODE_SCHEMA_VERSION}"
+        )
+    return Node(row.node_id, row.parent_node_id, row.kind, payload, row.created_at)
+
+
+def decode_policy(row: Row[Any]) -> Any:
+    return parse_policy(row.config)
+
+
+def decode_active_turn(row: Row[Any] | None) -> ActiveTurn | None:
+    if row is None:
+        return None
+    return ActiveTurn(
+        turn_id=row.turn_id,
+        step_index=row.step_index,
+        input_claim_id=row.input_claim_id,
+        queue_claim_id=row.queue_claim_id,
+        cancel_requested=bool(row.cancel_requested),
+        state=dict(row.state or {}),
+    )
+
+
+def decode_input(row: Row[Any]) -> PendingInput:
+    return PendingInput(
+        input_id=row.input_id,
+        session_id=row.session_id,
+        enqueue_seq=row.enqueue_seq,
+        source_key=row.source_key,
+        ingress=row.ingress,
+        state=row.state,
+        input=dict(row.input),
+        claim_id=row.claim_id,
+        turn_id=row.turn_id,
+        enqueued_at=row.enqueued_at,
+        updated_at=row.updated_at,
+    )
+
+
+def decode_batch(row: Row[Any], payloads: list[dict[str, Any]]) -> QueuedBatch:
+    return QueuedBatch(
+        batch_id=row.batch_id,
+        session_id=row.session_id,
+        enqueue_seq=row.enqueue_seq,
+        source_key=row.source_key,
+        work_class=row.work_class,
+        slot_policy=row.slot_policy,
+        merge_key=row.merge_key,
+        state=row.state,
+        payloads=tuple(payloads),
+        available_at=row.available_at,
+    )

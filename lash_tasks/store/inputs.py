@@ -1,0 +1,329 @@
+"""Pending turn input: enqueue idempotently, cancel with typed outcomes, claim under a fence.
+
+A claim is live while its generation is the session's live lease generation, or
+while the session's active turn holds it (the turn continues across leases).
+Claims have no timers: a claim from a dead generation is simply claimable again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, false, insert, or_, select, update
+
+from lash_tasks.errors import SourceKeyConflict, ValidationError
+from lash_tasks.machine import Fence, stable_hash
+from lash_tasks.store import schema as t
+from lash_tasks.store.base import SqlStoreBase, decode_input
+from lash_tasks.store.records import (
+    CancelOutcome,
+    InputClaim,
+    InputDraft,
+    InputState,
+    PendingInput,
+    check_session_id,
+)
+
+MAX_INPUTS_PER_TURN = 64
+_p = t.pending_inputs
+
+
+class InputsMixin(SqlStoreBase):
+    def enqueue_input(self, draft: InputDraft) -> PendingInput:
+        """Record one submission. Same source key + same content → the existing record."""
+        check_session_id(draft.session_id)
+        if not draft.source_key:
+            raise ValidationError("source_key must not be empty")
+        if draft.ingress not in ("next_turn", "active_turn"):
+            raise ValidationError(f"unknown ingress {draft.ingress!r}")
+        content_hash = stable_hash({"ingress": draft.ingress, "input": draft.input})
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, draft.session_id)
+            self._require_session(conn, draft.session_id)
+            existing = conn.execute(
+                select(_p).where(
+                    _p.c.session_id == draft.session_id, _p.c.source_key == draft.source_key
+                )
+            ).first()
+            if existing is not None:
+                if existing.content_hash != content_hash:
+                    raise SourceKeyConflict(
+                        f"source key {draft.source_key!r} was already used for different input",
+                        session_id=draft.session_id,
+                        source_key=draft.source_key,
+                    )
+                return decode_input(existing)
+            now = self.now_ms(conn)
+            input_id = draft.input_id or "in_" + uuid.uuid4().hex
+            state = (
+                InputState.PENDING_ACTIVE if draft.ingress == "active_turn" else InputState.PENDING
+            )
+            conn.execute(
+                insert(_p).values(
+                    input_id=input_id,
+                    session_id=draft.session_id,
+                    source_key=draft.source_key,
+                    ingress=draft.ingress,
+                    state=state.value,
+                    input=draft.input,
+                    content_hash=content_hash,
+                    enqueued_at=now,
+                    updated_at=now,
+                )
+            )
+            row = conn.execute(select(_p).where(_p.c.input_id == input_id)).one()
+            return decode_input(row)
+
+    def get_input(self, session_id: str, input_id: str) -> PendingInput | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(_p).where(_p.c.session_id == session_id, _p.c.input_id == input_id)
+            ).first()
+            return decode_input(row) if row is not None else None
+
+    def list_inputs(self, session_id: str) -> list[PendingInput]:
+        """Every input row of the session (terminal ones too, until vacuum), in order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(_p).where(_p.c.session_id == session_id).order_by(_p.c.enqueue_seq)
+            )
+            return [decode_input(r) for r in rows]
+
+    def list_pending_inputs(self, session_id: str) -> list[PendingInput]:
+        """Inputs still waiting: hides terminal rows and rows under a live claim."""
+        check_session_id(session_id)
+        with self.engine.connect() as conn, conn.begin():
+            live = self._live_claim_filter(conn, session_id)
+            rows = conn.execute(
+                select(_p)
+                .where(
+                    _p.c.session_id == session_id,
+                    _p.c.state.in_(
+                        [InputState.PENDING, InputState.PENDING_ACTIVE, InputState.CLAIMED]
+                    ),
+                    ~live,
+                )
+                .order_by(_p.c.enqueue_seq)
+            )
+            return [decode_input(r) for r in rows]
+
+    def cancel_input(
+        self, session_id: str, *, input_id: str | None = None, source_key: str | None = None
+    ) -> CancelOutcome:
+        """Cancel one input by id or source key, with a typed outcome."""
+        if (input_id is None) == (source_key is None):
+            raise ValidationError("cancel_input needs exactly one of input_id or source_key")
+        check_session_id(session_id)
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, session_id)
+            cond = (
+                _p.c.input_id == input_id if input_id is not None else _p.c.source_key == source_key
+            )
+            row = conn.execute(select(_p).where(_p.c.session_id == session_id, cond)).first()
+            if row is None:
+                return CancelOutcome.NOT_FOUND
+            return self._cancel_rows(conn, session_id, [row.enqueue_seq])[0]
+
+    def cancel_inputs(self, session_id: str, input_ids: Sequence[str]) -> dict[str, CancelOutcome]:
+        """Cancel several inputs in one transaction; outcome per id."""
+        check_session_id(session_id)
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, session_id)
+            rows = {
+                r.input_id: r.enqueue_seq
+                for r in conn.execute(
+                    select(_p.c.input_id, _p.c.enqueue_seq).where(
+                        _p.c.session_id == session_id, _p.c.input_id.in_(list(input_ids))
+                    )
+                )
+            }
+            found = [i for i in input_ids if i in rows]
+            outcomes = self._cancel_rows(conn, session_id, [rows[i] for i in found])
+            result = dict(zip(found, outcomes, strict=True))
+            return {i: result.get(i, CancelOutcome.NOT_FOUND) for i in input_ids}
+
+    def cancel_input_suffix(
+        self, session_id: str, anchor_input_id: str
+    ) -> dict[str, CancelOutcome]:
+        """Cancel the anchor input and every later one of the session, atomically."""
+        check_session_id(session_id)
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, session_id)
+            anchor = conn.execute(
+                select(_p.c.enqueue_seq).where(
+                    _p.c.session_id == session_id, _p.c.input_id == anchor_input_id
+                )
+            ).first()
+            if anchor is None:
+                return {anchor_input_id: CancelOutcome.NOT_FOUND}
+            rows = conn.execute(
+                select(_p.c.input_id, _p.c.enqueue_seq)
+                .where(_p.c.session_id == session_id, _p.c.enqueue_seq >= anchor.enqueue_seq)
+                .order_by(_p.c.enqueue_seq)
+            ).all()
+            outcomes = self._cancel_rows(conn, session_id, [r.enqueue_seq for r in rows])
+            return {r.input_id: o for r, o in zip(rows, outcomes, strict=True)}
+
+    def claim_next_turn_inputs(
+        self, fence: Fence, max_inputs: int = MAX_INPUTS_PER_TURN
+    ) -> InputClaim | None:
+        """Claim the next turn's inputs under `fence`, in enqueue order.
+
+        Inputs of a claim whose owner died are re-claimed as the same set first, so the
+        re-run turn keeps its identity and replays its journaled effects.
+        """
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, fence.session_id)
+            now = self.now_ms(conn)
+            self._check_fence(conn, fence, now)
+            live = self._live_claim_filter(conn, fence.session_id)
+            stale = conn.execute(
+                select(_p)
+                .where(
+                    _p.c.session_id == fence.session_id,
+                    _p.c.state == InputState.CLAIMED,
+                    ~live,
+                )
+                .order_by(_p.c.enqueue_seq)
+            ).first()
+            query = select(_p).where(_p.c.session_id == fence.session_id)
+            if stale is not None:
+                query = query.where(
+                    _p.c.claim_id == stale.claim_id, _p.c.state == InputState.CLAIMED
+                )
+            else:
+                query = query.where(_p.c.state == InputState.PENDING)
+            query = self.dialect.for_update(
+                query.order_by(_p.c.enqueue_seq).limit(max_inputs), skip_locked=True
+            )
+            rows = conn.execute(query).all()
+            if not rows:
+                return None
+            claim_id = f"tic:{rows[0].enqueue_seq}:{fence.fencing_token}"
+            claim_token = uuid.uuid4().hex
+            conn.execute(
+                update(_p)
+                .where(_p.c.enqueue_seq.in_([r.enqueue_seq for r in rows]))
+                .values(
+                    state=InputState.CLAIMED,
+                    claim_id=claim_id,
+                    claim_token=claim_token,
+                    claim_generation=fence.fencing_token,
+                    updated_at=now,
+                )
+            )
+            claimed = conn.execute(
+                select(_p).where(_p.c.claim_id == claim_id).order_by(_p.c.enqueue_seq)
+            ).all()
+            return InputClaim(
+                claim_id, claim_token, fence.fencing_token, tuple(decode_input(r) for r in claimed)
+            )
+
+    def accept_active_inputs(self, fence: Fence, claim_id: str, turn_id: str) -> list[PendingInput]:
+        """At a step boundary, take steer inputs into the running turn's claim."""
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, fence.session_id)
+            now = self.now_ms(conn)
+            self._check_fence(conn, fence, now)
+            token_row = conn.execute(
+                select(_p.c.claim_token).where(_p.c.claim_id == claim_id).limit(1)
+            ).first()
+            if token_row is None:
+                return []
+            rows = conn.execute(
+                select(_p)
+                .where(_p.c.session_id == fence.session_id, _p.c.state == InputState.PENDING_ACTIVE)
+                .order_by(_p.c.enqueue_seq)
+            ).all()
+            if not rows:
+                return []
+            conn.execute(
+                update(_p)
+                .where(_p.c.enqueue_seq.in_([r.enqueue_seq for r in rows]))
+                .values(
+                    state=InputState.ACCEPTED,
+                    claim_id=claim_id,
+                    claim_token=token_row.claim_token,
+                    claim_generation=fence.fencing_token,
+                    turn_id=turn_id,
+                    updated_at=now,
+                )
+            )
+            return [decode_input(r) for r in rows]
+
+    def abandon_input_claim(self, fence: Fence, claim_id: str) -> int:
+        """Give claimed inputs back (state pending), e.g. when a step gives up before running."""
+        with self.tx() as conn:
+            result = conn.execute(
+                update(_p)
+                .where(
+                    _p.c.session_id == fence.session_id,
+                    _p.c.claim_id == claim_id,
+                    _p.c.claim_generation == fence.fencing_token,
+                    _p.c.state.in_([InputState.CLAIMED, InputState.ACCEPTED]),
+                )
+                .values(
+                    state=InputState.PENDING,
+                    claim_id=None,
+                    claim_token=None,
+                    claim_generation=None,
+                    updated_at=self.now_ms(conn),
+                )
+            )
+            return int(result.rowcount)
+
+    def _live_claim_filter(self, conn: Connection, session_id: str) -> ColumnElement[bool]:
+        now = self.now_ms(conn)
+        generation = self._live_generation(conn, session_id, now)
+        active = self._active_turn_row(conn, session_id)
+        clauses: list[ColumnElement[bool]] = []
+        if generation is not None:
+            clauses.append(_p.c.claim_generation == generation)
+        if active is not None and active.input_claim_id is not None:
+            clauses.append(_p.c.claim_id == active.input_claim_id)
+        if not clauses:
+            return false()
+        return and_(_p.c.claim_token.is_not(None), or_(*clauses))
+
+    def _cancel_rows(
+        self, conn: Connection, session_id: str, seqs: Sequence[int]
+    ) -> list[CancelOutcome]:
+        if not seqs:
+            return []
+        live = self._live_claim_filter(conn, session_id)
+        rows = {
+            r.enqueue_seq: r
+            for r in conn.execute(
+                select(_p.c.enqueue_seq, _p.c.state, live.label("live")).where(
+                    _p.c.enqueue_seq.in_(list(seqs))
+                )
+            )
+        }
+        outcomes: list[CancelOutcome] = []
+        to_cancel: list[int] = []
+        for seq in seqs:
+            row: Any = rows[seq]
+            if row.state == InputState.COMPLETED:
+                outcomes.append(CancelOutcome.ALREADY_COMPLETED)
+            elif row.state == InputState.CANCELLED:
+                outcomes.append(CancelOutcome.ALREADY_CANCELLED)
+            elif row.state == InputState.ACCEPTED or (row.state == InputState.CLAIMED and row.live):
+                outcomes.append(CancelOutcome.ALREADY_CLAIMED)
+            else:
+                outcomes.append(CancelOutcome.CANCELLED)
+                to_cancel.append(seq)
+        if to_cancel:
+            conn.execute(
+                update(_p)
+                .where(_p.c.enqueue_seq.in_(to_cancel))
+                .values(
+                    state=InputState.CANCELLED,
+                    claim_id=None,
+                    claim_token=None,
+                    claim_generation=None,
+                    updated_at=self.now_ms(conn),
+                )
+            )
+        return outcomes

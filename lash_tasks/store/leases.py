@@ -1,0 +1,118 @@
+"""Session lease: mutual exclusion per session with a fencing token that only goes up."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import insert, select, update
+
+from lash_tasks.errors import LeaseLost, ValidationError
+from lash_tasks.machine import Fence
+from lash_tasks.store import schema as t
+from lash_tasks.store.base import SqlStoreBase
+from lash_tasks.store.records import Busy, Lease, check_session_id
+
+DEFAULT_TTL_MS = 30_000
+
+
+class LeasesMixin(SqlStoreBase):
+    def try_claim_lease(
+        self, session_id: str, owner_id: str, incarnation_id: str, ttl_ms: int = DEFAULT_TTL_MS
+    ) -> Lease | Busy:
+        """Take the lease, re-enter it (same owner and incarnation), or report who holds it."""
+        check_session_id(session_id)
+        if not owner_id or not incarnation_id:
+            raise ValidationError("lease owner id and incarnation id must not be empty")
+        if ttl_ms <= 0:
+            raise ValidationError("lease ttl must be positive")
+        leases = t.session_leases
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, session_id)
+            self._require_session(conn, session_id)
+            now = self.now_ms(conn)
+            row = conn.execute(select(leases).where(leases.c.session_id == session_id)).first()
+            live = row is not None and row.owner_id is not None and (row.expires_at or 0) > now
+            if row is not None and live:
+                if row.owner_id == owner_id and row.incarnation_id == incarnation_id:
+                    conn.execute(
+                        update(leases)
+                        .where(leases.c.session_id == session_id)
+                        .values(expires_at=now + ttl_ms)
+                    )
+                    return Lease(
+                        session_id,
+                        owner_id,
+                        incarnation_id,
+                        row.lease_token,
+                        row.fencing_token,
+                        row.claimed_at,
+                        now + ttl_ms,
+                    )
+                return Busy(session_id, row.owner_id, row.expires_at, max(0, row.expires_at - now))
+            fencing = (row.fencing_token if row is not None else 0) + 1
+            token = uuid.uuid4().hex
+            values = {
+                "owner_id": owner_id,
+                "incarnation_id": incarnation_id,
+                "lease_token": token,
+                "fencing_token": fencing,
+                "claimed_at": now,
+                "expires_at": now + ttl_ms,
+            }
+            if row is None:
+                conn.execute(insert(leases).values(session_id=session_id, **values))
+            else:
+                conn.execute(
+                    update(leases).where(leases.c.session_id == session_id).values(**values)
+                )
+            return Lease(session_id, owner_id, incarnation_id, token, fencing, now, now + ttl_ms)
+
+    def renew_lease(self, fence: Fence, ttl_ms: int = DEFAULT_TTL_MS) -> int:
+        """Extend a held lease; returns the new expiry. A stale fence raises `LeaseLost`."""
+        leases = t.session_leases
+        with self.tx() as conn:
+            now = self.now_ms(conn)
+            result = conn.execute(
+                update(leases)
+                .where(
+                    leases.c.session_id == fence.session_id,
+                    leases.c.owner_id == fence.owner_id,
+                    leases.c.lease_token == fence.lease_token,
+                    leases.c.fencing_token == fence.fencing_token,
+                    leases.c.expires_at > now,
+                )
+                .values(expires_at=now + ttl_ms)
+            )
+            if result.rowcount == 0:
+                raise LeaseLost(
+                    f"cannot renew: lease on session {fence.session_id!r} "
+                    f"(fencing token {fence.fencing_token}) expired or was taken over",
+                    session_id=fence.session_id,
+                )
+            return now + ttl_ms
+
+    def release_lease(self, fence: Fence) -> bool:
+        """Give the lease up. Idempotent; never clears a newer owner; the fencing token stays."""
+        leases = t.session_leases
+        with self.tx() as conn:
+            result = conn.execute(
+                update(leases)
+                .where(
+                    leases.c.session_id == fence.session_id,
+                    leases.c.owner_id == fence.owner_id,
+                    leases.c.lease_token == fence.lease_token,
+                    leases.c.fencing_token == fence.fencing_token,
+                )
+                .values(owner_id=None, incarnation_id=None, lease_token=None, expires_at=None)
+            )
+            return result.rowcount > 0
+
+    def lease_state(self, session_id: str) -> tuple[str | None, int, int | None]:
+        """(owner or None, fencing token, expires_at) as stored — for operators and tests."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.session_leases).where(t.session_leases.c.session_id == session_id)
+            ).first()
+            if row is None:
+                return None, 0, None
+            return row.owner_id, int(row.fencing_token), row.expires_at

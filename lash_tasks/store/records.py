@@ -1,0 +1,188 @@
+"""Values the store hands out and takes in (besides the machine's commit drafts)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from lash_tasks.errors import InvalidSessionId
+from lash_tasks.machine import ActiveTurn, Fence, SessionGraph, SessionPolicy, Usage
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+
+
+def check_session_id(session_id: object) -> str:
+    """Return `session_id` if it is a usable id, else raise `InvalidSessionId` naming why."""
+    if not isinstance(session_id, str):
+        raise InvalidSessionId(f"session id must be a string, got {type(session_id).__name__}")
+    if not session_id:
+        raise InvalidSessionId("session id must not be empty")
+    if not _SESSION_ID.match(session_id):
+        raise InvalidSessionId(
+            "session id must be 1-200 characters of letters, digits and . _ : @ -, "
+            "starting with a letter or digit"
+        )
+    return session_id
+
+
+@dataclass(frozen=True)
+class FullGraph:
+    kind: Literal["full_graph"] = "full_graph"
+
+
+@dataclass(frozen=True)
+class ActivePath:
+    """Only leaf → root. `leaf=None` uses the persisted leaf."""
+
+    leaf: str | None = None
+    kind: Literal["active_path"] = "active_path"
+
+
+ReadScope = FullGraph | ActivePath
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    session_id: str
+    head_revision: int
+    policy: SessionPolicy
+    leaf_node_id: str | None
+    tool_state: dict[str, Any] | None
+    tool_state_generation: int | None
+    plugin_snapshot: dict[str, Any] | None
+    usage: Usage
+    created_at: int
+    updated_at: int
+
+
+@dataclass
+class LoadedSession:
+    record: SessionRecord
+    graph: SessionGraph
+    active_turn: ActiveTurn | None
+    scope: ReadScope
+
+
+@dataclass(frozen=True)
+class Lease:
+    session_id: str
+    owner_id: str
+    incarnation_id: str
+    lease_token: str
+    fencing_token: int
+    claimed_at: int
+    expires_at: int
+
+    @property
+    def fence(self) -> Fence:
+        return Fence(self.session_id, self.owner_id, self.lease_token, self.fencing_token)
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Another owner holds a live lease. `retry_after_ms` is when it would expire."""
+
+    session_id: str
+    holder_owner_id: str
+    expires_at: int
+    retry_after_ms: int
+
+
+class InputState(StrEnum):
+    PENDING = "pending"
+    PENDING_ACTIVE = "pending_active"
+    CLAIMED = "claimed"
+    ACCEPTED = "accepted"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_INPUT_STATES = (InputState.COMPLETED, InputState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class InputDraft:
+    session_id: str
+    source_key: str
+    input: dict[str, Any]
+    ingress: Literal["next_turn", "active_turn"] = "next_turn"
+    input_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingInput:
+    input_id: str
+    session_id: str
+    enqueue_seq: int
+    source_key: str
+    ingress: str
+    state: str
+    input: dict[str, Any]
+    claim_id: str | None
+    turn_id: str | None
+    enqueued_at: int
+    updated_at: int
+
+
+class CancelOutcome(StrEnum):
+    CANCELLED = "cancelled"
+    ALREADY_CLAIMED = "already_claimed"
+    ALREADY_COMPLETED = "already_completed"
+    ALREADY_CANCELLED = "already_cancelled"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True)
+class InputClaim:
+    claim_id: str
+    claim_token: str
+    generation: int
+    inputs: tuple[PendingInput, ...]
+
+
+@dataclass(frozen=True)
+class QueuedBatch:
+    batch_id: str
+    session_id: str
+    enqueue_seq: int
+    source_key: str
+    work_class: str
+    slot_policy: str
+    merge_key: str | None
+    state: str
+    payloads: tuple[dict[str, Any], ...]
+    available_at: int
+
+
+@dataclass(frozen=True)
+class QueueClaim:
+    claim_id: str
+    claim_token: str
+    generation: int
+    batches: tuple[QueuedBatch, ...]
+
+
+@dataclass(frozen=True)
+class VacuumReport:
+    removed_nodes: int = 0
+    removed_inputs: int = 0
+    removed_queued_work: int = 0
+    removed_journal_rows: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "removed_nodes": self.removed_nodes,
+            "removed_inputs": self.removed_inputs,
+            "removed_queued_work": self.removed_queued_work,
+            "removed_journal_rows": self.removed_journal_rows,
+        }
+
+
+@dataclass(frozen=True)
+class RunnableSession:
+    """What the sweeper found: a session with work and no live lease."""
+
+    session_id: str
+    reasons: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,231 @@
+"""Tables of the one lash-tasks database. Every row is keyed by session_id.
+
+Times are epoch milliseconds taken from the database clock, so that leases
+compare against one clock however many worker machines there are.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT one.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+sessions = Table(
+    "lash_sessions",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("head_revision", BigInteger, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("leaf_node_id", String(200)),
+    Column("tool_state", JSON),
+    Column("tool_state_generation", BigInteger),
+    Column("plugin_snapshot", JSON),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("graph_changed_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+graph_nodes = Table(
+    "lash_graph_nodes",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("node_id", String(200), primary_key=True),
+    Column("parent_node_id", String(200)),
+    Column("seq", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", String(64), nullable=False),
+    Column("tombstoned_at", BigInteger),
+    Index("ix_lash_graph_nodes_session_seq", "session_id", "seq"),
+)
+
+turn_commits = Table(
+    "lash_turn_commits",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("turn_id", String(200), primary_key=True),
+    Column("turn_commit_hash", String(64), nullable=False),
+    Column("head_revision", BigInteger, nullable=False),
+    Column("result", JSON, nullable=False),
+    Column("committed_at", BigInteger, nullable=False),
+)
+
+session_leases = Table(
+    "lash_session_leases",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("owner_id", String(200)),
+    Column("incarnation_id", String(200)),
+    Column("lease_token", String(200)),
+    Column("fencing_token", BigInteger, nullable=False),
+    Column("claimed_at", BigInteger),
+    Column("expires_at", BigInteger),
+)
+
+pending_inputs = Table(
+    "lash_pending_inputs",
+    metadata,
+    Column("enqueue_seq", AutoId, primary_key=True, autoincrement=True),
+    Column("input_id", String(200), nullable=False, unique=True),
+    Column("session_id", String(200), nullable=False),
+    Column("source_key", String(400), nullable=False),
+    Column("ingress", String(32), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("claim_id", String(200)),
+    Column("claim_token", String(200)),
+    Column("claim_generation", BigInteger),
+    Column("turn_id", String(200)),
+    Column("enqueued_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("session_id", "source_key", name="uq_lash_pending_inputs_source_key"),
+    Index("ix_lash_pending_inputs_session_state", "session_id", "state", "enqueue_seq"),
+)
+
+queued_work = Table(
+    "lash_queued_work",
+    metadata,
+    Column("enqueue_seq", AutoId, primary_key=True, autoincrement=True),
+    Column("batch_id", String(200), nullable=False, unique=True),
+    Column("session_id", String(200), nullable=False),
+    Column("source_key", String(400), nullable=False),
+    Column("work_class", String(32), nullable=False),
+    Column("slot_policy", String(16), nullable=False),
+    Column("merge_key", String(200)),
+    Column("content_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("available_at", BigInteger, nullable=False),
+    Column("claim_id", String(200)),
+    Column("claim_token", String(200)),
+    Column("claim_generation", BigInteger),
+    Column("enqueued_at", BigInteger, nullable=False),
+    UniqueConstraint("session_id", "source_key", name="uq_lash_queued_work_source_key"),
+    Index("ix_lash_queued_work_session_ready", "session_id", "state", "enqueue_seq"),
+)
+
+queued_work_items = Table(
+    "lash_queued_work_items",
+    metadata,
+    Column("batch_id", String(200), primary_key=True),
+    Column("item_index", Integer, primary_key=True),
+    Column("payload", JSON, nullable=False),
+    ForeignKeyConstraint(["batch_id"], ["lash_queued_work.batch_id"], ondelete="CASCADE"),
+)
+
+active_turns = Table(
+    "lash_active_turns",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("turn_id", String(200), nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("input_claim_id", String(200)),
+    Column("queue_claim_id", String(200)),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("state", JSON, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+)
+
+effect_journal = Table(
+    "lash_effect_journal",
+    metadata,
+    Column("scope_id", String(200), primary_key=True),
+    Column("replay_key", String(600), primary_key=True),
+    Column("session_id", String(200), nullable=False),
+    Column("turn_id", String(200)),
+    Column("envelope_hash", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("outcome", JSON),
+    Column("error", JSON),
+    Column("lease_owner", String(200)),
+    Column("lease_token", String(200)),
+    Column("lease_expires_at", BigInteger),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_lash_effect_journal_session_turn", "session_id", "turn_id"),
+)
+
+attachment_manifest = Table(
+    "lash_attachment_manifest",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("attachment_id", String(64), primary_key=True),
+    Column("uri", String(400), nullable=False),
+    Column("intent_at", BigInteger, nullable=False),
+    Column("committed_at", BigInteger),
+    Column("owner_kind", String(16)),
+    Column("owner_id", String(200)),
+    Index("ix_lash_attachment_manifest_attachment", "attachment_id"),
+    Index("ix_lash_attachment_manifest_owner", "session_id", "owner_kind", "owner_id"),
+)
+
+processes = Table(
+    "lash_processes",
+    metadata,
+    Column("process_id", String(200), primary_key=True),
+    Column("session_id", String(200), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("disposition", String(32), nullable=False),
+    Column("registration_hash", String(64), nullable=False),
+    Column("registration", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("result", JSON),
+    Column("lease_owner", String(200)),
+    Column("lease_token", String(200)),
+    Column("fencing_token", BigInteger, nullable=False, default=0),
+    Column("lease_expires_at", BigInteger),
+    Column("first_started_at", BigInteger),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_lash_processes_status", "status"),
+    Index("ix_lash_processes_session", "session_id"),
+)
+
+process_events = Table(
+    "lash_process_events",
+    metadata,
+    Column("process_id", String(200), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("event_type", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("occurred_at", BigInteger, nullable=False),
+)
+
+maintenance_runs = Table(
+    "lash_maintenance_runs",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("slot", String(64), primary_key=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+    Column("report", JSON),
+)
+
+SESSION_TABLES = (
+    attachment_manifest,
+    effect_journal,
+    active_turns,
+    queued_work,
+    pending_inputs,
+    session_leases,
+    turn_commits,
+    graph_nodes,
+    sessions,
+)

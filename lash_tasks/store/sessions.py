@@ -1,0 +1,204 @@
+"""Session rows and graph reads: create, load (full graph or active path), delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, delete, func, insert, literal, select, update
+
+from lash_tasks.errors import SessionExists, SessionNotFound
+from lash_tasks.machine import Node, SessionGraph, SessionPolicy, Usage, parse_policy
+from lash_tasks.store import schema as t
+from lash_tasks.store.base import SqlStoreBase, decode_active_turn, decode_node
+from lash_tasks.store.records import (
+    ActivePath,
+    FullGraph,
+    LoadedSession,
+    ReadScope,
+    SessionRecord,
+    check_session_id,
+)
+
+
+class SessionsMixin(SqlStoreBase):
+    def create_session(self, session_id: str, policy: SessionPolicy) -> SessionRecord:
+        """Create a session at head revision 0. Same id and same policy → the existing record."""
+        check_session_id(session_id)
+        policy = parse_policy(policy)
+        config = policy.model_dump(mode="json")
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, session_id)
+            existing = conn.execute(
+                select(t.sessions).where(t.sessions.c.session_id == session_id)
+            ).first()
+            if existing is not None:
+                if existing.config != config:
+                    raise SessionExists(
+                        f"session {session_id!r} already exists with a different configuration",
+                        session_id=session_id,
+                    )
+                return _record(existing)
+            now = self.now_ms(conn)
+            conn.execute(
+                insert(t.sessions).values(
+                    session_id=session_id,
+                    head_revision=0,
+                    config=config,
+                    leaf_node_id=None,
+                    input_tokens=0,
+                    output_tokens=0,
+                    graph_changed_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            return _record(self._require_session(conn, session_id))
+
+    def session_record(self, session_id: str) -> SessionRecord:
+        check_session_id(session_id)
+        with self.engine.connect() as conn:
+            return _record(self._require_session(conn, session_id))
+
+    def session_exists(self, session_id: str) -> bool:
+        check_session_id(session_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.sessions.c.session_id).where(t.sessions.c.session_id == session_id)
+            ).first()
+            return row is not None
+
+    def list_session_ids(self, limit: int = 1000) -> list[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.sessions.c.session_id).order_by(t.sessions.c.created_at).limit(limit)
+            )
+            return [r.session_id for r in rows]
+
+    def load(self, session_id: str, scope: ReadScope | None = None) -> LoadedSession:
+        """Load a session's record, graph (per `scope`) and active turn in one snapshot."""
+        check_session_id(session_id)
+        scope = scope or FullGraph()
+        with self.engine.connect() as conn, conn.begin():
+            row = self._require_session(conn, session_id)
+            record = _record(row)
+            if isinstance(scope, ActivePath):
+                leaf = scope.leaf if scope.leaf is not None else record.leaf_node_id
+                nodes = self._active_path_nodes(conn, session_id, leaf)
+                graph = SessionGraph.from_nodes(nodes, leaf)
+            else:
+                graph = SessionGraph.from_nodes(
+                    self._all_nodes(conn, session_id), record.leaf_node_id
+                )
+            active = decode_active_turn(self._active_turn_row(conn, session_id))
+        return LoadedSession(record=record, graph=graph, active_turn=active, scope=scope)
+
+    def load_node(self, session_id: str, node_id: str) -> Node | None:
+        """One node by id; tombstoned or missing → None."""
+        check_session_id(session_id)
+        with self.engine.connect() as conn:
+            self._require_session(conn, session_id)
+            row = conn.execute(
+                select(t.graph_nodes).where(
+                    t.graph_nodes.c.session_id == session_id,
+                    t.graph_nodes.c.node_id == node_id,
+                    t.graph_nodes.c.tombstoned_at.is_(None),
+                )
+            ).first()
+            return decode_node(row) if row is not None else None
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete every row of the session (and its processes); nothing of any other session."""
+        check_session_id(session_id)
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, session_id)
+            existed = (
+                conn.execute(
+                    select(t.sessions.c.session_id).where(t.sessions.c.session_id == session_id)
+                ).first()
+                is not None
+            )
+            process_ids = select(t.processes.c.process_id).where(
+                t.processes.c.session_id == session_id
+            )
+            conn.execute(
+                delete(t.process_events).where(t.process_events.c.process_id.in_(process_ids))
+            )
+            conn.execute(delete(t.processes).where(t.processes.c.session_id == session_id))
+            batch_ids = select(t.queued_work.c.batch_id).where(
+                t.queued_work.c.session_id == session_id
+            )
+            conn.execute(
+                delete(t.queued_work_items).where(t.queued_work_items.c.batch_id.in_(batch_ids))
+            )
+            for table in t.SESSION_TABLES:
+                conn.execute(delete(table).where(table.c.session_id == session_id))
+            return existed
+
+    def _all_nodes(self, conn: Connection, session_id: str) -> list[Node]:
+        rows = conn.execute(
+            select(t.graph_nodes)
+            .where(
+                t.graph_nodes.c.session_id == session_id, t.graph_nodes.c.tombstoned_at.is_(None)
+            )
+            .order_by(t.graph_nodes.c.seq)
+        )
+        return [decode_node(r) for r in rows]
+
+    def _active_path_nodes(self, conn: Connection, session_id: str, leaf: str | None) -> list[Node]:
+        """Walk parent links from `leaf` with a recursive CTE: cost grows with the path only."""
+        if leaf is None:
+            return []
+        n = t.graph_nodes
+        base = select(n.c.node_id, n.c.parent_node_id, literal(0).label("depth")).where(
+            n.c.session_id == session_id, n.c.node_id == leaf
+        )
+        path = base.cte("active_path", recursive=True)
+        step = select(n.c.node_id, n.c.parent_node_id, (path.c.depth + 1).label("depth")).where(
+            and_(n.c.session_id == session_id, n.c.node_id == path.c.parent_node_id)
+        )
+        path = path.union_all(step)
+        rows = conn.execute(
+            select(n)
+            .join(path, and_(n.c.session_id == session_id, n.c.node_id == path.c.node_id))
+            .where(n.c.tombstoned_at.is_(None))
+            .order_by(path.c.depth.desc())
+        )
+        return [decode_node(r) for r in rows]
+
+    def _next_seq(self, conn: Connection, session_id: str) -> int:
+        value = conn.execute(
+            select(func.coalesce(func.max(t.graph_nodes.c.seq), 0)).where(
+                t.graph_nodes.c.session_id == session_id
+            )
+        ).scalar_one()
+        return int(value) + 1
+
+    def request_cancel(self, session_id: str) -> bool:
+        """Ask the running turn to stop at its next step boundary. False if none is running."""
+        check_session_id(session_id)
+        with self.tx() as conn:
+            if not conn.execute(
+                select(t.sessions.c.session_id).where(t.sessions.c.session_id == session_id)
+            ).first():
+                raise SessionNotFound(f"session {session_id!r} does not exist")
+            result = conn.execute(
+                update(t.active_turns)
+                .where(t.active_turns.c.session_id == session_id)
+                .values(cancel_requested=True)
+            )
+            return result.rowcount > 0
+
+
+def _record(row: Row[Any]) -> SessionRecord:
+    return SessionRecord(
+        session_id=row.session_id,
+        head_revision=row.head_revision,
+        policy=parse_policy(row.config),
+        leaf_node_id=row.leaf_node_id,
+        tool_state=row.tool_state,
+        tool_state_generation=row.tool_state_generation,
+        plugin_snapshot=row.plugin_snapshot,
+        usage=Usage(row.input_tokens, row.output_tokens),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
