@@ -5,11 +5,22 @@ from __future__ import annotations
 from lash_tasks.store.commit import CommitMixin
 from lash_tasks.store.dialects import make_engine
 from lash_tasks.store.inputs import InputsMixin
+from lash_tasks.store.journal import JournalMixin
 from lash_tasks.store.leases import LeasesMixin
 from lash_tasks.store.maintenance import MaintenanceMixin
+from lash_tasks.store.manifest import ManifestMixin
+from lash_tasks.store.turns import TurnsMixin
 
 
-class SqlStore(CommitMixin, InputsMixin, LeasesMixin, MaintenanceMixin):
+class SqlStore(
+    CommitMixin,
+    InputsMixin,
+    LeasesMixin,
+    MaintenanceMixin,
+    JournalMixin,
+    ManifestMixin,
+    TurnsMixin,
+):
     """Every store capability over one SQLAlchemy engine. Build one per worker process."""
 
     @classmethod

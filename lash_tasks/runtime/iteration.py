@@ -1,0 +1,231 @@
+"""One protocol iteration: the LLM call, then its tool calls, each through the effect host."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lash_tasks.errors import LashError
+from lash_tasks.machine import Fence, LlmRequest, LlmResponse, Message, Node, NodeDraft, Usage
+from lash_tasks.machine.turn_step import (
+    CallLlm,
+    StepContext,
+    TurnOutcome,
+    after_llm,
+    after_tools,
+    begin_step,
+    node_id_for,
+)
+from lash_tasks.runtime.assembly import SessionRuntime
+from lash_tasks.runtime.core import LashCore
+from lash_tasks.runtime.effects import EffectRequest, RecordedFailure
+from lash_tasks.runtime.turn_start import StepWork, user_message
+from lash_tasks.tools.base import ToolContext, ToolResult
+
+MAX_PARALLEL_TOOLS = 8
+
+
+@dataclass
+class Iteration:
+    nodes: list[Node] = field(default_factory=list)
+    outcome: TurnOutcome | None = None
+    usage: Usage = field(default_factory=Usage)
+    attachment_ids: list[str] = field(default_factory=list)
+
+
+class _Appender:
+    """Appends nodes with deterministic ids, so a replayed step builds the same nodes."""
+
+    def __init__(self, runtime: SessionRuntime, work: StepWork, iteration: Iteration) -> None:
+        self.runtime = runtime
+        self.work = work
+        self.iteration = iteration
+        self.position = 0
+        self.now = datetime.now(UTC).isoformat()
+
+    def message(self, message: Message) -> None:
+        self._add(NodeDraft.for_message(self._next_id(), message, self.now))
+
+    def event(self, payload: dict[str, Any]) -> None:
+        self._add(NodeDraft(self._next_id(), "event", payload, self.now))
+
+    def _next_id(self) -> str:
+        node_id = node_id_for(self.work.turn_id, self.work.step_index, self.position)
+        self.position += 1
+        return node_id
+
+    def _add(self, draft: NodeDraft) -> None:
+        self.iteration.nodes.append(self.runtime.graph.append(draft))
+
+
+def run_iteration(
+    core: LashCore, runtime: SessionRuntime, fence: Fence, work: StepWork
+) -> Iteration:
+    iteration = Iteration()
+    add = _Appender(runtime, work, iteration)
+    if work.is_new_turn:
+        if work.branch_from:
+            runtime.branch_to(work.branch_from)
+        for message in work.new_messages:
+            add.message(message)
+        core.tracer.emit(
+            "turn_started", runtime.session_id, work.turn_id, inputs=list(work.input_ids)
+        )
+    elif work.input_claim_id is not None:
+        store = core.require_store()
+        for accepted in store.accept_active_inputs(fence, work.input_claim_id, work.turn_id):
+            add.message(user_message(accepted.input))
+    policy = runtime.policy
+    ctx = StepContext(
+        model=policy.model.id,
+        step_index=work.step_index,
+        max_turns=policy.max_turns,
+        system_prompt=policy.system_prompt,
+        tools=tuple(runtime.tools.manifests()),
+        cancel_requested=work.cancel_requested,
+    )
+    history = [_model_view(core, m) for m in runtime.graph.active_messages()]
+    start = begin_step(history, ctx)
+    if not isinstance(start, CallLlm):
+        iteration.outcome = start.outcome
+    else:
+        response, error = _call_llm(core, runtime, work, start.request)
+        if response is not None:
+            iteration.usage = response.usage
+        decision = after_llm(response, error)
+        for message in decision.messages:
+            add.message(message)
+        iteration.outcome = decision.outcome
+        if decision.tool_calls:
+            results, failure = _run_tools(core, runtime, work, decision.tool_calls)
+            for result in results:
+                iteration.attachment_ids.extend(result.attachments)
+            closing = after_tools(results, ctx)
+            for message in closing.messages:
+                add.message(message)
+            iteration.outcome = failure or closing.outcome
+    if iteration.outcome is not None and iteration.outcome.status == "stopped":
+        add.event({"type": "turn_stopped", **iteration.outcome.to_json()})
+    return iteration
+
+
+def _call_llm(
+    core: LashCore, runtime: SessionRuntime, work: StepWork, request: LlmRequest
+) -> tuple[LlmResponse | None, dict[str, Any] | None]:
+    effect = EffectRequest(
+        session_id=runtime.session_id,
+        turn_id=work.turn_id,
+        replay_key=f"{runtime.session_id}:{work.turn_id}:{work.step_index}:llm_call:0",
+        envelope={"kind": "llm_call", "request": request.to_json()},
+    )
+    core.tracer.emit("llm_call_started", runtime.session_id, work.turn_id, step=work.step_index)
+    try:
+        outcome = core.effects.run(effect, lambda: core.llm.complete(request).to_json())
+    except RecordedFailure as exc:
+        return None, exc.error
+    except LashError as exc:
+        if exc.code.startswith("provider") or exc.code == "validation_error":
+            core.tracer.emit("llm_call_failed", runtime.session_id, work.turn_id, error=exc.code)
+            return None, exc.to_dict()
+        raise
+    response = LlmResponse.from_json(outcome)
+    core.tracer.emit(
+        "llm_call_completed",
+        runtime.session_id,
+        work.turn_id,
+        step=work.step_index,
+        usage=response.usage.to_json(),
+        tool_calls=len(response.tool_calls),
+    )
+    return response, None
+
+
+def _run_tools(
+    core: LashCore, runtime: SessionRuntime, work: StepWork, calls: Any
+) -> tuple[list[Message], TurnOutcome | None]:
+    """Run the step's tool calls concurrently; results keep the calls' order."""
+    attachments = _attachments(core, runtime, work)
+
+    def run_one(index: int) -> Message:
+        call = calls[index]
+        effect = EffectRequest(
+            session_id=runtime.session_id,
+            turn_id=work.turn_id,
+            replay_key=(
+                f"{runtime.session_id}:{work.turn_id}:{work.step_index}:tool_call:{index}:"
+                f"{call.call_id}"
+            ),
+            envelope={"kind": "tool_call", "name": call.name, "arguments": call.arguments},
+        )
+
+        def execute() -> dict[str, Any]:
+            context = ToolContext(runtime.session_id, work.turn_id, call.call_id, attachments)
+            result = runtime.tools.execute(call, context)
+            return _budgeted(core, result, attachments).to_json()
+
+        outcome = core.effects.run(effect, execute)
+        core.tracer.emit("tool_call_completed", runtime.session_id, work.turn_id, tool=call.name)
+        return ToolResult.from_json(outcome).to_message(call.call_id, call.name)
+
+    workers = max(1, min(MAX_PARALLEL_TOOLS, len(calls)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lash-tool") as pool:
+        futures = [pool.submit(run_one, i) for i in range(len(calls))]
+        results: list[Message] = []
+        failure: TurnOutcome | None = None
+        for call, future in zip(calls, futures, strict=True):
+            try:
+                results.append(future.result())
+            except LashError as exc:
+                if not isinstance(exc, RecordedFailure) and exc.retryable:
+                    raise
+                failure = failure or TurnOutcome(
+                    "stopped",
+                    "tool_failure",
+                    f"tool {call.name!r} failed: {exc.message}",
+                    detail=exc.to_dict(),
+                )
+                results.append(
+                    Message(
+                        "tool",
+                        f"tool failed: {exc.message}",
+                        tool_call_id=call.call_id,
+                        name=call.name,
+                        is_error=True,
+                    )
+                )
+    return results, failure
+
+
+def _budgeted(core: LashCore, result: ToolResult, attachments: Any) -> ToolResult:
+    """Oversized output goes to the attachment store; the model sees a head/tail view."""
+    if core.budget.fits(result.text) or attachments is None:
+        return result
+    attachment_id = attachments.put(result.text.encode(), "text/plain")
+    view = core.budget.apply(result.text, attachment_id=attachment_id)
+    return ToolResult(view.model_text, result.is_error, (*result.attachments, attachment_id))
+
+
+def _model_view(core: LashCore, message: Message) -> Message:
+    """Tool output kept in full in the graph is budgeted on its way to the model."""
+    if message.role != "tool" or core.budget.fits(message.text):
+        return message
+    view = core.budget.apply(message.text)
+    return Message(
+        message.role,
+        view.model_text,
+        message.tool_calls,
+        message.tool_call_id,
+        message.name,
+        message.is_error,
+        message.attachments,
+    )
+
+
+def _attachments(core: LashCore, runtime: SessionRuntime, work: StepWork) -> Any:
+    if core.blobs is None or core.store is None:
+        return None
+    from lash_tasks.attachments import attachments_for
+
+    return attachments_for(core.store, core.blobs, runtime.session_id, "turn", work.turn_id)

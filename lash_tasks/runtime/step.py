@@ -1,0 +1,128 @@
+"""`run_step`: one fenced turn step (DESIGN §4.1), in-process.
+
+lease → rebuild → resume the active turn or claim work → one protocol iteration
+through the effect host → one fenced commit (progress or final) → release.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lash_tasks.errors import (
+    EffectBusy,
+    HeadRevisionConflict,
+    LashError,
+    LeaseLost,
+    StaleClaim,
+)
+from lash_tasks.runtime.assembly import SessionRuntime, assemble_runtime
+from lash_tasks.runtime.commands import run_session_command
+from lash_tasks.runtime.core import LashCore
+from lash_tasks.runtime.iteration import run_iteration
+from lash_tasks.runtime.lease_keeper import LeaseKeeper
+from lash_tasks.runtime.turn_commit import commit_step
+from lash_tasks.runtime.turn_start import StepWork, resume_or_claim
+from lash_tasks.store.records import Busy, Lease, check_session_id
+
+log = logging.getLogger(__name__)
+
+StepStatus = Literal[
+    "busy", "idle", "command", "progressed", "finished", "lease_lost", "conflict", "effect_busy"
+]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did. `more_work` asks the caller to poke the session again."""
+
+    session_id: str
+    status: StepStatus
+    more_work: bool = False
+    retry_after_ms: int | None = None
+    turn_id: str | None = None
+    head_revision: int | None = None
+    outcome: dict[str, Any] | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "status": self.status,
+            "more_work": self.more_work,
+            "retry_after_ms": self.retry_after_ms,
+            "turn_id": self.turn_id,
+            "head_revision": self.head_revision,
+            "outcome": self.outcome,
+        }
+
+
+def run_step(core: LashCore, session_id: str) -> StepResult:
+    """Run at most one step of `session_id`. Never raises for busy or stale leases."""
+    check_session_id(session_id)
+    store = core.require_store()
+    lease = store.try_claim_lease(session_id, core.owner_id, core.incarnation_id, core.lease.ttl_ms)
+    if isinstance(lease, Busy):
+        return StepResult(session_id, "busy", retry_after_ms=lease.retry_after_ms)
+    try:
+        with LeaseKeeper(
+            store, lease, core.lease.ttl_ms, core.lease.renew_ms, core.effects
+        ) as keeper:
+            return _run_leased(core, lease, keeper)
+    except (LeaseLost, StaleClaim) as exc:
+        core.cache.forget(session_id)
+        log.info("step on %s discarded: %s", session_id, exc.code)
+        return StepResult(session_id, "lease_lost", more_work=True, detail=exc.to_dict())
+    except HeadRevisionConflict as exc:
+        core.cache.forget(session_id)
+        return StepResult(session_id, "conflict", more_work=True, detail=exc.to_dict())
+    except EffectBusy as exc:
+        retry = int(exc.details.get("retry_after_ms") or core.lease.ttl_ms)
+        return StepResult(session_id, "effect_busy", more_work=True, retry_after_ms=retry)
+    finally:
+        _release_quietly(core, lease)
+
+
+def _run_leased(core: LashCore, lease: Lease, keeper: LeaseKeeper) -> StepResult:
+    runtime = assemble_runtime(core, lease.session_id, purpose="rebuild")
+    started = resume_or_claim(core, runtime, lease.fence)
+    if started is None:
+        return StepResult(lease.session_id, "idle", head_revision=runtime.head_revision)
+    if started.command is not None:
+        revision = run_session_command(core, runtime, lease.fence, started.command, keeper)
+        return StepResult(lease.session_id, "command", more_work=True, head_revision=revision)
+    work: StepWork = started.work
+    iteration = run_iteration(core, runtime, lease.fence, work)
+    keeper.check()
+    result = commit_step(core, runtime, lease.fence, work, iteration)
+    _remember(core, runtime, result.head_revision)
+    if iteration.outcome is None:
+        return StepResult(
+            lease.session_id,
+            "progressed",
+            more_work=True,
+            turn_id=work.turn_id,
+            head_revision=result.head_revision,
+        )
+    store = core.require_store()
+    return StepResult(
+        lease.session_id,
+        "finished",
+        more_work=store.has_waiting_work(lease.session_id),
+        turn_id=work.turn_id,
+        head_revision=result.head_revision,
+        outcome=iteration.outcome.to_json(),
+    )
+
+
+def _remember(core: LashCore, runtime: SessionRuntime, head_revision: int) -> None:
+    if runtime.policy.residency == "active_path_only":
+        core.cache.put(runtime.session_id, head_revision, runtime.graph)
+
+
+def _release_quietly(core: LashCore, lease: Lease) -> None:
+    try:
+        core.require_store().release_lease(lease.fence)
+    except LashError as exc:  # the lease expires by itself; never mask the step's result
+        log.warning("could not release lease on %s: %s", lease.session_id, exc.code)

@@ -1,0 +1,174 @@
+"""Effect journal rows: each effect's outcome, keyed by replay key, under an effect lease."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import insert, select, update
+
+from lash_tasks.errors import EffectBusy, EffectError, ReplayMismatch
+from lash_tasks.store import schema as t
+from lash_tasks.store.base import SqlStoreBase
+
+_j = t.effect_journal
+
+
+@dataclass(frozen=True)
+class ExecuteEffect:
+    """No usable record: the caller must execute, then finalize with this lease token."""
+
+    lease_token: str
+    took_over: bool = False
+
+
+@dataclass(frozen=True)
+class RecordedEffect:
+    """A finished record: replay its outcome (or error) instead of executing."""
+
+    status: Literal["completed", "failed"]
+    outcome: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+class JournalMixin(SqlStoreBase):
+    def journal_prepare(
+        self,
+        *,
+        scope_id: str,
+        replay_key: str,
+        session_id: str,
+        turn_id: str | None,
+        envelope_hash: str,
+        owner: str,
+        ttl_ms: int,
+    ) -> ExecuteEffect | RecordedEffect:
+        """Decide, in one transaction, whether to execute an effect or replay its record."""
+        with self.tx() as conn:
+            self.dialect.lock_key(conn, f"effect:{scope_id}:{replay_key}")
+            now = self.now_ms(conn)
+            row = conn.execute(
+                self.dialect.for_update(
+                    select(_j).where(_j.c.scope_id == scope_id, _j.c.replay_key == replay_key)
+                )
+            ).first()
+            token = uuid.uuid4().hex
+            if row is None:
+                conn.execute(
+                    insert(_j).values(
+                        scope_id=scope_id,
+                        replay_key=replay_key,
+                        session_id=session_id,
+                        turn_id=turn_id,
+                        envelope_hash=envelope_hash,
+                        status="in_progress",
+                        lease_owner=owner,
+                        lease_token=token,
+                        lease_expires_at=now + ttl_ms,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                return ExecuteEffect(token)
+            if row.envelope_hash != envelope_hash:
+                raise ReplayMismatch(
+                    f"effect {replay_key!r} was recorded with a different envelope; "
+                    "the step no longer matches its journal",
+                    replay_key=replay_key,
+                    recorded_hash=row.envelope_hash,
+                    new_hash=envelope_hash,
+                )
+            if row.status in ("completed", "failed"):
+                return RecordedEffect(row.status, row.outcome, row.error)
+            if row.lease_expires_at is not None and row.lease_expires_at > now:
+                raise EffectBusy(
+                    f"effect {replay_key!r} is being executed by {row.lease_owner!r}",
+                    replay_key=replay_key,
+                    retry_after_ms=row.lease_expires_at - now,
+                )
+            conn.execute(
+                update(_j)
+                .where(_j.c.scope_id == scope_id, _j.c.replay_key == replay_key)
+                .values(
+                    lease_owner=owner,
+                    lease_token=token,
+                    lease_expires_at=now + ttl_ms,
+                    updated_at=now,
+                )
+            )
+            return ExecuteEffect(token, took_over=True)
+
+    def journal_renew(self, scope_id: str, replay_key: str, lease_token: str, ttl_ms: int) -> None:
+        with self.tx() as conn:
+            now = self.now_ms(conn)
+            result = conn.execute(
+                update(_j)
+                .where(
+                    _j.c.scope_id == scope_id,
+                    _j.c.replay_key == replay_key,
+                    _j.c.lease_token == lease_token,
+                    _j.c.status == "in_progress",
+                    _j.c.lease_expires_at > now,
+                )
+                .values(lease_expires_at=now + ttl_ms, updated_at=now)
+            )
+            if result.rowcount == 0:
+                raise EffectError(
+                    f"effect lease for {replay_key!r} was lost", replay_key=replay_key
+                )
+
+    def journal_finalize(
+        self,
+        scope_id: str,
+        replay_key: str,
+        lease_token: str,
+        *,
+        outcome: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the outcome; refused if the effect lease expired or was taken over."""
+        status = "failed" if error is not None else "completed"
+        with self.tx() as conn:
+            now = self.now_ms(conn)
+            result = conn.execute(
+                update(_j)
+                .where(
+                    _j.c.scope_id == scope_id,
+                    _j.c.replay_key == replay_key,
+                    _j.c.lease_token == lease_token,
+                    _j.c.status == "in_progress",
+                    _j.c.lease_expires_at > now,
+                )
+                .values(
+                    status=status,
+                    outcome=outcome,
+                    error=error,
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount == 0:
+                raise EffectError(
+                    f"cannot finalize effect {replay_key!r}: its lease expired or was taken over",
+                    replay_key=replay_key,
+                )
+
+    def journal_entries(self, session_id: str, turn_id: str | None = None) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            query = select(_j).where(_j.c.session_id == session_id)
+            if turn_id is not None:
+                query = query.where(_j.c.turn_id == turn_id)
+            rows = conn.execute(query.order_by(_j.c.created_at, _j.c.replay_key))
+            return [
+                {
+                    "replay_key": r.replay_key,
+                    "status": r.status,
+                    "outcome": r.outcome,
+                    "error": r.error,
+                    "turn_id": r.turn_id,
+                }
+                for r in rows
+            ]

@@ -1,0 +1,69 @@
+"""Turn bookkeeping across lease generations: re-stamping the active turn's claims."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from lash_tasks.machine import ActiveTurn, Fence
+from lash_tasks.store import schema as t
+from lash_tasks.store.base import SqlStoreBase, decode_active_turn
+from lash_tasks.store.records import InputState
+
+
+class TurnsMixin(SqlStoreBase):
+    def restamp_turn_claims(
+        self, fence: Fence, input_claim_id: str | None, queue_claim_id: str | None
+    ) -> None:
+        """Carry the active turn's claims into this lease generation.
+
+        The turn is continuing durable work, not stealing it: its claims keep their ids
+        and tokens, and only their generation moves to the new fencing token.
+        """
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, fence.session_id)
+            self._check_fence(conn, fence, self.now_ms(conn))
+            if input_claim_id is not None:
+                p = t.pending_inputs
+                conn.execute(
+                    update(p)
+                    .where(
+                        p.c.session_id == fence.session_id,
+                        p.c.claim_id == input_claim_id,
+                        p.c.state.in_([InputState.CLAIMED, InputState.ACCEPTED]),
+                    )
+                    .values(claim_generation=fence.fencing_token)
+                )
+            if queue_claim_id is not None:
+                q = t.queued_work
+                conn.execute(
+                    update(q)
+                    .where(
+                        q.c.session_id == fence.session_id,
+                        q.c.claim_id == queue_claim_id,
+                        q.c.state == "claimed",
+                    )
+                    .values(claim_generation=fence.fencing_token)
+                )
+
+    def has_waiting_work(self, session_id: str) -> bool:
+        """Pending next-turn input or ready queued work (what a re-poke would find)."""
+        with self.engine.connect() as conn:
+            now = self.now_ms(conn)
+            p, q = t.pending_inputs, t.queued_work
+            has_input = conn.execute(
+                select(p.c.enqueue_seq)
+                .where(p.c.session_id == session_id, p.c.state == InputState.PENDING)
+                .limit(1)
+            ).first()
+            if has_input is not None:
+                return True
+            has_batch = conn.execute(
+                select(q.c.enqueue_seq)
+                .where(q.c.session_id == session_id, q.c.state == "ready", q.c.available_at <= now)
+                .limit(1)
+            ).first()
+            return has_batch is not None
+
+    def active_turn(self, session_id: str) -> ActiveTurn | None:
+        with self.engine.connect() as conn:
+            return decode_active_turn(self._active_turn_row(conn, session_id))
