@@ -8,6 +8,7 @@ from lash_tasks.store.inputs import InputsMixin
 from lash_tasks.store.journal import JournalMixin
 from lash_tasks.store.leases import LeasesMixin
 from lash_tasks.store.maintenance import MaintenanceMixin
+from lash_tasks.store.maintenance_runs import MaintenanceRunsMixin
 from lash_tasks.store.manifest import ManifestMixin
 from lash_tasks.store.turns import TurnsMixin
 
@@ -20,6 +21,7 @@ class SqlStore(
     JournalMixin,
     ManifestMixin,
     TurnsMixin,
+    MaintenanceRunsMixin,
 ):
     """Every store capability over one SQLAlchemy engine. Build one per worker process."""
 

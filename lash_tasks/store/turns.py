@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select, update
 
 from lash_tasks.machine import ActiveTurn, Fence
@@ -67,3 +69,14 @@ class TurnsMixin(SqlStoreBase):
     def active_turn(self, session_id: str) -> ActiveTurn | None:
         with self.engine.connect() as conn:
             return decode_active_turn(self._active_turn_row(conn, session_id))
+
+    def turn_result(self, session_id: str, turn_id: str) -> dict[str, Any] | None:
+        """The stored result of a committed turn (its outcome), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.turn_commits.c.result).where(
+                    t.turn_commits.c.session_id == session_id,
+                    t.turn_commits.c.turn_id == turn_id,
+                )
+            ).first()
+            return dict(row.result) if row is not None else None

@@ -1,0 +1,66 @@
+"""Ingress payloads, validated at the edge: a bad one names the field and writes nothing."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from lash_tasks.errors import ValidationError
+from lash_tasks.store.records import check_session_id
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("session_id", check_fields=False)
+    @classmethod
+    def _session_id(cls, value: str) -> str:
+        try:
+            return check_session_id(value)
+        except ValidationError as exc:
+            raise ValueError(exc.message) from None
+
+
+class CreateSessionPayload(_Payload):
+    session_id: str
+    model: str | None = Field(default=None, min_length=1)
+    provider: str | None = None
+    system_prompt: str | None = None
+    max_turns: int | None = Field(default=None, gt=0, le=1000)
+    residency: Literal["keep_all", "active_path_only"] | None = None
+
+
+class EnqueueTurnPayload(_Payload):
+    session_id: str
+    text: str = Field(min_length=1, max_length=1_000_000)
+    source_key: str | None = Field(default=None, min_length=1, max_length=400)
+    input_id: str | None = Field(default=None, min_length=1, max_length=200)
+    branch_from: str | None = Field(default=None, min_length=1, max_length=200)
+    attachments: tuple[str, ...] = ()
+    steer: bool = False
+
+
+class CancelInputPayload(_Payload):
+    session_id: str
+    input_id: str | None = None
+    source_key: str | None = None
+    interrupt: bool = False
+
+
+def parse_payload(model: type[P], data: Any) -> P:
+    """Validate `data` into `model`, raising our `ValidationError` naming each bad field."""
+    if isinstance(data, model):
+        return data
+    if not isinstance(data, dict):
+        raise ValidationError(f"{model.__name__} must be a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValidationError(f"invalid {model.__name__}: {problems}") from None

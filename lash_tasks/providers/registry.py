@@ -1,0 +1,69 @@
+"""Choosing the LLM provider from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+
+from lash_tasks.errors import InvalidEnvironment
+from lash_tasks.providers.anthropic_messages import (
+    DEFAULT_ANTHROPIC_BASE_URL,
+    AnthropicMessagesProvider,
+)
+from lash_tasks.providers.base import LlmProvider
+from lash_tasks.providers.openai_chat import DEFAULT_OPENAI_BASE_URL, OpenAIChatProvider
+from lash_tasks.providers.scripted import ScriptedProvider
+
+PROVIDER_ENV = "LASH_PROVIDER"
+PROVIDER_NAMES = ("scripted", "openai", "anthropic")
+
+
+def llm_provider_from_env(
+    env: Mapping[str, str], client: httpx.Client | None = None
+) -> LlmProvider:
+    """The provider named by LASH_PROVIDER (default `scripted`), configured from `env`.
+
+    Errors name the variable at fault but never repeat a value that might be a secret.
+    """
+    choice = env.get(PROVIDER_ENV, "").strip().lower() or "scripted"
+    if choice == "scripted":
+        return ScriptedProvider.from_env(env)
+    if choice == "openai":
+        return OpenAIChatProvider(
+            _base_url(env, "OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL),
+            _api_key(env, "OPENAI_API_KEY", choice),
+            client=client,
+        )
+    if choice == "anthropic":
+        return AnthropicMessagesProvider(
+            _base_url(env, "ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_BASE_URL),
+            _api_key(env, "ANTHROPIC_API_KEY", choice),
+            client=client,
+        )
+    # The bad value is only echoed when short: a secret pasted into the wrong variable
+    # should not end up in a log.
+    shown = f" {choice!r}" if len(choice) <= 20 else ""
+    raise InvalidEnvironment(
+        f"{PROVIDER_ENV}{shown} is not one of: {', '.join(PROVIDER_NAMES)}",
+        variable=PROVIDER_ENV,
+        allowed=list(PROVIDER_NAMES),
+    )
+
+
+def _api_key(env: Mapping[str, str], variable: str, choice: str) -> str:
+    key = env.get(variable, "").strip()
+    if not key:
+        raise InvalidEnvironment(
+            f"{variable} must be set when {PROVIDER_ENV}={choice}", variable=variable
+        )
+    return key
+
+
+def _base_url(env: Mapping[str, str], variable: str, default: str) -> str:
+    url = env.get(variable, "").strip() or default
+    if not url.startswith(("http://", "https://")):
+        raise InvalidEnvironment(
+            f"{variable} must be an http:// or https:// URL", variable=variable
+        )
+    return url

@@ -1,0 +1,115 @@
+"""Settings from the environment. Unset → the embedded default (no servers needed).
+
+Embedded: a SQLite file, the filesystem kombu transport, a local attachment folder
+and the scripted LLM provider, all under LASH_HOME (default ./.lash).
+Production: LASH_DATABASE_URL=postgresql+psycopg2://… and LASH_BROKER_URL=redis://….
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lash_tasks.errors import InvalidEnvironment
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidEnvironment(f"{name} must be an integer, got {raw!r}", variable=name) from None
+    if value < minimum:
+        raise InvalidEnvironment(f"{name} must be at least {minimum}", variable=name)
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    broker_url: str
+    result_backend: str | None
+    redis_url: str | None
+    attachments_url: str
+    provider: str
+    model: str
+    lease_ttl_ms: int = 30_000
+    lease_renew_ms: int = 10_000
+    sweep_interval_s: int = 15
+    orphan_retention_s: int = 3600
+    attachment_grace_s: int = 3600
+    process_retention_s: int = 7 * 24 * 3600
+    step_time_limit_s: int = 600
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("LASH_HOME") or ".lash").absolute()
+        ttl = _int(env, "LASH_LEASE_TTL_MS", 30_000, 100)
+        renew = _int(env, "LASH_LEASE_RENEW_MS", max(1, ttl // 3), 1)
+        if ttl < 3 * renew:
+            raise InvalidEnvironment(
+                "LASH_LEASE_TTL_MS must be at least 3 x LASH_LEASE_RENEW_MS",
+                variable="LASH_LEASE_TTL_MS",
+            )
+        broker = env.get("LASH_BROKER_URL") or "filesystem://"
+        default_backend = (
+            f"db+sqlite:///{home / 'results.db'}" if broker == "filesystem://" else None
+        )
+        return cls(
+            home=home,
+            database_url=env.get("LASH_DATABASE_URL") or f"sqlite:///{home / 'lash.db'}",
+            broker_url=broker,
+            result_backend=env.get("LASH_RESULT_BACKEND") or default_backend,
+            redis_url=env.get("LASH_REDIS_URL") or (broker if broker.startswith("redis") else None),
+            attachments_url=env.get("LASH_ATTACHMENTS_URL") or (home / "attachments").as_uri(),
+            provider=env.get("LASH_PROVIDER") or "scripted",
+            model=env.get("LASH_MODEL") or "scripted-echo",
+            lease_ttl_ms=ttl,
+            lease_renew_ms=renew,
+            sweep_interval_s=_int(env, "LASH_SWEEP_INTERVAL_S", 15, 1),
+            orphan_retention_s=_int(env, "LASH_ORPHAN_RETENTION_S", 3600),
+            attachment_grace_s=_int(env, "LASH_ATTACHMENT_GRACE_S", 3600),
+            process_retention_s=_int(env, "LASH_PROCESS_RETENTION_S", 7 * 24 * 3600),
+            step_time_limit_s=_int(env, "LASH_STEP_TIME_LIMIT_S", 600, 10),
+            env=env,
+        )
+
+    def broker_transport_options(self) -> dict[str, Any]:
+        # Redelivery after a lost worker waits for this, so keep it far above a step's limit
+        # but the sweeper recovers lost work long before it matters.
+        options: dict[str, Any] = {"visibility_timeout": self.visibility_timeout_s}
+        if self.embedded_broker:
+            folder = str(self.home / "broker")
+            options.update(
+                {
+                    "data_folder_in": folder,
+                    "data_folder_out": folder,
+                    "processed_folder": str(self.home / "broker-processed"),
+                    "store_processed": False,
+                }
+            )
+        return options
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        return max(3600, self.step_time_limit_s * 6)
+
+    def ensure_local_dirs(self) -> None:
+        """Create the folders the embedded default writes to."""
+        if self.embedded_broker or self.database_url.startswith("sqlite:///"):
+            self.home.mkdir(parents=True, exist_ok=True)
+        if self.embedded_broker:
+            (self.home / "broker").mkdir(parents=True, exist_ok=True)
+            (self.home / "broker-processed").mkdir(parents=True, exist_ok=True)

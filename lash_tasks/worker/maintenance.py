@@ -1,0 +1,100 @@
+"""Maintenance jobs run by beat. Each runs once per (job, scheduled slot)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+from lash_tasks.attachments.gc import reclaim_unreferenced_attachments
+from lash_tasks.worker.pokes import poke_session
+from lash_tasks.worker.resources import Resources
+
+log = logging.getLogger(__name__)
+JOBS = ("sweep", "tombstone_orphans", "vacuum", "reclaim_attachments", "prune_processes")
+
+
+def current_slot(job: str, now_s: float | None = None) -> str:
+    """The schedule slot a beat firing belongs to: two beats in one interval share it."""
+    from beat_schedule import JOB_INTERVALS_S
+
+    interval = JOB_INTERVALS_S[job]
+    now_s = time.time() if now_s is None else now_s
+    return f"{int(now_s // interval) * int(interval)}"
+
+
+def run_job(res: Resources, app: Any, job: str, slot: str | None = None) -> dict[str, Any]:
+    """Run `job` for `slot` (default: the current schedule slot) unless it already ran."""
+    if job not in JOBS:
+        raise ValueError(f"unknown maintenance job {job!r}; known: {', '.join(JOBS)}")
+    slot = slot or current_slot(job)
+    if not res.store.claim_maintenance_slot(job, slot):
+        return {"job": job, "slot": slot, "skipped": "slot already ran"}
+    report: dict[str, Any] = {"job": job, "slot": slot, **_JOBS[job](res, app, slot)}
+    res.store.finish_maintenance(job, slot, report)
+    return report
+
+
+def manual_slot() -> str:
+    return f"manual-{uuid.uuid4().hex[:12]}"
+
+
+def _sweep(res: Resources, app: Any, slot: str) -> dict[str, Any]:
+    runnable = res.store.runnable_sessions()
+    for session in runnable:
+        poke_session(app, session.session_id)
+    return {"poked_sessions": len(runnable)}
+
+
+def _tombstone_orphans(res: Resources, app: Any, slot: str) -> dict[str, Any]:
+    store = res.store
+    since = store.last_maintenance_start("tombstone_orphans", slot) or 0
+    cutoff = time.time() - res.settings.orphan_retention_s
+    checked = tombstoned = 0
+    for session_id in store.sessions_with_graph_changes(since):
+        record = store.session_record(session_id)
+        if record.policy.orphan_policy == "keep_history":
+            continue
+        checked += 1
+        full = store.load(session_id).graph
+        old = [
+            node_id
+            for node_id in full.orphaned_node_ids()
+            if _created_s(full.nodes[node_id].created_at) <= cutoff
+        ]
+        tombstoned += store.tombstone_nodes(session_id, old)
+    return {"sessions_checked": checked, "tombstoned_nodes": tombstoned}
+
+
+def _created_s(created_at: str) -> float:
+    try:
+        return datetime.fromisoformat(created_at).timestamp()
+    except ValueError:
+        return 0.0  # no usable timestamp: old enough
+
+
+def _vacuum(res: Resources, app: Any, slot: str) -> dict[str, Any]:
+    return res.store.vacuum().to_dict()
+
+
+def _reclaim_attachments(res: Resources, app: Any, slot: str) -> dict[str, Any]:
+    report = reclaim_unreferenced_attachments(
+        res.store, res.blobs, grace_ms=res.settings.attachment_grace_s * 1000
+    )
+    return dict(report.to_dict())
+
+
+def _prune_processes(res: Resources, app: Any, slot: str) -> dict[str, Any]:
+    cutoff = res.store.db_now_ms() - res.settings.process_retention_s * 1000
+    return {"pruned_processes": res.store.prune_terminal_processes(cutoff)}
+
+
+_JOBS = {
+    "sweep": _sweep,
+    "tombstone_orphans": _tombstone_orphans,
+    "vacuum": _vacuum,
+    "reclaim_attachments": _reclaim_attachments,
+    "prune_processes": _prune_processes,
+}

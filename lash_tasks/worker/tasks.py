@@ -1,0 +1,118 @@
+"""Celery tasks: thin views over the runtime. Ids in, call the runtime, map errors, done."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from lash_tasks import service
+from lash_tasks.errors import LashError, NotFound, ValidationError
+from lash_tasks.ingress import (
+    CancelInputPayload,
+    CreateSessionPayload,
+    EnqueueTurnPayload,
+    parse_payload,
+)
+from lash_tasks.runtime.step import run_step
+from lash_tasks.store.records import check_session_id
+from lash_tasks.worker.app import app, lash_task, on_signal
+from lash_tasks.worker.maintenance import JOBS, run_job
+from lash_tasks.worker.pokes import poke_session, repoke_later, retry_delay_s
+from lash_tasks.worker.resources import process_resources
+
+log = logging.getLogger(__name__)
+MAX_TRANSIENT_RETRIES = 8
+
+
+@on_signal(worker_process_init)
+def _after_fork(**_: Any) -> None:
+    process_resources.reset_after_fork()
+
+
+@on_signal(worker_process_shutdown)
+def _on_shutdown(**_: Any) -> None:
+    process_resources.shutdown()
+
+
+def _rejected(what: str, exc: LashError) -> dict[str, Any]:
+    log.error("rejected %s: %s", what, exc.message)
+    return {"status": "rejected", "error": exc.to_dict()}
+
+
+@lash_task("lash.session.step", bind=True, max_retries=MAX_TRANSIENT_RETRIES)
+def session_step(self: Task, session_id: Any) -> dict[str, Any]:
+    try:
+        check_session_id(session_id)
+        res = process_resources.get()
+        result = run_step(res.core, session_id)
+    except (ValidationError, NotFound) as exc:
+        return _rejected(f"lash.session.step({session_id!r})", exc)
+    except LashError as exc:
+        if not exc.retryable:
+            raise
+        raise self.retry(exc=exc, countdown=retry_delay_s(self.request.retries)) from None
+    if result.status in ("busy", "effect_busy"):
+        repoke_later(app, res.redis, session_id, result.retry_after_ms or res.settings.lease_ttl_ms)
+    elif result.more_work:
+        poke_session(app, session_id)
+    return result.to_dict()
+
+
+@lash_task("lash.ingress.create_session")
+def create_session(payload: Any) -> dict[str, Any]:
+    try:
+        parsed = parse_payload(CreateSessionPayload, payload)
+        res = process_resources.get()
+        record = service.create_session(res.store, parsed, res.settings)
+    except LashError as exc:
+        if exc.retryable:
+            raise
+        return _rejected("lash.ingress.create_session", exc)
+    return {
+        "status": "created",
+        "session_id": record.session_id,
+        "head_revision": record.head_revision,
+    }
+
+
+@lash_task("lash.ingress.enqueue_turn")
+def enqueue_turn(payload: Any) -> dict[str, Any]:
+    try:
+        parsed = parse_payload(EnqueueTurnPayload, payload)
+        res = process_resources.get()
+        row = service.enqueue_turn(res.store, parsed)
+    except LashError as exc:
+        if exc.retryable:
+            raise
+        return _rejected("lash.ingress.enqueue_turn", exc)
+    poke_session(app, parsed.session_id)
+    return {"status": "enqueued", "input_id": row.input_id, "state": row.state}
+
+
+@lash_task("lash.ingress.cancel_input")
+def cancel_input(payload: Any) -> dict[str, Any]:
+    try:
+        parsed = parse_payload(CancelInputPayload, payload)
+        res = process_resources.get()
+        return {"status": "ok", **service.cancel_input(res.store, parsed)}
+    except LashError as exc:
+        if exc.retryable:
+            raise
+        return _rejected("lash.ingress.cancel_input", exc)
+
+
+def _maintenance_task(job: str) -> Any:
+    @lash_task(f"lash.maintenance.{job}", bind=True)
+    def run(self: Task, slot: str | None = None) -> dict[str, Any]:
+        res = process_resources.get()
+        report = run_job(res, app, job, slot)
+        log.info("maintenance %s: %s", job, report)
+        return report
+
+    return run
+
+
+maintenance_tasks = {job: _maintenance_task(job) for job in JOBS}

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from lash_tasks.errors import InvalidEnvironment
+from lash_tasks.providers import (
+    AnthropicMessagesProvider,
+    OpenAIChatProvider,
+    ScriptedProvider,
+    llm_provider_from_env,
+)
+
+OPENAI_KEY = "sk-openai-registry-secret-123456"
+ANTHROPIC_KEY = "sk-ant-registry-secret-654321"
+
+
+def test_default_is_scripted() -> None:
+    assert isinstance(llm_provider_from_env({}), ScriptedProvider)
+    assert isinstance(llm_provider_from_env({"LASH_PROVIDER": " "}), ScriptedProvider)
+
+
+def test_scripted_reads_its_rules() -> None:
+    provider = llm_provider_from_env(
+        {"LASH_PROVIDER": "scripted", "LASH_SCRIPTED_RULES": '[{"match": "a", "text": "b"}]'}
+    )
+    assert isinstance(provider, ScriptedProvider)
+    assert len(provider.rules) == 1
+
+
+def test_openai_from_env(http_client: httpx.Client) -> None:
+    env = {
+        "LASH_PROVIDER": "OpenAI",
+        "OPENAI_API_KEY": OPENAI_KEY,
+        "OPENAI_BASE_URL": "http://127.0.0.1:11434/v1",
+    }
+    provider = llm_provider_from_env(env, client=http_client)
+    assert isinstance(provider, OpenAIChatProvider)
+    assert provider.url == "http://127.0.0.1:11434/v1/chat/completions"
+    assert OPENAI_KEY not in repr(provider)
+    provider.close()
+    assert not http_client.is_closed
+
+
+def test_openai_default_endpoint(http_client: httpx.Client) -> None:
+    env = {"LASH_PROVIDER": "openai", "OPENAI_API_KEY": OPENAI_KEY}
+    provider = llm_provider_from_env(env, http_client)
+    assert isinstance(provider, OpenAIChatProvider)
+    assert provider.url == "https://api.openai.com/v1/chat/completions"
+
+
+def test_anthropic_from_env(http_client: httpx.Client) -> None:
+    env = {"LASH_PROVIDER": "anthropic", "ANTHROPIC_API_KEY": ANTHROPIC_KEY}
+    provider = llm_provider_from_env(env, client=http_client)
+    assert isinstance(provider, AnthropicMessagesProvider)
+    assert provider.url == "https://api.anthropic.com/v1/messages"
+    env["ANTHROPIC_BASE_URL"] = "http://127.0.0.1:8080"
+    provider = llm_provider_from_env(env, client=http_client)
+    assert isinstance(provider, AnthropicMessagesProvider)
+    assert provider.url == "http://127.0.0.1:8080/v1/messages"
+
+
+@pytest.mark.parametrize(
+    ("name", "variable"), [("openai", "OPENAI_API_KEY"), ("anthropic", "ANTHROPIC_API_KEY")]
+)
+def test_missing_key_names_the_variable(name: str, variable: str) -> None:
+    # The other provider's key is set: it must not leak into the message.
+    env = {"LASH_PROVIDER": name, "OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": "  "}
+    env["ANTHROPIC_API_KEY" if name == "openai" else "OPENAI_API_KEY"] = ANTHROPIC_KEY
+    with pytest.raises(InvalidEnvironment) as caught:
+        llm_provider_from_env(env)
+    assert variable in caught.value.message
+    assert caught.value.details["variable"] == variable
+    assert ANTHROPIC_KEY not in str(caught.value.to_dict())
+
+
+def test_unknown_provider_lists_allowed_values() -> None:
+    with pytest.raises(InvalidEnvironment) as caught:
+        llm_provider_from_env({"LASH_PROVIDER": "gemini"})
+    message = caught.value.message
+    assert "LASH_PROVIDER" in message
+    assert "'gemini'" in message
+    for allowed in ("scripted", "openai", "anthropic"):
+        assert allowed in message
+
+
+def test_unknown_long_value_is_not_echoed() -> None:
+    with pytest.raises(InvalidEnvironment) as caught:
+        llm_provider_from_env({"LASH_PROVIDER": OPENAI_KEY})
+    assert OPENAI_KEY.lower() not in caught.value.message.lower()
+
+
+def test_bad_base_url() -> None:
+    env = {"LASH_PROVIDER": "openai", "OPENAI_API_KEY": OPENAI_KEY, "OPENAI_BASE_URL": "localhost"}
+    with pytest.raises(InvalidEnvironment) as caught:
+        llm_provider_from_env(env)
+    assert caught.value.details["variable"] == "OPENAI_BASE_URL"
