@@ -40,7 +40,9 @@ class RecordedFailure(LashError):
     code = "recorded_failure"
 
     def __init__(self, error: dict[str, Any]) -> None:
-        super().__init__(str(error.get("message", "effect failed")), **error)
+        # `message` is the positional argument; the rest of the record travels as details.
+        details = {k: v for k, v in error.items() if k != "message"}
+        super().__init__(str(error.get("message", "effect failed")), **details)
         self.error = error
         self.retryable = bool(error.get("retryable", False))
 

@@ -10,13 +10,14 @@ from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from lash_tasks.errors import (
+    InvalidModelSpec,
     LashError,
     LeaseLost,
     SchemaVersionError,
     SessionNotFound,
     StoreUnavailable,
 )
-from lash_tasks.machine import ActiveTurn, Fence, Node, parse_policy
+from lash_tasks.machine import ActiveTurn, Fence, Node, SessionPolicy, parse_policy
 from lash_tasks.store import schema as t
 from lash_tasks.store.dialects import Dialect
 from lash_tasks.store.records import PendingInput, QueuedBatch
@@ -115,8 +116,16 @@ def decode_node(row: Row[Any]) -> Node:
     return Node(row.node_id, row.parent_node_id, row.kind, payload, row.created_at)
 
 
-def decode_policy(row: Row[Any]) -> Any:
-    return parse_policy(row.config)
+def decode_policy(row: Row[Any]) -> SessionPolicy:
+    """The persisted policy. Any shape this build does not know is a `SchemaVersionError`
+    (a stored model spec with unknown fields is corrupt data, not a caller's bad input)."""
+    try:
+        return parse_policy(row.config)
+    except InvalidModelSpec as exc:
+        raise SchemaVersionError(
+            f"session {row.session_id!r} has a stored config that does not match schema v1: "
+            f"{exc.message}"
+        ) from None
 
 
 def decode_active_turn(row: Row[Any] | None) -> ActiveTurn | None:

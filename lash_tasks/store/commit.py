@@ -126,16 +126,25 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                 session_id=draft.session_id,
             )
         generation = draft.fence.fencing_token
+        # The active turn's own claims are held by the turn, not by one lease generation: a
+        # turn resumed under a newer lease (the fence was just checked) settles them as is.
+        active = self._active_turn_row(conn, draft.session_id)
+        turn_claims = {active.input_claim_id, active.queue_claim_id} - {None} if active else set()
+
+        def held_by(completion: ClaimCompletion) -> int | None:
+            return None if completion.claim_id in turn_claims else generation
+
         for completion in draft.input_completions:
             _complete(
                 conn,
                 t.pending_inputs,
                 draft.session_id,
                 completion,
-                generation,
+                held_by(completion),
                 [InputState.CLAIMED, InputState.ACCEPTED],
                 InputState.COMPLETED,
                 now,
+                turn_id=draft.turn_stamp.turn_id if draft.turn_stamp else None,
             )
         for completion in draft.queue_completions:
             _complete(
@@ -143,7 +152,7 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                 t.queued_work,
                 draft.session_id,
                 completion,
-                generation,
+                held_by(completion),
                 ["claimed"],
                 "completed",
                 None,
@@ -261,25 +270,27 @@ def _complete(
     table: Table,
     session_id: str,
     completion: ClaimCompletion,
-    generation: int,
+    generation: int | None,
     from_states: Sequence[str],
     to_state: str,
     now: int | None,
+    turn_id: str | None = None,
 ) -> None:
+    """Settle one claim. `generation=None`: the claim is the active turn's, any generation."""
     values: dict[str, object] = {"state": to_state}
     if now is not None:
         values["updated_at"] = now
-    result = conn.execute(
-        update(table)
-        .where(
-            table.c.session_id == session_id,
-            table.c.claim_id == completion.claim_id,
-            table.c.claim_token == completion.claim_token,
-            table.c.claim_generation == generation,
-            table.c.state.in_(list(from_states)),
-        )
-        .values(**values)
-    )
+    if turn_id is not None:
+        values["turn_id"] = turn_id
+    conditions = [
+        table.c.session_id == session_id,
+        table.c.claim_id == completion.claim_id,
+        table.c.claim_token == completion.claim_token,
+        table.c.state.in_(list(from_states)),
+    ]
+    if generation is not None:
+        conditions.append(table.c.claim_generation == generation)
+    result = conn.execute(update(table).where(*conditions).values(**values))
     if result.rowcount == 0:
         raise StaleClaim(
             f"claim {completion.claim_id!r} is no longer held by this lease generation",

@@ -228,7 +228,9 @@ class InputsMixin(SqlStoreBase):
             now = self.now_ms(conn)
             self._check_fence(conn, fence, now)
             token_row = conn.execute(
-                select(_p.c.claim_token).where(_p.c.claim_id == claim_id).limit(1)
+                select(_p.c.claim_token)
+                .where(_p.c.session_id == fence.session_id, _p.c.claim_id == claim_id)
+                .limit(1)
             ).first()
             if token_row is None:
                 return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from itertools import takewhile
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
@@ -83,6 +84,11 @@ class QueuedWorkMixin(SqlStoreBase):
             if count == 0:
                 return None
             chosen = rows[:count]
+            if chosen[0].state == "claimed":
+                # A dead generation's claim is taken again as exactly the same set, so the
+                # re-run turn keeps its identity (turn ids derive from the claimed batch ids).
+                stale_id = chosen[0].claim_id
+                chosen = list(takewhile(lambda r: r.claim_id == stale_id, chosen))
             claim_id = f"qwc:{chosen[0].enqueue_seq}:{fence.fencing_token}"
             claim_token = uuid.uuid4().hex
             conn.execute(

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Row, and_, delete, func, insert, literal, sel
 from lash_tasks.errors import SessionExists, SessionNotFound
 from lash_tasks.machine import Node, SessionGraph, SessionPolicy, Usage, parse_policy
 from lash_tasks.store import schema as t
-from lash_tasks.store.base import SqlStoreBase, decode_active_turn, decode_node
+from lash_tasks.store.base import SqlStoreBase, decode_active_turn, decode_node, decode_policy
 from lash_tasks.store.records import (
     ActivePath,
     FullGraph,
@@ -193,7 +193,7 @@ def _record(row: Row[Any]) -> SessionRecord:
     return SessionRecord(
         session_id=row.session_id,
         head_revision=row.head_revision,
-        policy=parse_policy(row.config),
+        policy=decode_policy(row),
         leaf_node_id=row.leaf_node_id,
         tool_state=row.tool_state,
         tool_state_generation=row.tool_state_generation,

@@ -9,7 +9,6 @@ from celery import Celery
 
 app = Celery("lash_tasks")
 app.config_from_object("celeryconfig")
-app.autodiscover_tasks(["lash_tasks.worker"], related_name="tasks", force=True)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -22,3 +21,7 @@ def lash_task(name: str, **options: Any) -> Callable[[F], F]:
 
 def on_signal(signal: Any) -> Callable[[F], F]:
     return cast(Callable[[F], F], signal.connect)
+
+
+# Last: the tasks module imports the helpers above.
+app.autodiscover_tasks(["lash_tasks.worker"], related_name="tasks", force=True)
