@@ -98,6 +98,8 @@ class Settings:
                     "data_folder_out": folder,
                     "processed_folder": str(self.home / "broker-processed"),
                     "store_processed": False,
+                    # The folder is polled; the default second would dominate a turn's latency.
+                    "polling_interval": 0.05,
                 }
             )
         return options

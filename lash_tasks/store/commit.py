@@ -168,18 +168,20 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
             )
         _check_parents(conn, draft.session_id, graph.nodes)
         seq = self._next_seq(conn, draft.session_id)
-        for offset, node in enumerate(graph.nodes):
-            conn.execute(
-                insert(t.graph_nodes).values(
-                    session_id=draft.session_id,
-                    node_id=node.node_id,
-                    parent_node_id=node.parent_node_id,
-                    seq=seq + offset,
-                    kind=node.kind,
-                    payload=encode_node_payload(node),
-                    created_at=node.created_at,
-                )
-            )
+        rows = [
+            {
+                "session_id": draft.session_id,
+                "node_id": node.node_id,
+                "parent_node_id": node.parent_node_id,
+                "seq": seq + offset,
+                "kind": node.kind,
+                "payload": encode_node_payload(node),
+                "created_at": node.created_at,
+            }
+            for offset, node in enumerate(graph.nodes)
+        ]
+        if rows:
+            conn.execute(insert(t.graph_nodes), rows)
         return isinstance(graph, (GraphAppend, GraphReplaceFull))
 
     def _move_head(

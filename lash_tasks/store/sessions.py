@@ -149,19 +149,26 @@ class SessionsMixin(SqlStoreBase):
         if leaf is None:
             return []
         n = t.graph_nodes
-        base = select(n.c.node_id, n.c.parent_node_id, literal(0).label("depth")).where(
+        # The CTE carries whole rows, so each recursion step is one primary-key lookup and
+        # the final read never joins back against the session's whole graph.
+        columns = [
+            n.c.node_id,
+            n.c.parent_node_id,
+            n.c.kind,
+            n.c.payload,
+            n.c.created_at,
+            n.c.tombstoned_at,
+        ]
+        base = select(*columns, literal(0).label("depth")).where(
             n.c.session_id == session_id, n.c.node_id == leaf
         )
         path = base.cte("active_path", recursive=True)
-        step = select(n.c.node_id, n.c.parent_node_id, (path.c.depth + 1).label("depth")).where(
+        step = select(*columns, (path.c.depth + 1).label("depth")).where(
             and_(n.c.session_id == session_id, n.c.node_id == path.c.parent_node_id)
         )
         path = path.union_all(step)
         rows = conn.execute(
-            select(n)
-            .join(path, and_(n.c.session_id == session_id, n.c.node_id == path.c.node_id))
-            .where(n.c.tombstoned_at.is_(None))
-            .order_by(path.c.depth.desc())
+            select(path).where(path.c.tombstoned_at.is_(None)).order_by(path.c.depth.desc())
         )
         return [decode_node(r) for r in rows]
 

@@ -1,0 +1,47 @@
+"""Attachments: content-addressed blobs, the session manifest facade, and garbage collection."""
+
+from lash_tasks.attachments.backends import blob_store_from_url
+from lash_tasks.attachments.blobs import BlobInfo, BlobRef, BlobStore
+from lash_tasks.attachments.filesystem import FilesystemBlobStore
+from lash_tasks.attachments.gc import ReclaimReport, reclaim_unreferenced_attachments
+from lash_tasks.attachments.ids import (
+    DEFAULT_MEDIA_TYPE,
+    URI_PREFIX,
+    DurabilityTier,
+    OwnerKind,
+    attachment_id_for,
+    attachment_uri,
+    check_attachment_id,
+)
+from lash_tasks.attachments.manifest import AttachmentManifest, ManifestEntry
+from lash_tasks.attachments.memory import InMemoryBlobStore
+from lash_tasks.attachments.session_store import (
+    InlineSessionAttachments,
+    SessionAttachments,
+    SessionAttachmentStore,
+    attachments_for,
+)
+
+__all__ = [
+    "DEFAULT_MEDIA_TYPE",
+    "URI_PREFIX",
+    "AttachmentManifest",
+    "BlobInfo",
+    "BlobRef",
+    "BlobStore",
+    "DurabilityTier",
+    "FilesystemBlobStore",
+    "InMemoryBlobStore",
+    "InlineSessionAttachments",
+    "ManifestEntry",
+    "OwnerKind",
+    "ReclaimReport",
+    "SessionAttachmentStore",
+    "SessionAttachments",
+    "attachment_id_for",
+    "attachment_uri",
+    "attachments_for",
+    "blob_store_from_url",
+    "check_attachment_id",
+    "reclaim_unreferenced_attachments",
+]

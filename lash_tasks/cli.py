@@ -1,0 +1,296 @@
+"""`lash-tasks`: run the fleet and operate sessions from a shell. `--json` for programs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lash_tasks.errors import InvalidEnvironment, LashError
+from lash_tasks.settings import Settings
+
+Handler = Callable[[argparse.Namespace], Any]
+CELERY_APP = "lash_tasks.worker.app"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        result = handler(args)
+    except LashError as exc:
+        if args.json:
+            print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
+        else:
+            print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if result is not None:
+        _emit(result, args.json)
+    return 0
+
+
+def _emit(result: Any, as_json: bool) -> None:
+    if as_json or not isinstance(result, str):
+        print(json.dumps(result, indent=None if as_json else 2, default=str))
+    else:
+        print(result)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lash-tasks", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(title="commands")
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(title="db commands")
+    db.add_parser("upgrade", help="apply migrations").set_defaults(handler=_db_upgrade)
+
+    worker = sub.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
+    worker.add_argument("--concurrency", "-c", type=int, default=8)
+    worker.add_argument(
+        "--queues", "-Q", default="lash.turns,lash.ingress,lash.processes,lash.maintenance"
+    )
+    worker.add_argument("--name", "-n", default=None)
+    worker.add_argument("--loglevel", "-l", default="info")
+    worker.set_defaults(handler=_worker)
+
+    beat = sub.add_parser("beat", help="run the maintenance scheduler (exactly one per fleet)")
+    beat.add_argument("--schedule", default=None, help="beat state file")
+    beat.add_argument("--loglevel", "-l", default="info")
+    beat.set_defaults(handler=_beat)
+
+    flower = sub.add_parser("flower", help="run Flower (requires authentication)")
+    flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument("--address", default="127.0.0.1")
+    flower.set_defaults(handler=_flower)
+
+    session = sub.add_parser("session", help="sessions").add_subparsers(title="session commands")
+    create = session.add_parser("create", help="create a session")
+    create.add_argument("session_id")
+    create.add_argument("--model", default=None)
+    create.add_argument("--system-prompt", default=None)
+    create.add_argument("--max-turns", type=int, default=None)
+    create.set_defaults(handler=_session_create)
+
+    enqueue = sub.add_parser("enqueue", help="submit user input to a session")
+    enqueue.add_argument("session_id")
+    enqueue.add_argument("text")
+    enqueue.add_argument("--source-key", default=None)
+    enqueue.add_argument("--branch-from", default=None)
+    enqueue.add_argument("--steer", action="store_true", help="join the running turn")
+    enqueue.add_argument("--wait", action="store_true", help="wait for the answer")
+    enqueue.add_argument("--timeout", type=float, default=120.0)
+    enqueue.set_defaults(handler=_enqueue)
+
+    show = sub.add_parser("show", help="show a session")
+    show.add_argument("session_id")
+    show.set_defaults(handler=_show)
+
+    cancel = sub.add_parser("cancel", help="cancel a pending input or interrupt the turn")
+    cancel.add_argument("session_id")
+    cancel.add_argument("input_id", nargs="?")
+    cancel.add_argument("--interrupt", action="store_true")
+    cancel.set_defaults(handler=_cancel)
+
+    delete = sub.add_parser("delete", help="delete a session and all its rows")
+    delete.add_argument("session_id")
+    delete.set_defaults(handler=_delete)
+
+    sub.add_parser("status", help="fleet status from the database").set_defaults(handler=_status)
+
+    watch = sub.add_parser("watch", help="follow a session's commits")
+    watch.add_argument("session_id")
+    watch.add_argument("--timeout", type=float, default=None)
+    watch.set_defaults(handler=_watch)
+
+    maintenance = sub.add_parser("maintenance", help="run one maintenance job now")
+    maintenance.add_argument(
+        "job",
+        choices=["sweep", "tombstone_orphans", "vacuum", "reclaim_attachments", "prune_processes"],
+    )
+    maintenance.set_defaults(handler=_maintenance)
+
+    demo = sub.add_parser("demo", help="run the embedded demo: a worker and a few turns")
+    demo.add_argument("--turns", type=int, default=3)
+    demo.set_defaults(handler=_demo)
+
+    bench = sub.add_parser("bench", help="run the benchmarks and print figures")
+    bench.add_argument("--quick", action="store_true")
+    bench.set_defaults(handler=_bench)
+    return parser
+
+
+def _settings() -> Settings:
+    settings = Settings.from_env()
+    settings.ensure_local_dirs()
+    return settings
+
+
+def _db_upgrade(args: argparse.Namespace) -> dict[str, str]:
+    from lash_tasks.store.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    return {"status": "upgraded", "database": _redacted(settings.database_url)}
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _exec_celery(arguments: list[str]) -> None:
+    _settings()
+    os.execvp(sys.executable, [sys.executable, "-m", "celery", "-A", CELERY_APP, *arguments])
+
+
+def _worker(args: argparse.Namespace) -> None:
+    arguments = [
+        "worker",
+        "-P",
+        args.pool,
+        "-c",
+        str(args.concurrency),
+        "-Q",
+        args.queues,
+        "-l",
+        args.loglevel,
+    ]
+    if args.name:
+        arguments += ["-n", args.name]
+    _exec_celery(arguments)
+
+
+def _beat(args: argparse.Namespace) -> None:
+    schedule = args.schedule or str(_settings().home / "beat-schedule")
+    _exec_celery(["beat", "-s", schedule, "-l", args.loglevel])
+
+
+def _flower(args: argparse.Namespace) -> None:
+    auth = os.environ.get("LASH_FLOWER_BASIC_AUTH") or os.environ.get("FLOWER_BASIC_AUTH")
+    if not auth or ":" not in auth:
+        raise InvalidEnvironment(
+            "Flower shows task arguments and results; set LASH_FLOWER_BASIC_AUTH=user:password "
+            "to start it behind authentication",
+            variable="LASH_FLOWER_BASIC_AUTH",
+        )
+    # Passed through the environment, never argv, so `ps` does not show the password.
+    os.environ["FLOWER_BASIC_AUTH"] = auth
+    _exec_celery(["flower", f"--port={args.port}", f"--address={args.address}"])
+
+
+def _client() -> Any:
+    from lash_tasks.client import Client
+
+    return Client.from_env()
+
+
+def _session_create(args: argparse.Namespace) -> dict[str, Any]:
+    client = _client()
+    options = {
+        k: v
+        for k, v in {
+            "model": args.model,
+            "system_prompt": args.system_prompt,
+            "max_turns": args.max_turns,
+        }.items()
+        if v is not None
+    }
+    return {"session_id": client.create_session(args.session_id, **options)}
+
+
+def _enqueue(args: argparse.Namespace) -> dict[str, Any]:
+    client = _client()
+    options = {
+        k: v
+        for k, v in {"source_key": args.source_key, "branch_from": args.branch_from}.items()
+        if v is not None
+    }
+    input_id = client.enqueue_turn(args.session_id, args.text, steer=args.steer, **options)
+    if not args.wait:
+        return {"input_id": input_id, "state": "pending"}
+    answer = client.wait_for_input(args.session_id, input_id, timeout=args.timeout)
+    return dict(answer.to_dict())
+
+
+def _show(args: argparse.Namespace) -> Any:
+    view = _client().session_view(args.session_id)
+    if args.json:
+        return view
+    lines = [
+        f"session {view['session_id']}  revision {view['head_revision']}  model {view['model']}"
+    ]
+    for node in view["transcript"]:
+        if node["kind"] == "message":
+            calls = ", ".join(c["name"] for c in node.get("tool_calls", []))
+            suffix = f"  [calls: {calls}]" if calls else ""
+            lines.append(f"  {node['role']:>9}: {node.get('text', '')}{suffix}")
+        else:
+            lines.append(f"  {'event':>9}: {node.get('type')} {node.get('reason') or ''}")
+    if view["pending_inputs"]:
+        lines.append(f"  pending inputs: {', '.join(view['pending_inputs'])}")
+    return "\n".join(lines)
+
+
+def _cancel(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(_client().cancel_input(args.session_id, args.input_id, interrupt=args.interrupt))
+
+
+def _delete(args: argparse.Namespace) -> dict[str, Any]:
+    return {"session_id": args.session_id, "deleted": _client().delete_session(args.session_id)}
+
+
+def _status(args: argparse.Namespace) -> dict[str, Any]:
+    client = _client()
+    store = client.store
+    return {
+        "sessions": store.count_rows("lash_sessions"),
+        "pending_inputs": store.count_rows("lash_pending_inputs"),
+        "active_turns": store.count_rows("lash_active_turns"),
+        "runnable_without_lease": len(store.runnable_sessions()),
+        "queued_work": store.count_rows("lash_queued_work"),
+    }
+
+
+def _watch(args: argparse.Namespace) -> None:
+    for event in _client().events(args.session_id, timeout=args.timeout):
+        _emit(event, True)
+        sys.stdout.flush()
+
+
+def _maintenance(args: argparse.Namespace) -> dict[str, Any]:
+    from lash_tasks.worker.app import app
+    from lash_tasks.worker.maintenance import manual_slot, run_job
+    from lash_tasks.worker.resources import build_resources
+
+    resources = build_resources(_settings())
+    try:
+        return run_job(resources, app, args.job, manual_slot())
+    finally:
+        resources.close()
+
+
+def _demo(args: argparse.Namespace) -> str:
+    from lash_tasks.demo import run_demo
+
+    return run_demo(_settings(), turns=args.turns)
+
+
+def _bench(args: argparse.Namespace) -> str:
+    from lash_tasks.bench import run_benchmarks
+
+    return run_benchmarks(quick=args.quick)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
