@@ -1,0 +1,93 @@
+"""The `lash-tasks` CLI on the embedded default: db upgrade, sessions, clear errors, --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(
+    home: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LASH_")}
+    full_env["LASH_HOME"] = str(home)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "lash_tasks.cli", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(home),
+    )
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    result = run_cli(tmp_path, "--json", "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "upgraded"
+    return tmp_path
+
+
+def test_session_lifecycle_from_the_shell(home: Path) -> None:
+    """create → enqueue → show → cancel → delete, each with machine-readable output."""
+    created = run_cli(home, "--json", "session", "create", "cli-1")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout) == {"session_id": "cli-1"}
+    enqueued = run_cli(home, "--json", "enqueue", "cli-1", "hello")
+    assert enqueued.returncode == 0, enqueued.stderr
+    input_id = json.loads(enqueued.stdout)["input_id"]
+    shown = json.loads(run_cli(home, "--json", "show", "cli-1").stdout)
+    assert shown["pending_inputs"] == [input_id]
+    cancelled = json.loads(run_cli(home, "--json", "cancel", "cli-1", input_id).stdout)
+    assert cancelled["outcome"] == "cancelled"
+    again = json.loads(run_cli(home, "--json", "cancel", "cli-1", input_id).stdout)
+    assert again["outcome"] == "already_cancelled"
+    status = json.loads(run_cli(home, "--json", "status").stdout)
+    assert status["sessions"] == 1
+    deleted = json.loads(run_cli(home, "--json", "delete", "cli-1").stdout)
+    assert deleted == {"session_id": "cli-1", "deleted": True}
+
+
+def test_errors_are_one_clear_line_and_exit_2(home: Path) -> None:
+    """Unknown sessions and bad ids give a typed error message, not a traceback."""
+    missing = run_cli(home, "show", "nope")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "error: session 'nope' does not exist"
+    bad = run_cli(home, "--json", "enqueue", "bad id!", "hi")
+    assert bad.returncode == 2
+    error = json.loads(bad.stderr)["error"]
+    assert error["code"] == "validation_error"
+    assert "session_id" in error["message"]
+
+
+def test_flower_refuses_to_start_without_authentication(home: Path) -> None:
+    """Flower shows task arguments, so it never starts without basic auth."""
+    result = run_cli(home, "flower")
+    assert result.returncode == 2
+    assert "LASH_FLOWER_BASIC_AUTH" in result.stderr
+
+
+def test_maintenance_job_runs_and_reports(home: Path) -> None:
+    """`maintenance vacuum` runs in-process and prints its report."""
+    result = run_cli(home, "--json", "maintenance", "vacuum")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["job"] == "vacuum"
+    assert report["removed_nodes"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_demo_runs_a_real_worker_on_the_embedded_default(tmp_path: Path) -> None:
+    """`lash-tasks demo` needs no servers: a worker process answers three turns, one via a tool."""
+    result = run_cli(tmp_path, "demo")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "agent: echo: Hello! Who are you?" in result.stdout
+    assert "agent: done: 42" in result.stdout
+    assert "1 tool result(s)" in result.stdout

@@ -1,0 +1,67 @@
+"""Ingress payloads are validated at the edge: bad ones name the field and write nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lash_tasks import service
+from lash_tasks.errors import ValidationError
+from lash_tasks.ingress import (
+    CancelInputPayload,
+    CreateSessionPayload,
+    EnqueueTurnPayload,
+    parse_payload,
+)
+from lash_tasks.settings import Settings
+from lash_tasks.store.sql_store import SqlStore
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "field"),
+    [
+        (EnqueueTurnPayload, {"session_id": "s1"}, "text"),
+        (EnqueueTurnPayload, {"session_id": "", "text": "hi"}, "session_id"),
+        (EnqueueTurnPayload, {"session_id": "../etc", "text": "hi"}, "session_id"),
+        (EnqueueTurnPayload, {"session_id": "s1", "text": "hi", "extra": 1}, "extra"),
+        (EnqueueTurnPayload, {"session_id": 5, "text": "hi"}, "session_id"),
+        (CreateSessionPayload, {"session_id": "s1", "max_turns": 0}, "max_turns"),
+        (CreateSessionPayload, {"session_id": "s1", "model": ""}, "model"),
+        (CancelInputPayload, {"input_id": "x"}, "session_id"),
+    ],
+)
+def test_bad_payload_names_the_field(model: Any, data: dict[str, Any], field: str) -> None:
+    """Each invalid payload raises ValidationError whose message names the bad field."""
+    with pytest.raises(ValidationError) as info:
+        parse_payload(model, data)
+    assert field in info.value.message
+
+
+def test_non_object_payload_is_refused() -> None:
+    """A payload that is not a JSON object is refused with a typed error."""
+    with pytest.raises(ValidationError, match="JSON object"):
+        parse_payload(EnqueueTurnPayload, ["s1", "hi"])
+
+
+def test_enqueue_is_idempotent_by_source_key(store: SqlStore, tmp_path: Any) -> None:
+    """The same source key and text twice gives one input row."""
+    settings = Settings.from_env({"LASH_HOME": str(tmp_path)})
+    service.create_session(store, CreateSessionPayload(session_id="s1"), settings)
+    payload = parse_payload(
+        EnqueueTurnPayload, {"session_id": "s1", "text": "hi", "source_key": "req-1"}
+    )
+    first = service.enqueue_turn(store, payload)
+    second = service.enqueue_turn(store, payload)
+    assert first.input_id == second.input_id
+    assert len(store.list_inputs("s1")) == 1
+
+
+def test_enqueue_to_unknown_session_writes_nothing(store: SqlStore) -> None:
+    """Enqueue for a session that does not exist fails with not-found and leaves no row."""
+    from lash_tasks.errors import SessionNotFound
+
+    payload = parse_payload(EnqueueTurnPayload, {"session_id": "ghost", "text": "hi"})
+    with pytest.raises(SessionNotFound):
+        service.enqueue_turn(store, payload)
+    assert store.count_rows("lash_pending_inputs") == 0
