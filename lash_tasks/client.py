@@ -123,7 +123,7 @@ class Client:
         return {
             "session_id": session_id,
             "head_revision": loaded.record.head_revision,
-            "model": loaded.record.policy.model.id,
+            "model": loaded.record.policy.model.id if loaded.record.policy else None,
             "usage": loaded.record.usage.to_json(),
             "active_turn": loaded.active_turn.turn_id if loaded.active_turn else None,
             "pending_inputs": [i.input_id for i in self.store.list_pending_inputs(session_id)],

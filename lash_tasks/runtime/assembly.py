@@ -128,9 +128,12 @@ def assemble_runtime(
     """Load, heal, trim, restore: the same steps whoever asks for a runtime."""
     store = core.require_store()
     record = store.session_record(session_id)
-    policy = record.policy or caller_policy or core.default_policy()
+    policy = record.policy
     if policy is None:
-        raise MissingModelSpec(f"session {session_id!r} has no model spec and none was given")
+        policy = caller_policy or core.default_policy()
+        if policy is None:
+            raise MissingModelSpec(f"session {session_id!r} has no model spec and none was given")
+        record = store.fill_policy(session_id, policy)
     residency = policy.residency
     loaded = _load(core, record, residency, purpose)
     graph = loaded.graph
@@ -173,7 +176,7 @@ def _load(core: LashCore, record: SessionRecord, residency: str, purpose: Purpos
     if residency != "active_path_only":
         return store.load(record.session_id, FullGraph())
     cached = core.cache.get(record.session_id, record.head_revision)
-    if cached is not None:
+    if cached is not None and cached.leaf_node_id == record.leaf_node_id:
         # The caller holds the session lease, so the head cannot move under this read.
         return LoadedSession(record, cached, store.active_turn(record.session_id), ActivePath())
     loaded = store.load(record.session_id, ActivePath())

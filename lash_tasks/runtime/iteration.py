@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lash_tasks.errors import LashError
+from lash_tasks.errors import LashError, ReplayMismatch
 from lash_tasks.machine import Fence, LlmRequest, LlmResponse, Message, Node, NodeDraft, Usage
 from lash_tasks.machine.turn_step import (
     CallLlm,
@@ -91,7 +91,19 @@ def run_iteration(
     if not isinstance(start, CallLlm):
         iteration.outcome = start.outcome
     else:
-        response, error = _call_llm(core, runtime, work, start.request)
+        try:
+            response, error = _call_llm(core, runtime, work, start.request)
+        except ReplayMismatch as exc:
+            # Terminal: re-running the step can never match its journal, so end the turn
+            # with a readable outcome instead of failing (and being re-poked) forever.
+            iteration.outcome = TurnOutcome(
+                "stopped",
+                "runtime_error",
+                f"the turn step no longer matches its journal: {exc.message}",
+                detail=exc.to_dict(),
+            )
+            add.event({"type": "turn_stopped", **iteration.outcome.to_json()})
+            return iteration
         if response is not None:
             iteration.usage = response.usage
         decision = after_llm(response, error)

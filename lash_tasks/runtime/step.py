@@ -7,14 +7,17 @@ through the effect host → one fenced commit (progress or final) → release.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lash_tasks.errors import (
     EffectBusy,
+    EffectError,
     HeadRevisionConflict,
     LashError,
     LeaseLost,
+    ReplayMismatch,
     StaleClaim,
 )
 from lash_tasks.runtime.assembly import SessionRuntime, assemble_runtime
@@ -58,9 +61,30 @@ class StepResult:
         }
 
 
+# Steps running in this process, by lease identity. The store lets the same owner and
+# incarnation re-enter a lease it holds, so two threads of one worker (threads pool) would
+# otherwise share a lease: run one session's step concurrently, and release the lease
+# under each other's feet. A second poke for a session this process is stepping is `busy`.
+_running: set[tuple[str, str, str]] = set()
+_running_lock = threading.Lock()
+
+
 def run_step(core: LashCore, session_id: str) -> StepResult:
     """Run at most one step of `session_id`. Never raises for busy or stale leases."""
     check_session_id(session_id)
+    key = (core.owner_id, core.incarnation_id, session_id)
+    with _running_lock:
+        if key in _running:
+            return StepResult(session_id, "busy", retry_after_ms=core.lease.ttl_ms)
+        _running.add(key)
+    try:
+        return _run_step(core, session_id)
+    finally:
+        with _running_lock:
+            _running.discard(key)
+
+
+def _run_step(core: LashCore, session_id: str) -> StepResult:
     store = core.require_store()
     lease = store.try_claim_lease(session_id, core.owner_id, core.incarnation_id, core.lease.ttl_ms)
     if isinstance(lease, Busy):
@@ -69,7 +93,17 @@ def run_step(core: LashCore, session_id: str) -> StepResult:
         with LeaseKeeper(
             store, lease, core.lease.ttl_ms, core.lease.renew_ms, core.effects
         ) as keeper:
-            return _run_leased(core, lease, keeper)
+            try:
+                return _run_leased(core, lease, keeper)
+            except EffectError as exc:
+                if isinstance(exc, (EffectBusy, ReplayMismatch)):
+                    raise
+                # The journal refused to record an outcome: the effect's lease expired or
+                # was taken over, so another step owns this work now. Like a lost lease.
+                raise LeaseLost(
+                    f"step on session {session_id!r} lost its effect lease: {exc.message}",
+                    session_id=session_id,
+                ) from exc
     except (LeaseLost, StaleClaim) as exc:
         core.cache.forget(session_id)
         log.info("step on %s discarded: %s", session_id, exc.code)

@@ -12,6 +12,7 @@ from lash_tasks.machine import (
     GraphAppend,
     GraphDelta,
     GraphReplaceFull,
+    Node,
     SessionSnapshot,
     TurnStamp,
     turn_commit_hash,
@@ -20,6 +21,7 @@ from lash_tasks.runtime.assembly import SessionRuntime
 from lash_tasks.runtime.core import LashCore
 from lash_tasks.runtime.iteration import Iteration
 from lash_tasks.runtime.turn_start import StepWork
+from lash_tasks.store.records import FullGraph
 
 
 def commit_step(
@@ -28,7 +30,7 @@ def commit_step(
     store = core.require_store()
     graph: GraphDelta
     if runtime.graph_replace_required:
-        graph = GraphReplaceFull(tuple(runtime.graph.nodes.values()), runtime.graph.leaf_node_id)
+        graph = GraphReplaceFull(_full_nodes(core, runtime), runtime.graph.leaf_node_id)
     else:
         graph = GraphAppend(tuple(iteration.nodes), runtime.graph.leaf_node_id)
     snapshot = SessionSnapshot(
@@ -89,6 +91,16 @@ def commit_step(
         usage=iteration.usage.to_json(),
     )
     return committed
+
+
+def _full_nodes(core: LashCore, runtime: SessionRuntime) -> tuple[Node, ...]:
+    """The whole stored graph plus this step's nodes. A runtime trimmed to its active path
+    must not rewrite the graph from what it holds: that would delete every orphan."""
+    stored = core.require_store().load(runtime.session_id, FullGraph()).graph.nodes
+    nodes = dict(stored)
+    for node in runtime.graph.nodes.values():
+        nodes.setdefault(node.node_id, node)
+    return tuple(nodes.values())
 
 
 def _completion(claim_id: str | None, token: str | None) -> tuple[ClaimCompletion, ...]:

@@ -116,9 +116,12 @@ def decode_node(row: Row[Any]) -> Node:
     return Node(row.node_id, row.parent_node_id, row.kind, payload, row.created_at)
 
 
-def decode_policy(row: Row[Any]) -> SessionPolicy:
-    """The persisted policy. Any shape this build does not know is a `SchemaVersionError`
-    (a stored model spec with unknown fields is corrupt data, not a caller's bad input)."""
+def decode_policy(row: Row[Any]) -> SessionPolicy | None:
+    """The persisted policy, or None for a session created without one (the opener fills
+    it). Any shape this build does not know is a `SchemaVersionError` (a stored model spec
+    with unknown fields is corrupt data, not a caller's bad input)."""
+    if row.config == {}:
+        return None
     try:
         return parse_policy(row.config)
     except InvalidModelSpec as exc:

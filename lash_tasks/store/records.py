@@ -47,7 +47,7 @@ ReadScope = FullGraph | ActivePath
 class SessionRecord:
     session_id: str
     head_revision: int
-    policy: SessionPolicy
+    policy: SessionPolicy | None
     leaf_node_id: str | None
     tool_state: dict[str, Any] | None
     tool_state_generation: int | None

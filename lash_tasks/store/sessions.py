@@ -21,11 +21,13 @@ from lash_tasks.store.records import (
 
 
 class SessionsMixin(SqlStoreBase):
-    def create_session(self, session_id: str, policy: SessionPolicy) -> SessionRecord:
-        """Create a session at head revision 0. Same id and same policy → the existing record."""
+    def create_session(self, session_id: str, policy: SessionPolicy | None) -> SessionRecord:
+        """Create a session at head revision 0. Same id and same policy → the existing record.
+
+        `policy=None` leaves it unconfigured: the first runtime that opens the session
+        fills it from the caller's policy (and must bring a model spec)."""
         check_session_id(session_id)
-        policy = parse_policy(policy)
-        config = policy.model_dump(mode="json")
+        config = parse_policy(policy).model_dump(mode="json") if policy is not None else {}
         with self.tx() as conn:
             self.dialect.lock_session(conn, session_id)
             existing = conn.execute(
@@ -53,6 +55,22 @@ class SessionsMixin(SqlStoreBase):
                 )
             )
             return _record(self._require_session(conn, session_id))
+
+    def fill_policy(self, session_id: str, policy: SessionPolicy) -> SessionRecord:
+        """Give an unconfigured session its policy; a configured one keeps its own."""
+        check_session_id(session_id)
+        config = parse_policy(policy).model_dump(mode="json")
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, session_id)
+            row = self._require_session(conn, session_id)
+            if row.config == {}:
+                conn.execute(
+                    update(t.sessions)
+                    .where(t.sessions.c.session_id == session_id)
+                    .values(config=config)
+                )
+                row = self._require_session(conn, session_id)
+            return _record(row)
 
     def session_record(self, session_id: str) -> SessionRecord:
         check_session_id(session_id)

@@ -55,7 +55,7 @@ def _tombstone_orphans(res: Resources, app: Any, slot: str) -> dict[str, Any]:
     checked = tombstoned = 0
     for session_id in store.sessions_with_graph_changes(since):
         record = store.session_record(session_id)
-        if record.policy.orphan_policy == "keep_history":
+        if record.policy is not None and record.policy.orphan_policy == "keep_history":
             continue
         checked += 1
         full = store.load(session_id).graph
