@@ -45,8 +45,8 @@ class _Appender:
         self.position = 0
         self.now = datetime.now(UTC).isoformat()
 
-    def message(self, message: Message) -> None:
-        self._add(NodeDraft.for_message(self._next_id(), message, self.now))
+    def message(self, message: Message, node_id: str | None = None) -> None:
+        self._add(NodeDraft.for_message(node_id or self._next_id(), message, self.now))
 
     def event(self, payload: dict[str, Any]) -> None:
         self._add(NodeDraft(self._next_id(), "event", payload, self.now))
@@ -75,8 +75,13 @@ def run_iteration(
         )
     elif work.input_claim_id is not None:
         store = core.require_store()
-        for accepted in store.accept_active_inputs(fence, work.input_claim_id, work.turn_id):
-            add.message(user_message(accepted.input))
+        store.accept_active_inputs(fence, work.input_claim_id, work.turn_id)
+        # Every accepted steer input not yet in the graph: this step's, and any that a
+        # step which died before its commit accepted. Ids name the input, so none repeats.
+        for accepted in store.accepted_turn_inputs(runtime.session_id, work.input_claim_id):
+            node_id = f"{work.turn_id}.steer.{accepted.input_id}"
+            if node_id not in runtime.graph.nodes:
+                add.message(user_message(accepted.input), node_id=node_id)
     policy = runtime.policy
     ctx = StepContext(
         model=policy.model.id,

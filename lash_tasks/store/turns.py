@@ -8,8 +8,8 @@ from sqlalchemy import select, update
 
 from lash_tasks.machine import ActiveTurn, Fence
 from lash_tasks.store import schema as t
-from lash_tasks.store.base import SqlStoreBase, decode_active_turn
-from lash_tasks.store.records import InputState
+from lash_tasks.store.base import SqlStoreBase, decode_active_turn, decode_input
+from lash_tasks.store.records import InputState, PendingInput
 
 
 class TurnsMixin(SqlStoreBase):
@@ -80,3 +80,22 @@ class TurnsMixin(SqlStoreBase):
                 )
             ).first()
             return dict(row.result) if row is not None else None
+
+    def accepted_turn_inputs(self, session_id: str, claim_id: str) -> list[PendingInput]:
+        """Steer inputs the running turn accepted under `claim_id`, in enqueue order.
+
+        Acceptance is its own transaction, so a step that dies before its commit leaves
+        inputs accepted but not in the graph; the re-run step finds them here.
+        """
+        p = t.pending_inputs
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(p)
+                .where(
+                    p.c.session_id == session_id,
+                    p.c.claim_id == claim_id,
+                    p.c.state == InputState.ACCEPTED,
+                )
+                .order_by(p.c.enqueue_seq)
+            )
+            return [decode_input(r) for r in rows]
