@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lash_tasks.errors import LashError
+from lash_tasks.errors import LashError, ProviderError
 from lash_tasks.machine import stable_hash
 from lash_tasks.store.journal import ExecuteEffect
 from lash_tasks.store.sql_store import SqlStore
@@ -108,6 +108,12 @@ class DurableEffectHost:
             try:
                 outcome = execute()
             except LashError as exc:
+                if exc.retryable and not isinstance(exc, ProviderError):
+                    # A transient failure (database, blob store) is not the effect's outcome:
+                    # free the row so the retried step executes it again at once.
+                    self.store.journal_release(*key, decision.lease_token)
+                    raise
+                # Provider errors are outcomes: the turn ends with them, retryable flag kept.
                 self.store.journal_finalize(*key, decision.lease_token, error=exc.to_dict())
                 raise
             self.store.journal_finalize(*key, decision.lease_token, outcome=outcome)

@@ -156,6 +156,20 @@ class JournalMixin(SqlStoreBase):
                     replay_key=replay_key,
                 )
 
+    def journal_release(self, scope_id: str, replay_key: str, lease_token: str) -> None:
+        """Give an in-progress effect up without an outcome: the next attempt takes over."""
+        with self.tx() as conn:
+            conn.execute(
+                update(_j)
+                .where(
+                    _j.c.scope_id == scope_id,
+                    _j.c.replay_key == replay_key,
+                    _j.c.lease_token == lease_token,
+                    _j.c.status == "in_progress",
+                )
+                .values(lease_expires_at=0, updated_at=self.now_ms(conn))
+            )
+
     def journal_entries(self, session_id: str, turn_id: str | None = None) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             query = select(_j).where(_j.c.session_id == session_id)

@@ -196,3 +196,33 @@ def test_inline_host_always_executes() -> None:
     assert body.calls == 3
     assert host.executed == 3
     assert host.durability_tier == "inline"
+
+
+def test_transient_failure_is_not_recorded_and_runs_again(store: SqlStore) -> None:
+    """A retryable non-provider error frees the effect: the next attempt executes at once."""
+    from lash_tasks.errors import StoreUnavailable
+
+    host = DurableEffectHost(store, "worker-a")
+    flaky = Counter(error=StoreUnavailable("blob store down"))
+    with pytest.raises(StoreUnavailable):
+        host.run(EFFECT, flaky)
+    assert _entry(store)["status"] == "in_progress"
+    healthy = Counter({"text": "ok"})
+    assert DurableEffectHost(store, "worker-b").run(EFFECT, healthy) == {"text": "ok"}
+    assert healthy.calls == 1
+    assert _entry(store)["status"] == "completed"
+
+
+def test_retryable_provider_error_is_an_outcome(store: SqlStore) -> None:
+    """A provider error, even a retryable one, is journaled: the turn ends with it."""
+    from lash_tasks.errors import ProviderError
+
+    host = DurableEffectHost(store, "worker-a")
+    failing = Counter(error=ProviderError("overloaded", status=529, retryable=True))
+    with pytest.raises(ProviderError):
+        host.run(EFFECT, failing)
+    replay = Counter()
+    with pytest.raises(RecordedFailure) as info:
+        host.run(EFFECT, replay)
+    assert replay.calls == 0
+    assert info.value.retryable is True
