@@ -98,6 +98,7 @@ class Settings:
                     "data_folder_out": folder,
                     "processed_folder": str(self.home / "broker-processed"),
                     "store_processed": False,
+                    "control_folder": str(self.home / "broker-control"),
                     # The folder is polled; the default second would dominate a turn's latency.
                     "polling_interval": 0.05,
                 }
