@@ -19,6 +19,7 @@ from lash_tasks.errors import (
     LeaseLost,
     ReplayMismatch,
     StaleClaim,
+    TurnCommitConflict,
 )
 from lash_tasks.runtime.assembly import SessionRuntime, assemble_runtime
 from lash_tasks.runtime.commands import run_session_command
@@ -104,6 +105,16 @@ def _run_step(core: LashCore, session_id: str) -> StepResult:
                     f"step on session {session_id!r} lost its effect lease: {exc.message}",
                     session_id=session_id,
                 ) from exc
+            except TurnCommitConflict as exc:
+                # The store answers a final commit from the turn stamp before it checks the
+                # fence, so a stale step whose turn another worker finished meets the stamp.
+                # Only a step that still holds its lease has a real conflict to report.
+                if not keeper.lost.is_set() and _still_holds(core, lease):
+                    raise
+                raise LeaseLost(
+                    f"step on session {session_id!r} is stale: {exc.message}",
+                    session_id=session_id,
+                ) from exc
     except (LeaseLost, StaleClaim) as exc:
         core.cache.forget(session_id)
         log.info("step on %s discarded: %s", session_id, exc.code)
@@ -153,6 +164,14 @@ def _run_leased(core: LashCore, lease: Lease, keeper: LeaseKeeper) -> StepResult
 def _remember(core: LashCore, runtime: SessionRuntime, head_revision: int) -> None:
     if runtime.policy.residency == "active_path_only":
         core.cache.put(runtime.session_id, head_revision, runtime.graph)
+
+
+def _still_holds(core: LashCore, lease: Lease) -> bool:
+    try:
+        core.require_store().renew_lease(lease.fence, core.lease.ttl_ms)
+    except LeaseLost:
+        return False
+    return True
 
 
 def _release_quietly(core: LashCore, lease: Lease) -> None:

@@ -80,7 +80,7 @@ class Fleet:
     def client(self) -> Client:
         return Client(SqlStore.from_url(self.database_url), self.settings(), self.publisher())
 
-    def redis(self) -> redis.Redis:
+    def redis(self) -> redis.Redis[bytes]:
         return redis.Redis.from_url(self.redis_url)
 
     def start_worker(
@@ -122,6 +122,32 @@ class Fleet:
         for proc in self.processes:
             proc.stop()
 
+    def queue_length(self, queue: str = "lash.turns") -> int:
+        """Messages waiting in one broker queue (kombu keeps each queue as a Redis list)."""
+        return int(self.redis().llen(queue))
+
+    def task_results(self) -> list[dict[str, Any]]:
+        """Every task result the Redis result backend holds, with its task id."""
+        import json
+
+        client = self.redis()
+        out = []
+        for key in client.scan_iter(match="celery-task-meta-*", count=500):
+            raw = client.get(key)
+            if raw is not None:
+                out.append(json.loads(raw))
+        return out
+
+    def live_leases(self, store: SqlStore, session_ids: Iterable[str]) -> list[str]:
+        """Sessions whose lease has an owner and has not expired by the database clock."""
+        now = store.db_now_ms()
+        live = []
+        for sid in session_ids:
+            owner, _, expires = store.lease_state(sid)
+            if owner is not None and expires is not None and expires > now:
+                live.append(sid)
+        return live
+
 
 @dataclass
 class CeleryProcess:
@@ -146,6 +172,11 @@ class CeleryProcess:
     @property
     def pid(self) -> int:
         return self.popen.pid
+
+    @property
+    def owner_id(self) -> str:
+        """The lease owner id a worker process writes (`resources.build_resources`)."""
+        return f"{os.uname().nodename}:{self.popen.pid}"
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -181,6 +212,28 @@ class CeleryProcess:
                 raise RuntimeError(f"{self.name} exited early:\n{text[-3000:]}")
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log()[-3000:]}")
+
+
+def calc_rules(delay_ms: int = 0, match: str = "calc") -> str:
+    """LASH_SCRIPTED_RULES: inputs containing `match` call the calculator (6*7), then
+    the default answer "done: 42" ends the turn: two steps, two LLM calls per turn."""
+    import json
+
+    rule: dict[str, Any] = {
+        "match": match,
+        "tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}],
+    }
+    if delay_ms:
+        rule["delay_ms"] = delay_ms
+    return json.dumps([rule])
+
+
+def calc_transcript(texts: Iterable[str]) -> list[tuple[str, str]]:
+    """The committed transcript of `calc_rules` turns, one per input text, in order."""
+    expected: list[tuple[str, str]] = []
+    for text in texts:
+        expected += [("user", text), ("assistant", ""), ("tool", "42"), ("assistant", "done: 42")]
+    return expected
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
