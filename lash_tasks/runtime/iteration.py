@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lash_tasks.errors import LashError, ReplayMismatch
+from lash_tasks.errors import EffectError, LashError
 from lash_tasks.machine import Fence, LlmRequest, LlmResponse, Message, Node, NodeDraft, Usage
 from lash_tasks.machine.turn_step import (
     CallLlm,
@@ -96,19 +96,7 @@ def run_iteration(
     if not isinstance(start, CallLlm):
         iteration.outcome = start.outcome
     else:
-        try:
-            response, error = _call_llm(core, runtime, work, start.request)
-        except ReplayMismatch as exc:
-            # Terminal: re-running the step can never match its journal, so end the turn
-            # with a readable outcome instead of failing (and being re-poked) forever.
-            iteration.outcome = TurnOutcome(
-                "stopped",
-                "runtime_error",
-                f"the turn step no longer matches its journal: {exc.message}",
-                detail=exc.to_dict(),
-            )
-            add.event({"type": "turn_stopped", **iteration.outcome.to_json()})
-            return iteration
+        response, error = _call_llm(core, runtime, work, start.request)
         if response is not None:
             iteration.usage = response.usage
         decision = after_llm(response, error)
@@ -195,7 +183,11 @@ def _run_tools(
             try:
                 results.append(future.result())
             except LashError as exc:
-                if not isinstance(exc, RecordedFailure) and exc.retryable:
+                # Transient errors retry the step; a journal that refused the outcome means
+                # another worker owns this step now. Neither is the tool's failure.
+                if not isinstance(exc, RecordedFailure) and (
+                    exc.retryable or isinstance(exc, EffectError)
+                ):
                     raise
                 failure = failure or TurnOutcome(
                     "stopped",
@@ -246,3 +238,23 @@ def _attachments(core: LashCore, runtime: SessionRuntime, work: StepWork) -> Any
     from lash_tasks.attachments import attachments_for
 
     return attachments_for(core.store, core.blobs, runtime.session_id, "turn", work.turn_id)
+
+
+def stopped_iteration(runtime: SessionRuntime, work: StepWork, error: LashError) -> Iteration:
+    """End the turn on a terminal error with a readable, recorded outcome.
+
+    `runtime` must be freshly assembled (the failed iteration's nodes are dropped). The
+    turn's own inputs still enter the transcript, so the user sees what was answered.
+    """
+    iteration = Iteration(
+        outcome=TurnOutcome(
+            "stopped", "runtime_error", f"the turn failed: {error.message}", detail=error.to_dict()
+        )
+    )
+    add = _Appender(runtime, work, iteration)
+    if work.is_new_turn:
+        for message in work.new_messages:
+            add.message(message)
+    assert iteration.outcome is not None
+    add.event({"type": "turn_stopped", **iteration.outcome.to_json()})
+    return iteration

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lash_tasks.errors import (
+    ConflictError,
     EffectBusy,
     EffectError,
     HeadRevisionConflict,
     LashError,
+    LeaseError,
     LeaseLost,
     ReplayMismatch,
     StaleClaim,
@@ -24,7 +26,7 @@ from lash_tasks.errors import (
 from lash_tasks.runtime.assembly import SessionRuntime, assemble_runtime
 from lash_tasks.runtime.commands import run_session_command
 from lash_tasks.runtime.core import LashCore
-from lash_tasks.runtime.iteration import run_iteration
+from lash_tasks.runtime.iteration import run_iteration, stopped_iteration
 from lash_tasks.runtime.lease_keeper import LeaseKeeper
 from lash_tasks.runtime.turn_commit import commit_step
 from lash_tasks.runtime.turn_start import StepWork, resume_or_claim
@@ -138,7 +140,16 @@ def _run_leased(core: LashCore, lease: Lease, keeper: LeaseKeeper) -> StepResult
         revision = run_session_command(core, runtime, lease.fence, started.command, keeper)
         return StepResult(lease.session_id, "command", more_work=True, head_revision=revision)
     work: StepWork = started.work
-    iteration = run_iteration(core, runtime, lease.fence, work)
+    try:
+        iteration = run_iteration(core, runtime, lease.fence, work)
+    except LashError as exc:
+        if not _is_terminal(exc):
+            raise
+        log.warning(
+            "turn %s of %s ends on a terminal error: %s", work.turn_id, lease.session_id, exc.code
+        )
+        runtime = assemble_runtime(core, lease.session_id, purpose="rebuild")
+        iteration = stopped_iteration(runtime, work, exc)
     keeper.check()
     result = commit_step(core, runtime, lease.fence, work, iteration)
     _remember(core, runtime, result.head_revision)
@@ -159,6 +170,14 @@ def _run_leased(core: LashCore, lease: Lease, keeper: LeaseKeeper) -> StepResult
         head_revision=result.head_revision,
         outcome=iteration.outcome.to_json(),
     )
+
+
+def _is_terminal(exc: LashError) -> bool:
+    """Errors that no re-run can fix: the turn ends with a recorded `stopped` outcome
+    instead of the step failing, and being re-poked, forever."""
+    if isinstance(exc, ReplayMismatch):
+        return True
+    return not (exc.retryable or isinstance(exc, (LeaseError, ConflictError, EffectError)))
 
 
 def _remember(core: LashCore, runtime: SessionRuntime, head_revision: int) -> None:

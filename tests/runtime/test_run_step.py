@@ -469,3 +469,22 @@ def test_concurrent_steps_of_one_core_never_share_the_lease(harness: Harness) ->
     assert llm.call_count == 1
     assert roles(harness.messages(sid)) == ["user", "assistant"]
     assert_settled(harness.store, sid)
+
+
+def test_terminal_error_ends_the_turn_with_a_recorded_outcome(harness: Harness) -> None:
+    """A turn that cannot run (branch from an unknown node) ends stopped(runtime_error)."""
+    core, llm = harness.core()
+    sid = harness.session()
+    harness.turn(core, sid, "first")
+    harness.enqueue(sid, "retry from nowhere", branch_from="no-such-node")
+    result = run_step(core, sid)
+    assert result.status == "finished"
+    assert result.outcome is not None
+    assert (result.outcome["status"], result.outcome["reason"]) == ("stopped", "runtime_error")
+    assert "no-such-node" in result.outcome["text"]
+    assert llm.call_count == 1  # only the first turn called the model
+    path = harness.store.load(sid).graph.active_path()
+    assert [n.kind for n in path] == ["message", "message", "message", "event"]
+    assert path[2].payload["text"] == "retry from nowhere"
+    assert all(i.state == "completed" for i in harness.store.list_inputs(sid))
+    assert_settled(harness.store, sid)
