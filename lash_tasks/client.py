@@ -54,6 +54,7 @@ class Client:
         self.store = store
         self.settings = settings
         self._app = celery_app
+        self._redis: Any = None
 
     @classmethod
     def from_env(cls) -> Client:
@@ -69,8 +70,19 @@ class Client:
             self._app = app
         return self._app
 
+    @property
+    def redis(self) -> Any:
+        """Redis for poke coalescing, when the fleet has one (None on the embedded default)."""
+        if self._redis is None and self.settings.redis_url:
+            import redis
+
+            self._redis = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
+        return self._redis
+
     def close(self) -> None:
         self.store.close()
+        if self._redis is not None:
+            self._redis.close()
 
     def create_session(self, session_id: str, **options: Any) -> str:
         payload = parse_payload(CreateSessionPayload, {"session_id": session_id, **options})
@@ -88,7 +100,7 @@ class Client:
     def poke(self, session_id: str) -> None:
         from lash_tasks.worker.pokes import poke_session
 
-        poke_session(self.app, session_id)
+        poke_session(self.app, session_id, self.redis)
 
     def wait_for_input(
         self, session_id: str, input_id: str, timeout: float = 60.0, poll: float = 0.1

@@ -44,7 +44,7 @@ def manual_slot() -> str:
 def _sweep(res: Resources, app: Any, slot: str) -> dict[str, Any]:
     runnable = res.store.runnable_sessions()
     for session in runnable:
-        poke_session(app, session.session_id)
+        poke_session(app, session.session_id, force=True)
     return {"poked_sessions": len(runnable)}
 
 

@@ -1,8 +1,12 @@
 """Pokes: Celery messages that only say "session X may have work". Ids, never payloads.
 
-Publish only after the commit that created the work is durable. Delayed re-pokes
-for busy sessions are coalesced through Redis (SET NX), so a flood of pokes for one
-busy session leaves at most one delayed re-poke outstanding.
+Publish only after the commit that created the work is durable. With Redis at hand,
+pokes are coalesced: a poke is published only if none is already waiting for the
+session (SET NX on a mark the step task clears as it starts), so a flood of pokes
+collapses into at most one extra task. Delayed re-pokes for busy sessions have a mark
+of their own, so at most one is outstanding per session. Coalescing only ever saves
+messages: the sweeper pokes with `force`, so a mark whose message was lost (a flushed
+broker) cannot hold work back for longer than one sweep.
 """
 
 from __future__ import annotations
@@ -13,24 +17,51 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 STEP_TASK = "lash.session.step"
-PROCESS_TASK = "lash.process.run"
+POKE_MARK_TTL_S = 30
 
 
-def poke_session(app: Any, session_id: str, countdown: float | None = None) -> None:
+def _mark(redis_client: Any, key: str, ttl_ms: int) -> bool:
+    """True if this caller set the mark (or coalescing is unavailable)."""
+    if redis_client is None:
+        return True
+    try:
+        return bool(redis_client.set(key, "1", nx=True, px=ttl_ms))
+    except Exception as exc:  # coalescing is an optimisation; the poke is what matters
+        log.warning("poke coalescing unavailable: %s", type(exc).__name__)
+        return True
+
+
+def poke_session(
+    app: Any,
+    session_id: str,
+    redis_client: Any = None,
+    *,
+    countdown: float | None = None,
+    force: bool = False,
+) -> bool:
+    """Publish a step poke unless one is already waiting. True if a message was sent."""
+    if not force and not _mark(redis_client, f"lash:poke:{session_id}", POKE_MARK_TTL_S * 1000):
+        return False
     app.send_task(STEP_TASK, args=(session_id,), queue="lash.turns", countdown=countdown)
+    return True
+
+
+def clear_poke_mark(redis_client: Any, session_id: str) -> None:
+    """Called as a step starts: pokes arriving from now on must publish again."""
+    if redis_client is None:
+        return
+    try:
+        redis_client.delete(f"lash:poke:{session_id}")
+    except Exception as exc:
+        log.warning("could not clear poke mark: %s", type(exc).__name__)
 
 
 def repoke_later(app: Any, redis_client: Any, session_id: str, delay_ms: int) -> bool:
     """Schedule one delayed re-poke unless one is already outstanding. True if scheduled."""
     delay_s = max(0.05, delay_ms / 1000) + random.uniform(0, 0.25)
-    if redis_client is not None:
-        key = f"lash:repoke:{session_id}"
-        try:
-            if not redis_client.set(key, "1", nx=True, px=int(delay_s * 1000) + 500):
-                return False
-        except Exception as exc:  # coalescing is an optimisation; the poke is what matters
-            log.warning("re-poke coalescing unavailable: %s", type(exc).__name__)
-    poke_session(app, session_id, countdown=delay_s)
+    if not _mark(redis_client, f"lash:repoke:{session_id}", int(delay_s * 1000) + 500):
+        return False
+    poke_session(app, session_id, countdown=delay_s, force=True)
     return True
 
 

@@ -15,6 +15,7 @@ from lash_tasks.attachments import blob_store_from_url
 from lash_tasks.machine import ModelSpec
 from lash_tasks.providers import llm_provider_from_env
 from lash_tasks.runtime.core import LashCore, LeaseTimings
+from lash_tasks.runtime.trace import JsonlTraceSink, NullTraceSink, TraceSink
 from lash_tasks.settings import Settings
 from lash_tasks.store.sql_store import SqlStore
 from lash_tasks.tools.loading import registry_from_env
@@ -34,6 +35,12 @@ class Resources:
             self.redis.close()
 
 
+def trace_sink_from_env(env: dict[str, str]) -> TraceSink:
+    """LASH_TRACE_PATH=/path/trace.jsonl writes JSONL trace records; unset writes none."""
+    path = env.get("LASH_TRACE_PATH")
+    return JsonlTraceSink(path) if path else NullTraceSink()
+
+
 def build_resources(settings: Settings | None = None) -> Resources:
     settings = settings or Settings.from_env()
     store = SqlStore.from_url(settings.database_url)
@@ -48,6 +55,7 @@ def build_resources(settings: Settings | None = None) -> Resources:
         .tools(lambda: registry_from_env(env))
         .lease_timings(LeaseTimings(settings.lease_ttl_ms, settings.lease_renew_ms))
         .owner(f"{os.uname().nodename}:{os.getpid()}")
+        .trace_sink(trace_sink_from_env(env))
         .build()
     )
     redis_client = None

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 from lash_tasks import service
 from lash_tasks.errors import LashError, NotFound, ValidationError
@@ -20,7 +20,7 @@ from lash_tasks.runtime.step import run_step
 from lash_tasks.store.records import check_session_id
 from lash_tasks.worker.app import app, lash_task, on_signal
 from lash_tasks.worker.maintenance import JOBS, run_job
-from lash_tasks.worker.pokes import poke_session, repoke_later, retry_delay_s
+from lash_tasks.worker.pokes import clear_poke_mark, poke_session, repoke_later, retry_delay_s
 from lash_tasks.worker.resources import process_resources
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ def _after_fork(**_: Any) -> None:
     process_resources.reset_after_fork()
 
 
-@on_signal(worker_process_shutdown)
+@on_signal(worker_shutdown)  # threads and solo pools: the main process did the work
+@on_signal(worker_process_shutdown)  # prefork: each child
 def _on_shutdown(**_: Any) -> None:
     process_resources.shutdown()
 
@@ -47,6 +48,7 @@ def session_step(self: Task, session_id: Any) -> dict[str, Any]:
     try:
         check_session_id(session_id)
         res = process_resources.get()
+        clear_poke_mark(res.redis, session_id)
         result = run_step(res.core, session_id)
     except (ValidationError, NotFound) as exc:
         return _rejected(f"lash.session.step({session_id!r})", exc)
@@ -57,7 +59,7 @@ def session_step(self: Task, session_id: Any) -> dict[str, Any]:
     if result.status in ("busy", "effect_busy"):
         repoke_later(app, res.redis, session_id, result.retry_after_ms or res.settings.lease_ttl_ms)
     elif result.more_work:
-        poke_session(app, session_id)
+        poke_session(app, session_id, res.redis)
     return result.to_dict()
 
 
@@ -88,7 +90,7 @@ def enqueue_turn(payload: Any) -> dict[str, Any]:
         if exc.retryable:
             raise
         return _rejected("lash.ingress.enqueue_turn", exc)
-    poke_session(app, parsed.session_id)
+    poke_session(app, parsed.session_id, res.redis)
     return {"status": "enqueued", "input_id": row.input_id, "state": row.state}
 
 
