@@ -24,7 +24,10 @@ def put_and_hang(db_url: str, blob_root: str, session_id: str, turn_id: str, mar
         store, FilesystemBlobStore(blob_root), session_id, "turn", turn_id
     )
     attachment_id = attachments.put(PAYLOAD, "text/plain")
-    Path(marker).write_text(attachment_id)
+    # Write then rename: the test polls for the marker and must never read it half-written.
+    staging = Path(marker + ".tmp")
+    staging.write_text(attachment_id)
+    staging.replace(marker)
     time.sleep(300)
 
 
