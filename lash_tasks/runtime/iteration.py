@@ -22,6 +22,7 @@ from lash_tasks.runtime.assembly import SessionRuntime
 from lash_tasks.runtime.core import LashCore
 from lash_tasks.runtime.effects import EffectRequest, RecordedFailure
 from lash_tasks.runtime.turn_start import StepWork, user_message
+from lash_tasks.store.sql_store import SqlStore
 from lash_tasks.tools.base import ToolContext, ToolResult
 
 MAX_PARALLEL_TOOLS = 8
@@ -75,13 +76,12 @@ def run_iteration(
         )
     elif work.input_claim_id is not None:
         store = core.require_store()
-        store.accept_active_inputs(fence, work.input_claim_id, work.turn_id)
-        # Every accepted steer input not yet in the graph: this step's, and any that a
-        # step which died before its commit accepted. Ids name the input, so none repeats.
-        for accepted in store.accepted_turn_inputs(runtime.session_id, work.input_claim_id):
-            node_id = f"{work.turn_id}.steer.{accepted.input_id}"
-            if node_id not in runtime.graph.nodes:
-                add.message(user_message(accepted.input), node_id=node_id)
+        llm_key = _llm_replay_key(runtime.session_id, work)
+        # A re-run whose LLM call is already journaled must send the very same request, so
+        # it takes no new steer input; those wait for the next step boundary.
+        if not store.journal_has(f"turn:{runtime.session_id}:{work.turn_id}", llm_key):
+            store.accept_active_inputs(fence, work.input_claim_id, work.turn_id)
+        _add_accepted_steer(store, runtime, work, add)
     policy = runtime.policy
     ctx = StepContext(
         model=policy.model.id,
@@ -116,13 +116,29 @@ def run_iteration(
     return iteration
 
 
+def _add_accepted_steer(
+    store: SqlStore, runtime: SessionRuntime, work: StepWork, add: _Appender
+) -> None:
+    """Every accepted steer input not yet in the graph: this step's, and any that a step
+    which died before its commit accepted. Ids name the input, so none repeats."""
+    assert work.input_claim_id is not None
+    for accepted in store.accepted_turn_inputs(runtime.session_id, work.input_claim_id):
+        node_id = f"{work.turn_id}.steer.{accepted.input_id}"
+        if node_id not in runtime.graph.nodes:
+            add.message(user_message(accepted.input), node_id=node_id)
+
+
+def _llm_replay_key(session_id: str, work: StepWork) -> str:
+    return f"{session_id}:{work.turn_id}:{work.step_index}:llm_call:0"
+
+
 def _call_llm(
     core: LashCore, runtime: SessionRuntime, work: StepWork, request: LlmRequest
 ) -> tuple[LlmResponse | None, dict[str, Any] | None]:
     effect = EffectRequest(
         session_id=runtime.session_id,
         turn_id=work.turn_id,
-        replay_key=f"{runtime.session_id}:{work.turn_id}:{work.step_index}:llm_call:0",
+        replay_key=_llm_replay_key(runtime.session_id, work),
         envelope={"kind": "llm_call", "request": request.to_json()},
     )
     core.tracer.emit("llm_call_started", runtime.session_id, work.turn_id, step=work.step_index)
@@ -246,6 +262,7 @@ def stopped_iteration(runtime: SessionRuntime, work: StepWork, error: LashError)
     `runtime` must be freshly assembled (the failed iteration's nodes are dropped). The
     turn's own inputs still enter the transcript, so the user sees what was answered.
     """
+    core_store = runtime.core.store
     iteration = Iteration(
         outcome=TurnOutcome(
             "stopped", "runtime_error", f"the turn failed: {error.message}", detail=error.to_dict()
@@ -255,6 +272,8 @@ def stopped_iteration(runtime: SessionRuntime, work: StepWork, error: LashError)
     if work.is_new_turn:
         for message in work.new_messages:
             add.message(message)
+    if work.input_claim_id is not None and core_store is not None:
+        _add_accepted_steer(core_store, runtime, work, add)
     assert iteration.outcome is not None
     add.event({"type": "turn_stopped", **iteration.outcome.to_json()})
     return iteration

@@ -194,7 +194,9 @@ class InputsMixin(SqlStoreBase):
                     _p.c.claim_id == stale.claim_id, _p.c.state == InputState.CLAIMED
                 )
             else:
-                query = query.where(_p.c.state == InputState.PENDING)
+                # No turn is running (the caller resumes an active turn instead of claiming),
+                # so a steer input that found no turn to join starts the next one.
+                query = query.where(_p.c.state.in_([InputState.PENDING, InputState.PENDING_ACTIVE]))
             query = self.dialect.for_update(
                 query.order_by(_p.c.enqueue_seq).limit(max_inputs), skip_locked=True
             )

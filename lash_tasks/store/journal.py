@@ -156,6 +156,13 @@ class JournalMixin(SqlStoreBase):
                     replay_key=replay_key,
                 )
 
+    def journal_has(self, scope_id: str, replay_key: str) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(_j.c.status).where(_j.c.scope_id == scope_id, _j.c.replay_key == replay_key)
+            ).first()
+            return row is not None
+
     def journal_release(self, scope_id: str, replay_key: str, lease_token: str) -> None:
         """Give an in-progress effect up without an outcome: the next attempt takes over."""
         with self.tx() as conn:

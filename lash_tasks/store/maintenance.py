@@ -101,7 +101,7 @@ class MaintenanceMixin(SessionsMixin):
             has_input = exists().where(
                 p.c.session_id == t.sessions.c.session_id,
                 or_(
-                    p.c.state == InputState.PENDING,
+                    p.c.state.in_([InputState.PENDING, InputState.PENDING_ACTIVE]),
                     and_(p.c.state == InputState.CLAIMED),
                 ),
             )

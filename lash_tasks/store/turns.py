@@ -54,7 +54,10 @@ class TurnsMixin(SqlStoreBase):
             p, q = t.pending_inputs, t.queued_work
             has_input = conn.execute(
                 select(p.c.enqueue_seq)
-                .where(p.c.session_id == session_id, p.c.state == InputState.PENDING)
+                .where(
+                    p.c.session_id == session_id,
+                    p.c.state.in_([InputState.PENDING, InputState.PENDING_ACTIVE]),
+                )
                 .limit(1)
             ).first()
             if has_input is not None:

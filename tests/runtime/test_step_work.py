@@ -110,10 +110,23 @@ def test_steer_input_is_accepted_at_the_next_step_boundary(harness: Harness) -> 
     assert _states(harness, sid) == ["completed", "completed"]
 
 
-def test_steer_input_without_a_running_turn_is_deferred_to_the_next_turn(
-    harness: Harness,
-) -> None:
-    """A steer input that arrives after the last step is moved to the next turn, not dropped."""
+def test_steer_input_on_an_idle_session_starts_the_next_turn(harness: Harness) -> None:
+    """A steer input with no turn to join is answered by the next turn, never stranded."""
+    core, _ = harness.core()
+    sid = harness.session()
+    harness.store.enqueue_input(
+        InputDraft(sid, "steer-idle", {"text": "anyone there?"}, ingress="active_turn")
+    )
+    assert harness.store.has_waiting_work(sid)
+    assert [r.session_id for r in harness.store.runnable_sessions()] == [sid]
+    result = run_step(core, sid)
+    assert result.status == "finished"
+    assert [m.text for m in harness.messages(sid)] == ["anyone there?", "echo: anyone there?"]
+    assert _states(harness, sid) == ["completed"]
+
+
+def test_steer_input_beside_a_pending_input_joins_its_turn(harness: Harness) -> None:
+    """Without a running turn, waiting steer and next-turn inputs are claimed as one turn."""
     core, _ = harness.core()
     sid = harness.session()
     harness.enqueue(sid, "hello")
@@ -122,15 +135,8 @@ def test_steer_input_without_a_running_turn_is_deferred_to_the_next_turn(
     )
     first = run_step(core, sid)
     assert first.status == "finished"
-    assert first.more_work is True
-    second = run_step(core, sid)
-    assert second.status == "finished"
-    assert [m.text for m in harness.messages(sid)] == [
-        "hello",
-        "echo: hello",
-        "and then",
-        "echo: and then",
-    ]
+    assert first.more_work is False
+    assert [m.text for m in harness.messages(sid)] == ["hello", "and then", "echo: and then"]
     assert _states(harness, sid) == ["completed", "completed"]
 
 

@@ -183,11 +183,12 @@ def test_suffix_cancel_covers_the_anchor_and_every_later_row(store: SqlStore) ->
 
 
 def test_claim_takes_pending_inputs_in_order_up_to_the_limit(store: SqlStore) -> None:
-    """A claim takes the oldest pending next-turn inputs, at most max_inputs, never steer input."""
+    """A claim takes the oldest waiting inputs, at most max_inputs; with no turn running a
+    steer input waits like any other."""
     sid = new_session(store)
     lease = take_lease(store, sid)
     rows = [enqueue(store, sid, f"k{i}") for i in range(4)]
-    enqueue(store, sid, "steer", ingress="active_turn")
+    steer = enqueue(store, sid, "steer", ingress="active_turn")
     first = store.claim_next_turn_inputs(lease.fence, max_inputs=3)
     assert first is not None
     assert [i.input_id for i in first.inputs] == [r.input_id for r in rows[:3]]
@@ -195,7 +196,7 @@ def test_claim_takes_pending_inputs_in_order_up_to_the_limit(store: SqlStore) ->
     assert first.generation == lease.fencing_token
     second = store.claim_next_turn_inputs(lease.fence)
     assert second is not None
-    assert [i.input_id for i in second.inputs] == [rows[3].input_id]
+    assert [i.input_id for i in second.inputs] == [rows[3].input_id, steer.input_id]
     assert store.claim_next_turn_inputs(lease.fence) is None
 
 
