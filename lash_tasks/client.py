@@ -6,6 +6,7 @@ a lost poke only delays work until the sweeper re-pokes it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from lash_tasks.ingress import (
 from lash_tasks.settings import Settings
 from lash_tasks.store.records import InputState
 from lash_tasks.store.sql_store import SqlStore
+
+log = logging.getLogger(__name__)
 
 
 class WaitTimeout(LashError):
@@ -94,7 +97,16 @@ class Client:
             EnqueueTurnPayload, {"session_id": session_id, "text": text, **options}
         )
         row = service.enqueue_turn(self.store, payload)
-        self.poke(session_id)
+        try:
+            self.poke(session_id)
+        except Exception as exc:
+            # The input is durable; the sweeper will poke it. Failing here would invite the
+            # caller to submit it again.
+            log.warning(
+                "input %s stored, but the poke failed (%s); the sweeper will pick it up",
+                row.input_id,
+                type(exc).__name__,
+            )
         return row.input_id
 
     def poke(self, session_id: str) -> None:

@@ -74,6 +74,7 @@ class LashCore:
     incarnation_id: str
     tracer: Tracer
     budget: ToolOutputBudget = field(default_factory=ToolOutputBudget)
+    step_time_limit_ms: int | None = None
     cache: RuntimeCache = field(default_factory=RuntimeCache)
 
     @staticmethod
@@ -115,6 +116,7 @@ class CoreBuilder:
         self._process_registry: Facet | None = None
         self._trigger_store: Facet | None = None
         self._budget = ToolOutputBudget()
+        self._step_limit_ms: int | None = None
 
     def session_store(self, store: SqlStore | None) -> CoreBuilder:
         self._store = store
@@ -166,6 +168,11 @@ class CoreBuilder:
         self._owner_id = owner_id
         if incarnation_id is not None:
             self._incarnation_id = incarnation_id
+        return self
+
+    def step_time_limit(self, seconds: float | None) -> CoreBuilder:
+        """Longest a step may hold its session; None for no limit."""
+        self._step_limit_ms = None if seconds is None else int(seconds * 1000)
         return self
 
     def trace_sink(self, sink: TraceSink) -> CoreBuilder:
@@ -233,6 +240,7 @@ class CoreBuilder:
             incarnation_id=self._incarnation_id,
             tracer=Tracer(self._trace),
             budget=self._budget,
+            step_time_limit_ms=self._step_limit_ms,
         )
 
 

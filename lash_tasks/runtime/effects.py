@@ -7,16 +7,18 @@ The inline host just executes; it is for embedded use and tests without a store.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lash_tasks.errors import LashError, ProviderError
+from lash_tasks.errors import LashError
 from lash_tasks.machine import stable_hash
 from lash_tasks.store.journal import ExecuteEffect
 from lash_tasks.store.sql_store import SqlStore
 
+log = logging.getLogger(__name__)
 Outcome = dict[str, Any]
 
 
@@ -108,12 +110,11 @@ class DurableEffectHost:
             try:
                 outcome = execute()
             except LashError as exc:
-                if exc.retryable and not isinstance(exc, ProviderError):
-                    # A transient failure (database, blob store) is not the effect's outcome:
-                    # free the row so the retried step executes it again at once.
+                if exc.retryable:
+                    # A transient failure (database, blob store, an overloaded LLM provider)
+                    # is not the effect's outcome: free the row so a retried step runs it.
                     self.store.journal_release(*key, decision.lease_token)
                     raise
-                # Provider errors are outcomes: the turn ends with them, retryable flag kept.
                 self.store.journal_finalize(*key, decision.lease_token, error=exc.to_dict())
                 raise
             self.store.journal_finalize(*key, decision.lease_token, outcome=outcome)
@@ -127,4 +128,8 @@ class DurableEffectHost:
         with self._lock:
             inflight = list(self._inflight.items())
         for (scope_id, replay_key), token in inflight:
-            self.store.journal_renew(scope_id, replay_key, token, self.ttl_ms)
+            try:
+                self.store.journal_renew(scope_id, replay_key, token, self.ttl_ms)
+            except LashError as exc:
+                # One lost effect lease must not stop the renewal of every other one.
+                log.warning("effect lease for %s not renewed: %s", replay_key, exc.code)

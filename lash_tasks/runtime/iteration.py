@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lash_tasks.errors import EffectError, LashError
+from lash_tasks.errors import EffectError, LashError, ProviderError
 from lash_tasks.machine import Fence, LlmRequest, LlmResponse, Message, Node, NodeDraft, Usage
 from lash_tasks.machine.turn_step import (
     CallLlm,
@@ -62,7 +62,12 @@ class _Appender:
 
 
 def run_iteration(
-    core: LashCore, runtime: SessionRuntime, fence: Fence, work: StepWork
+    core: LashCore,
+    runtime: SessionRuntime,
+    fence: Fence,
+    work: StepWork,
+    *,
+    final_attempt: bool = True,
 ) -> Iteration:
     iteration = Iteration()
     add = _Appender(runtime, work, iteration)
@@ -96,7 +101,7 @@ def run_iteration(
     if not isinstance(start, CallLlm):
         iteration.outcome = start.outcome
     else:
-        response, error = _call_llm(core, runtime, work, start.request)
+        response, error = _call_llm(core, runtime, work, start.request, final_attempt)
         if response is not None:
             iteration.usage = response.usage
         decision = after_llm(response, error)
@@ -133,7 +138,11 @@ def _llm_replay_key(session_id: str, work: StepWork) -> str:
 
 
 def _call_llm(
-    core: LashCore, runtime: SessionRuntime, work: StepWork, request: LlmRequest
+    core: LashCore,
+    runtime: SessionRuntime,
+    work: StepWork,
+    request: LlmRequest,
+    final_attempt: bool,
 ) -> tuple[LlmResponse | None, dict[str, Any] | None]:
     effect = EffectRequest(
         session_id=runtime.session_id,
@@ -147,7 +156,9 @@ def _call_llm(
     except RecordedFailure as exc:
         return None, exc.error
     except LashError as exc:
-        if exc.code.startswith("provider") or exc.code == "validation_error":
+        if isinstance(exc, ProviderError) and exc.retryable and not final_attempt:
+            raise  # the effect was released; the caller retries the step later
+        if isinstance(exc, ProviderError) or exc.code == "validation_error":
             core.tracer.emit("llm_call_failed", runtime.session_id, work.turn_id, error=exc.code)
             return None, exc.to_dict()
         raise

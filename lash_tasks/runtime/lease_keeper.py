@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from types import TracebackType
 
 from lash_tasks.errors import LashError, LeaseLost
@@ -26,7 +27,10 @@ class LeaseKeeper:
         ttl_ms: int,
         renew_ms: int,
         effects: EffectHost | None = None,
+        max_hold_ms: int | None = None,
     ) -> None:
+        """`max_hold_ms` bounds a step: past it the keeper stops renewing, so a hung tool or
+        LLM call (which no thread pool can kill) cannot hold the session for ever."""
         if ttl_ms < 3 * renew_ms:
             raise ValueError("lease ttl must be at least three renew intervals")
         self.store = store
@@ -34,6 +38,7 @@ class LeaseKeeper:
         self.ttl_ms = ttl_ms
         self.renew_ms = renew_ms
         self.effects = effects
+        self.max_hold_ms = max_hold_ms
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -59,7 +64,17 @@ class LeaseKeeper:
             raise LeaseLost(f"lease on session {self.lease.session_id!r} was lost mid-step")
 
     def _run(self) -> None:
+        started = time.monotonic()
         while not self._stop.wait(self.renew_ms / 1000):
+            held_ms = (time.monotonic() - started) * 1000
+            if self.max_hold_ms is not None and held_ms > self.max_hold_ms:
+                log.error(
+                    "step on session %s exceeded its %d ms limit; letting its lease expire",
+                    self.lease.session_id,
+                    self.max_hold_ms,
+                )
+                self.lost.set()
+                return
             try:
                 self.store.renew_lease(self.lease.fence, self.ttl_ms)
                 if self.effects is not None:
@@ -70,3 +85,5 @@ class LeaseKeeper:
                 return
             except LashError as exc:
                 log.warning("lease renewal failed for %s: %s", self.lease.session_id, exc.code)
+            except Exception as exc:  # a dying keeper would let the lease lapse unnoticed
+                log.warning("lease renewal error for %s: %s", self.lease.session_id, exc)

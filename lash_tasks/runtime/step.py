@@ -72,8 +72,13 @@ _running: set[tuple[str, str, str]] = set()
 _running_lock = threading.Lock()
 
 
-def run_step(core: LashCore, session_id: str) -> StepResult:
-    """Run at most one step of `session_id`. Never raises for busy or stale leases."""
+def run_step(core: LashCore, session_id: str, *, final_attempt: bool = True) -> StepResult:
+    """Run at most one step of `session_id`. Never raises for busy or stale leases.
+
+    With `final_attempt=False` a retryable LLM provider failure (429, 5xx) raises, so the
+    caller can retry the step later; on the final attempt it ends the turn with a recorded
+    `stopped(provider_error)` outcome that keeps its `retryable` flag.
+    """
     check_session_id(session_id)
     key = (core.owner_id, core.incarnation_id, session_id)
     with _running_lock:
@@ -81,23 +86,28 @@ def run_step(core: LashCore, session_id: str) -> StepResult:
             return StepResult(session_id, "busy", retry_after_ms=core.lease.ttl_ms)
         _running.add(key)
     try:
-        return _run_step(core, session_id)
+        return _run_step(core, session_id, final_attempt)
     finally:
         with _running_lock:
             _running.discard(key)
 
 
-def _run_step(core: LashCore, session_id: str) -> StepResult:
+def _run_step(core: LashCore, session_id: str, final_attempt: bool) -> StepResult:
     store = core.require_store()
     lease = store.try_claim_lease(session_id, core.owner_id, core.incarnation_id, core.lease.ttl_ms)
     if isinstance(lease, Busy):
         return StepResult(session_id, "busy", retry_after_ms=lease.retry_after_ms)
     try:
         with LeaseKeeper(
-            store, lease, core.lease.ttl_ms, core.lease.renew_ms, core.effects
+            store,
+            lease,
+            core.lease.ttl_ms,
+            core.lease.renew_ms,
+            core.effects,
+            max_hold_ms=core.step_time_limit_ms,
         ) as keeper:
             try:
-                return _run_leased(core, lease, keeper)
+                return _run_leased(core, lease, keeper, final_attempt)
             except EffectError as exc:
                 if isinstance(exc, (EffectBusy, ReplayMismatch)):
                     raise
@@ -131,7 +141,9 @@ def _run_step(core: LashCore, session_id: str) -> StepResult:
         _release_quietly(core, lease)
 
 
-def _run_leased(core: LashCore, lease: Lease, keeper: LeaseKeeper) -> StepResult:
+def _run_leased(
+    core: LashCore, lease: Lease, keeper: LeaseKeeper, final_attempt: bool
+) -> StepResult:
     runtime = assemble_runtime(core, lease.session_id, purpose="rebuild")
     started = resume_or_claim(core, runtime, lease.fence)
     if started is None:
@@ -141,7 +153,7 @@ def _run_leased(core: LashCore, lease: Lease, keeper: LeaseKeeper) -> StepResult
         return StepResult(lease.session_id, "command", more_work=True, head_revision=revision)
     work: StepWork = started.work
     try:
-        iteration = run_iteration(core, runtime, lease.fence, work)
+        iteration = run_iteration(core, runtime, lease.fence, work, final_attempt=final_attempt)
     except LashError as exc:
         if not _is_terminal(exc):
             raise

@@ -56,6 +56,7 @@ def build_resources(settings: Settings | None = None) -> Resources:
         .lease_timings(LeaseTimings(settings.lease_ttl_ms, settings.lease_renew_ms))
         .owner(f"{os.uname().nodename}:{os.getpid()}")
         .trace_sink(trace_sink_from_env(env))
+        .step_time_limit(settings.step_time_limit_s)
         .build()
     )
     redis_client = None

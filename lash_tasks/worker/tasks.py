@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+from sqlalchemy.exc import SQLAlchemyError
 
 from lash_tasks import service
 from lash_tasks.errors import LashError, NotFound, ValidationError
@@ -49,15 +50,25 @@ def session_step(self: Task, session_id: Any) -> dict[str, Any]:
         check_session_id(session_id)
         res = process_resources.get()
         clear_poke_mark(res.redis, session_id)
-        result = run_step(res.core, session_id)
+        final = self.request.retries >= MAX_TRANSIENT_RETRIES
+        result = run_step(res.core, session_id, final_attempt=final)
     except (ValidationError, NotFound) as exc:
         return _rejected(f"lash.session.step({session_id!r})", exc)
     except LashError as exc:
         if not exc.retryable:
             raise
+        wait = max(retry_delay_s(self.request.retries), getattr(exc, "retry_after", None) or 0)
+        log.warning("step on %s will retry in %.1fs: %s", session_id, wait, exc.code)
+        raise self.retry(exc=exc, countdown=wait) from None
+    except (SQLAlchemyError, OSError) as exc:
+        # A database or network fault outside a store transaction: transient, like above.
+        log.warning("step on %s will retry: %s", session_id, type(exc).__name__)
         raise self.retry(exc=exc, countdown=retry_delay_s(self.request.retries)) from None
     if result.status in ("busy", "effect_busy"):
-        repoke_later(app, res.redis, session_id, result.retry_after_ms or res.settings.lease_ttl_ms)
+        delay = result.retry_after_ms
+        repoke_later(
+            app, res.redis, session_id, res.settings.lease_ttl_ms if delay is None else delay
+        )
     elif result.more_work:
         poke_session(app, session_id, res.redis)
     return result.to_dict()
@@ -80,9 +91,13 @@ def create_session(payload: Any) -> dict[str, Any]:
     }
 
 
-@lash_task("lash.ingress.enqueue_turn")
-def enqueue_turn(payload: Any) -> dict[str, Any]:
+@lash_task("lash.ingress.enqueue_turn", bind=True)
+def enqueue_turn(self: Task, payload: Any) -> dict[str, Any]:
     try:
+        if isinstance(payload, dict) and not (payload.get("source_key") or payload.get("input_id")):
+            # A redelivered message (worker lost before its ack) must not enqueue twice:
+            # the message id is the submission's identity.
+            payload = {**payload, "source_key": f"task:{self.request.id}"}
         parsed = parse_payload(EnqueueTurnPayload, payload)
         res = process_resources.get()
         row = service.enqueue_turn(res.store, parsed)

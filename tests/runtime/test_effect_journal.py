@@ -213,16 +213,21 @@ def test_transient_failure_is_not_recorded_and_runs_again(store: SqlStore) -> No
     assert _entry(store)["status"] == "completed"
 
 
-def test_retryable_provider_error_is_an_outcome(store: SqlStore) -> None:
-    """A provider error, even a retryable one, is journaled: the turn ends with it."""
+def test_provider_errors_journal_only_when_final(store: SqlStore) -> None:
+    """A retryable provider error frees the effect; a non-retryable one is its outcome."""
     from lash_tasks.errors import ProviderError
 
     host = DurableEffectHost(store, "worker-a")
-    failing = Counter(error=ProviderError("overloaded", status=529, retryable=True))
+    overloaded = Counter(error=ProviderError("overloaded", status=529, retryable=True))
     with pytest.raises(ProviderError):
-        host.run(EFFECT, failing)
+        host.run(EFFECT, overloaded)
+    assert _entry(store)["status"] == "in_progress"
+    unauthorized = Counter(error=ProviderError("bad key", status=401, retryable=False))
+    with pytest.raises(ProviderError):
+        host.run(EFFECT, unauthorized)
     replay = Counter()
     with pytest.raises(RecordedFailure) as info:
         host.run(EFFECT, replay)
     assert replay.calls == 0
-    assert info.value.retryable is True
+    assert info.value.retryable is False
+    assert (overloaded.calls, unauthorized.calls) == (1, 1)

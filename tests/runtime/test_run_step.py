@@ -488,3 +488,54 @@ def test_terminal_error_ends_the_turn_with_a_recorded_outcome(harness: Harness) 
     assert path[2].payload["text"] == "retry from nowhere"
     assert all(i.state == "completed" for i in harness.store.list_inputs(sid))
     assert_settled(harness.store, sid)
+
+
+def test_retryable_provider_error_retries_until_the_final_attempt(harness: Harness) -> None:
+    """A 503 raises for a retry and changes nothing; the final attempt records it."""
+    from lash_tasks.errors import ProviderError
+
+    core, llm = harness.core('[{"match": "busy", "fail_first": 2, "fail_status": 503}]')
+    sid = harness.session()
+    harness.enqueue(sid, "busy model")
+    with pytest.raises(ProviderError) as info:
+        run_step(core, sid, final_attempt=False)
+    assert info.value.retryable is True
+    assert harness.store.session_record(sid).head_revision == 0
+    assert harness.store.lease_state(sid)[0] is None
+    result = run_step(core, sid, final_attempt=True)
+    assert result.status == "finished"
+    assert result.outcome is not None
+    assert (result.outcome["reason"], result.outcome["retryable"]) == ("provider_error", True)
+    assert llm.call_count == 2
+    assert all(i.state == "completed" for i in harness.store.list_inputs(sid))
+    assert_settled(harness.store, sid)
+
+
+def test_retried_step_succeeds_once_the_provider_recovers(harness: Harness) -> None:
+    """After a transient provider failure the retried step calls again and finishes."""
+    from lash_tasks.errors import ProviderError
+
+    core, llm = harness.core('[{"match": "flaky", "fail_first": 1, "fail_status": 429}]')
+    sid = harness.session()
+    harness.enqueue(sid, "flaky model")
+    with pytest.raises(ProviderError):
+        run_step(core, sid, final_attempt=False)
+    result = run_step(core, sid, final_attempt=False)
+    assert result.status == "finished"
+    assert result.outcome is not None
+    assert result.outcome["text"] == "echo: flaky model"
+    assert llm.call_count == 2
+
+
+def test_a_step_past_its_time_limit_gives_up_its_lease(harness: Harness) -> None:
+    """A hung step stops renewing at the step time limit and can no longer commit."""
+    core, _ = harness.core(
+        '[{"match": "slow", "tool_calls": [{"name": "sleep_ms", "arguments": {"ms": 2500}}]}]'
+    )
+    core.step_time_limit_ms = 1000
+    sid = harness.session()
+    harness.enqueue(sid, "slow tool")
+    result = run_step(core, sid)
+    assert result.status == "lease_lost"
+    assert harness.store.session_record(sid).head_revision == 0
+    assert harness.store.active_turn(sid) is None
