@@ -9,8 +9,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from lash_tasks.errors import InvalidEnvironment, LashError
 from lash_tasks.settings import Settings
+from lash_tasks.store.base import explain_database_error
 
 Handler = Callable[[argparse.Namespace], Any]
 CELERY_APP = "lash_tasks.worker.app"
@@ -18,14 +21,23 @@ CELERY_APP = "lash_tasks.worker.app"
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    # `--json` may stand anywhere on the line, not only before the command.
+    words = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in words
+    args = parser.parse_args([w for w in words if w != "--json"])
+    args.json = as_json
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
         return 2
     try:
         result = handler(args)
-    except LashError as exc:
+    except (LashError, SQLAlchemyError) as exc:
+        if isinstance(exc, SQLAlchemyError):
+            explained = explain_database_error(exc)
+            if not isinstance(explained, LashError):
+                raise
+            exc = explained
         if args.json:
             print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
         else:

@@ -6,7 +6,8 @@ LashError                               (retryable: bool attribute on every erro
 │   ├── MissingDependency               effect host / attachment store / process-env store ...
 │   ├── ResidencyRequiresStore          active_path_only without a persistent store
 │   ├── DurabilityMismatch              a durable store wired to an inline peer
-│   └── InvalidEnvironment              a bad LASH_* variable
+│   ├── InvalidEnvironment              a bad LASH_* variable
+│   └── SchemaMissing                   the database was never migrated
 ├── ValidationError                     bad input at an interface; nothing was written
 │   ├── InvalidModelSpec
 │   ├── InvalidSessionId
@@ -94,6 +95,10 @@ class DurabilityMismatch(ConfigurationError):
 
 class InvalidEnvironment(ConfigurationError):
     code = "invalid_environment"
+
+
+class SchemaMissing(ConfigurationError):
+    code = "schema_missing"
 
 
 class ValidationError(LashError):

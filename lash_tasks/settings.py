@@ -44,6 +44,7 @@ class Settings:
     sweep_interval_s: int = 15
     orphan_retention_s: int = 3600
     attachment_grace_s: int = 3600
+    input_retention_s: int = 24 * 3600
     process_retention_s: int = 7 * 24 * 3600
     step_time_limit_s: int = 600
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -81,6 +82,7 @@ class Settings:
             sweep_interval_s=_int(env, "LASH_SWEEP_INTERVAL_S", 15, 1),
             orphan_retention_s=_int(env, "LASH_ORPHAN_RETENTION_S", 3600),
             attachment_grace_s=_int(env, "LASH_ATTACHMENT_GRACE_S", 3600),
+            input_retention_s=_int(env, "LASH_INPUT_RETENTION_S", 24 * 3600),
             process_retention_s=_int(env, "LASH_PROCESS_RETENTION_S", 7 * 24 * 3600),
             step_time_limit_s=_int(env, "LASH_STEP_TIME_LIMIT_S", 600, 10),
             env=env,

@@ -8,11 +8,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from lash_tasks.errors import (
     InvalidModelSpec,
     LashError,
     LeaseLost,
+    SchemaMissing,
     SchemaVersionError,
     SessionNotFound,
     StoreUnavailable,
@@ -45,12 +47,8 @@ class SqlStoreBase:
                 yield conn
         except LashError:
             raise
-        except OperationalError as exc:
-            raise StoreUnavailable(f"database unavailable: {exc.orig!s}".splitlines()[0]) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise StoreUnavailable("database connection lost") from exc
-            raise
+        except (DBAPIError, SQLAlchemyTimeoutError) as exc:
+            raise explain_database_error(exc) from exc
 
     def now_ms(self, conn: Connection) -> int:
         return self.dialect.now_ms(conn)
@@ -92,6 +90,22 @@ class SqlStoreBase:
         return conn.execute(
             select(t.active_turns).where(t.active_turns.c.session_id == session_id)
         ).first()
+
+
+def explain_database_error(exc: Exception) -> Exception:
+    """The typed error a database failure means for a caller, or `exc` itself."""
+    text = str(getattr(exc, "orig", None) or exc)
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        return SchemaMissing(
+            "the database has no lash-tasks schema yet: run `lash-tasks db upgrade`"
+        )
+    if isinstance(exc, SQLAlchemyTimeoutError):
+        return StoreUnavailable("no database connection free in the pool")
+    if isinstance(exc, OperationalError):
+        return StoreUnavailable(f"database unavailable: {text}".splitlines()[0])
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return StoreUnavailable("database connection lost")
+    return exc
 
 
 def encode_node_payload(node: Node) -> dict[str, Any]:

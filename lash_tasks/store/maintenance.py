@@ -58,16 +58,21 @@ class MaintenanceMixin(SessionsMixin):
             )
             return [r.session_id for r in rows]
 
-    def vacuum(self) -> VacuumReport:
+    def vacuum(self, input_retention_ms: int = 0) -> VacuumReport:
         """Physically delete tombstoned nodes, terminal inputs, finished queued work and the
-        journal rows of committed turns. Reports only rows it actually removed."""
+        journal rows of committed turns. Reports only rows it actually removed.
+
+        Terminal inputs younger than `input_retention_ms` stay: they answer `wait_for_input`
+        and keep a recently used source key idempotent."""
         with self.tx() as conn:
+            input_cutoff = self.now_ms(conn) - input_retention_ms
             nodes = conn.execute(
                 delete(t.graph_nodes).where(t.graph_nodes.c.tombstoned_at.is_not(None))
             ).rowcount
             inputs = conn.execute(
                 delete(t.pending_inputs).where(
-                    t.pending_inputs.c.state.in_([s.value for s in TERMINAL_INPUT_STATES])
+                    t.pending_inputs.c.state.in_([s.value for s in TERMINAL_INPUT_STATES]),
+                    t.pending_inputs.c.updated_at <= input_cutoff,
                 )
             ).rowcount
             done = select(t.queued_work.c.batch_id).where(

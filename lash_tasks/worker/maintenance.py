@@ -50,7 +50,10 @@ def _sweep(res: Resources, app: Any, slot: str) -> dict[str, Any]:
 
 def _tombstone_orphans(res: Resources, app: Any, slot: str) -> dict[str, Any]:
     store = res.store
-    since = store.last_maintenance_start("tombstone_orphans", slot) or 0
+    last = store.last_maintenance_start("tombstone_orphans", slot)
+    # Orphans made just before the last run were too young then; look back one retention
+    # window so they are reached once they come of age.
+    since = 0 if last is None else last - res.settings.orphan_retention_s * 1000
     cutoff = time.time() - res.settings.orphan_retention_s
     checked = tombstoned = 0
     for session_id in store.sessions_with_graph_changes(since):
@@ -76,7 +79,8 @@ def _created_s(created_at: str) -> float:
 
 
 def _vacuum(res: Resources, app: Any, slot: str) -> dict[str, Any]:
-    return res.store.vacuum().to_dict()
+    retention_ms = res.settings.input_retention_s * 1000
+    return res.store.vacuum(input_retention_ms=retention_ms).to_dict()
 
 
 def _reclaim_attachments(res: Resources, app: Any, slot: str) -> dict[str, Any]:

@@ -91,3 +91,12 @@ def test_demo_runs_a_real_worker_on_the_embedded_default(tmp_path: Path) -> None
     assert "agent: echo: Hello! Who are you?" in result.stdout
     assert "agent: done: 42" in result.stdout
     assert "1 tool result(s)" in result.stdout
+
+
+def test_an_unmigrated_database_says_to_run_db_upgrade(tmp_path: Path) -> None:
+    """Before `db upgrade`, commands explain what to do instead of printing a traceback."""
+    result = run_cli(tmp_path, "status", "--json")
+    assert result.returncode == 2
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "schema_missing"
+    assert "lash-tasks db upgrade" in error["message"]

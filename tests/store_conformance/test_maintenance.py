@@ -223,3 +223,16 @@ def test_runnable_sessions_include_an_unleased_active_turn(store: SqlStore) -> N
         unchanged(sid, 1, lease.fence, None, active_turn=ClearActiveTurn(), release_lease=True)
     )
     assert store.runnable_sessions() == []
+
+
+def test_vacuum_keeps_terminal_inputs_inside_the_retention_window(store: SqlStore) -> None:
+    """Terminal inputs younger than the retention window survive vacuum; older ones go."""
+    sid = new_session(store)
+    row = enqueue(store, sid, "k-recent")
+    assert store.cancel_input(sid, input_id=row.input_id).value == "cancelled"
+    kept = store.vacuum(input_retention_ms=3_600_000)
+    assert kept.removed_inputs == 0
+    assert [i.input_id for i in store.list_inputs(sid)] == [row.input_id]
+    removed = store.vacuum(input_retention_ms=0)
+    assert removed.removed_inputs == 1
+    assert store.list_inputs(sid) == []
