@@ -37,7 +37,7 @@ class SqlStoreBase:
 
     @property
     def durability_tier(self) -> str:
-        return "durable" if self.engine.url.database not in (None, "", ":memory:") else "inline"
+        return "durable" if self.dialect.durable else "inline"
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:

@@ -5,11 +5,14 @@ Everything else in the store is one SQLAlchemy Core implementation.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+import weakref
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import StaticPool
 
 from lash_tasks.errors import InvalidEnvironment
 
@@ -18,7 +21,9 @@ class Dialect:
     """Base: the SQLite behaviour, which needs no row locks (writers are serialised)."""
 
     name = "sqlite"
-    durable = True
+
+    def __init__(self, durable: bool = True) -> None:
+        self.durable = durable
 
     def now_ms(self, conn: Connection) -> int:
         value = conn.execute(
@@ -76,20 +81,37 @@ def make_engine(url: str) -> tuple[Engine, Dialect]:
         )
         return engine, PostgresDialect()
     if backend == "sqlite":
-        return _sqlite_engine(url, parsed.database), Dialect()
+        if parsed.database in (None, "", ":memory:"):
+            return _ephemeral_sqlite_engine(), Dialect(durable=False)
+        return _sqlite_engine(url), Dialect()
     raise InvalidEnvironment(
         f"LASH_DATABASE_URL names an unsupported database {backend!r}; use postgresql or sqlite"
     )
 
 
-def _sqlite_engine(url: str, database: str | None) -> Engine:
-    in_memory = database in (None, "", ":memory:")
-    if in_memory:
-        engine = create_engine(
-            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
-    else:
-        engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
+def _ephemeral_sqlite_engine() -> Engine:
+    """`sqlite:///:memory:` as a private temporary file, removed with the engine.
+
+    A real in-memory database is one connection shared by every thread (the lease keeper,
+    tool threads), where one thread's ROLLBACK undoes another's transaction. A temporary
+    file gives each thread its own connection and SQLite's own locking, and is still
+    ephemeral: the store reports the `inline` durability tier.
+    """
+    handle, path = tempfile.mkstemp(prefix="lash-ephemeral-", suffix=".db")
+    os.close(handle)
+    engine = _sqlite_engine(f"sqlite:///{path}")
+    weakref.finalize(engine, _remove_quietly, path)
+    return engine
+
+
+def _remove_quietly(path: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            os.remove(path + suffix)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -97,8 +119,7 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         # lock up front instead of failing with "database is locked" on upgrade.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if not in_memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=15000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
