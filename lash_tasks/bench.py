@@ -140,8 +140,6 @@ def bench_step_overhead(url: str, turns: int = 20, llm_delay_ms: int = 200) -> d
     llm = ScriptedProvider(rules)
     core = (
         LashCore.builder()
-        .session_store(store)
-        .attachment_store(_DurableMemoryBlobs(InMemoryBlobStore()))
         .with_sql_host(store, _DurableMemoryBlobs(InMemoryBlobStore()))
         .llm_provider(llm)
         .model(ModelSpec(id="bench"))
