@@ -5,6 +5,8 @@ from __future__ import annotations
 from beat_schedule import beat_schedule as beat_schedule
 from lash_tasks.settings import Settings
 
+LASH_TASKS_CONFIG = True  # lets the app refuse a different module of the same name
+
 _settings = Settings.from_env()
 _settings.ensure_local_dirs()
 
