@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lash_tasks.machine import Fence, Message
+from lash_tasks.machine import ActiveTurn, Fence, Message
 from lash_tasks.machine.turn_step import derive_turn_id
 from lash_tasks.runtime.assembly import SessionRuntime
 from lash_tasks.runtime.core import LashCore
 from lash_tasks.store.records import QueueClaim
+from lash_tasks.store.sql_store import SqlStore
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class StepWork:
             "queue_claim_token": self.queue_claim_token,
             "input_ids": list(self.input_ids),
             "batch_ids": list(self.batch_ids),
+            "opening": [m.to_json() for m in self.new_messages],
+            "branch_from": self.branch_from,
         }
 
 
@@ -54,6 +57,9 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
     if active is not None:
         store.restamp_turn_claims(fence, active.input_claim_id, active.queue_claim_id)
         state = active.state
+        # A turn whose first step never committed opens again with the same messages, so the
+        # re-run builds the same nodes and replays its journaled effects.
+        first = active.step_index == 0
         return Started(
             StepWork(
                 turn_id=active.turn_id,
@@ -64,6 +70,10 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
                 queue_claim_token=state.get("queue_claim_token"),
                 input_ids=tuple(state.get("input_ids", ())),
                 batch_ids=tuple(state.get("batch_ids", ())),
+                new_messages=tuple(
+                    Message.from_json(m) for m in (state.get("opening", ()) if first else ())
+                ),
+                branch_from=state.get("branch_from") if first else None,
                 cancel_requested=active.cancel_requested,
             )
         )
@@ -74,7 +84,9 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
     if claim is not None:
         input_ids = tuple(i.input_id for i in claim.inputs)
         branch = claim.inputs[0].input.get("branch_from")
-        return Started(
+        return _begin(
+            store,
+            fence,
             StepWork(
                 turn_id=derive_turn_id("inputs", input_ids),
                 step_index=0,
@@ -83,13 +95,15 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
                 input_ids=input_ids,
                 new_messages=tuple(user_message(i.input) for i in claim.inputs),
                 branch_from=str(branch) if branch else None,
-            )
+            ),
         )
     queued = store.claim_turn_work(fence)
     if queued is not None:
         batch_ids = tuple(b.batch_id for b in queued.batches)
         identity = [f"{b.batch_id}@{b.enqueue_seq}" for b in queued.batches]
-        return Started(
+        return _begin(
+            store,
+            fence,
             StepWork(
                 turn_id=derive_turn_id("queue", identity),
                 step_index=0,
@@ -97,9 +111,25 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
                 queue_claim_token=queued.claim_token,
                 batch_ids=batch_ids,
                 new_messages=tuple(wake_message(p) for b in queued.batches for p in b.payloads),
-            )
+            ),
         )
     return None
+
+
+def _begin(store: SqlStore, fence: Fence, work: StepWork) -> Started:
+    """Record the turn as active before its first step runs: from now on it can be
+    interrupted, and a crash resumes it rather than claiming its inputs again."""
+    store.begin_turn(
+        fence,
+        ActiveTurn(
+            turn_id=work.turn_id,
+            step_index=0,
+            input_claim_id=work.input_claim_id,
+            queue_claim_id=work.queue_claim_id,
+            state=work.claim_state(),
+        ),
+    )
+    return Started(work)
 
 
 def user_message(payload: dict[str, Any]) -> Message:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
+from lash_tasks.errors import ConflictError
 from lash_tasks.machine import ActiveTurn, Fence
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import SqlStoreBase, decode_active_turn, decode_input
@@ -102,3 +103,27 @@ class TurnsMixin(SqlStoreBase):
                 .order_by(p.c.enqueue_seq)
             )
             return [decode_input(r) for r in rows]
+
+    def begin_turn(self, fence: Fence, turn: ActiveTurn) -> None:
+        """Record a turn as active under `fence` (before its first step commits)."""
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, fence.session_id)
+            now = self.now_ms(conn)
+            self._check_fence(conn, fence, now)
+            if self._active_turn_row(conn, fence.session_id) is not None:
+                raise ConflictError(
+                    f"session {fence.session_id!r} already has an active turn",
+                    session_id=fence.session_id,
+                )
+            conn.execute(
+                insert(t.active_turns).values(
+                    session_id=fence.session_id,
+                    turn_id=turn.turn_id,
+                    step_index=turn.step_index,
+                    input_claim_id=turn.input_claim_id,
+                    queue_claim_id=turn.queue_claim_id,
+                    cancel_requested=False,
+                    state=turn.state,
+                    started_at=now,
+                )
+            )

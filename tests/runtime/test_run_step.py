@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +23,7 @@ from lash_tasks.providers import ScriptedProvider, load_rules
 from lash_tasks.providers.base import RetryPolicy
 from lash_tasks.providers.openai_chat import OpenAIChatProvider
 from lash_tasks.runtime.effects import DurableEffectHost
-from lash_tasks.runtime.step import run_step
+from lash_tasks.runtime.step import StepResult, run_step
 from lash_tasks.store.records import InputState, Lease
 from lash_tasks.store.sql_store import SqlStore
 from tests.runtime._llm_server import ScriptedHttpLlm, chat_reply
@@ -538,4 +539,35 @@ def test_a_step_past_its_time_limit_gives_up_its_lease(harness: Harness) -> None
     result = run_step(core, sid)
     assert result.status == "lease_lost"
     assert harness.store.session_record(sid).head_revision == 0
-    assert harness.store.active_turn(sid) is None
+    # Nothing committed; the turn stays durable for the next worker to resume.
+    active = harness.store.active_turn(sid)
+    assert active is not None and active.step_index == 0
+    assert [i.state for i in harness.store.list_inputs(sid)] == ["claimed"]
+
+
+def test_interrupt_during_the_first_step_stops_the_turn_at_its_boundary(
+    harness: Harness,
+) -> None:
+    """A turn is interruptible from its first step: the cancel lands at the next boundary."""
+
+    core, llm = harness.core(
+        '[{"match": "slow", "repeat_tool": true,'
+        ' "tool_calls": [{"name": "sleep_ms", "arguments": {"ms": 400}}]}]'
+    )
+    sid = harness.session()
+    harness.enqueue(sid, "slow loop")
+    results: list[StepResult] = []
+    runner = threading.Thread(target=lambda: results.append(run_step(core, sid)))
+    runner.start()
+    deadline = time.monotonic() + 5
+    while harness.store.active_turn(sid) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert harness.store.request_cancel(sid) is True
+    runner.join(timeout=10)
+    assert [r.status for r in results] == ["progressed"]
+    final = run_step(core, sid)
+    assert final.status == "finished"
+    assert final.outcome is not None
+    assert (final.outcome["status"], final.outcome["reason"]) == ("stopped", "cancelled")
+    assert llm.call_count == 1
+    assert_settled(harness.store, sid)
