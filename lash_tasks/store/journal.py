@@ -104,13 +104,7 @@ class JournalMixin(SqlStoreBase):
             now = self.now_ms(conn)
             result = conn.execute(
                 update(_j)
-                .where(
-                    _j.c.scope_id == scope_id,
-                    _j.c.replay_key == replay_key,
-                    _j.c.lease_token == lease_token,
-                    _j.c.status == "in_progress",
-                    _j.c.lease_expires_at > now,
-                )
+                .where(*_held(scope_id, replay_key, lease_token, now))
                 .values(lease_expires_at=now + ttl_ms, updated_at=now)
             )
             if result.rowcount == 0:
@@ -133,13 +127,7 @@ class JournalMixin(SqlStoreBase):
             now = self.now_ms(conn)
             result = conn.execute(
                 update(_j)
-                .where(
-                    _j.c.scope_id == scope_id,
-                    _j.c.replay_key == replay_key,
-                    _j.c.lease_token == lease_token,
-                    _j.c.status == "in_progress",
-                    _j.c.lease_expires_at > now,
-                )
+                .where(*_held(scope_id, replay_key, lease_token, now))
                 .values(
                     status=status,
                     outcome=outcome,
@@ -193,3 +181,14 @@ class JournalMixin(SqlStoreBase):
                 }
                 for r in rows
             ]
+
+
+def _held(scope_id: str, replay_key: str, lease_token: str, now: int) -> list[Any]:
+    """The row is still in progress under this effect lease, unexpired at `now`."""
+    return [
+        _j.c.scope_id == scope_id,
+        _j.c.replay_key == replay_key,
+        _j.c.lease_token == lease_token,
+        _j.c.status == "in_progress",
+        _j.c.lease_expires_at > now,
+    ]
