@@ -92,11 +92,15 @@ def run_step(core: LashCore, session_id: str, *, final_attempt: bool = True) -> 
             _running.discard(key)
 
 
+_COMMITTED = frozenset({"progressed", "finished", "command"})
+
+
 def _run_step(core: LashCore, session_id: str, final_attempt: bool) -> StepResult:
     store = core.require_store()
     lease = store.try_claim_lease(session_id, core.owner_id, core.incarnation_id, core.lease.ttl_ms)
     if isinstance(lease, Busy):
         return StepResult(session_id, "busy", retry_after_ms=lease.retry_after_ms)
+    released_by_commit = False
     try:
         with LeaseKeeper(
             store,
@@ -107,7 +111,10 @@ def _run_step(core: LashCore, session_id: str, final_attempt: bool) -> StepResul
             max_hold_ms=core.step_time_limit_ms,
         ) as keeper:
             try:
-                return _run_leased(core, lease, keeper, final_attempt)
+                result = _run_leased(core, lease, keeper, final_attempt)
+                # Every commit of a step releases the lease in its own transaction.
+                released_by_commit = result.status in _COMMITTED
+                return result
             except EffectError as exc:
                 if isinstance(exc, (EffectBusy, ReplayMismatch)):
                     raise
@@ -138,7 +145,8 @@ def _run_step(core: LashCore, session_id: str, final_attempt: bool) -> StepResul
         retry = int(exc.details.get("retry_after_ms") or core.lease.ttl_ms)
         return StepResult(session_id, "effect_busy", more_work=True, retry_after_ms=retry)
     finally:
-        _release_quietly(core, lease)
+        if not released_by_commit:
+            _release_quietly(core, lease)
 
 
 def _run_leased(
