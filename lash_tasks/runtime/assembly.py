@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lash_tasks.errors import MissingModelSpec, NodeNotFound
+from lash_tasks.errors import LeaseBusy, MissingModelSpec, NodeNotFound
 from lash_tasks.machine import (
     ActiveTurn,
     ClearActiveTurn,
@@ -19,7 +19,7 @@ from lash_tasks.machine import (
     SessionPolicy,
 )
 from lash_tasks.runtime.core import LashCore
-from lash_tasks.store.records import ActivePath, FullGraph, LoadedSession, SessionRecord
+from lash_tasks.store.records import ActivePath, Busy, FullGraph, LoadedSession, SessionRecord
 from lash_tasks.tools.registry import ToolRegistry
 
 Purpose = Literal["open", "rebuild", "child", "resume"]
@@ -86,11 +86,7 @@ class SessionRuntime:
                 self.core.incarnation_id,
                 self.core.lease.ttl_ms,
             )
-            from lash_tasks.store.records import Busy
-
             if isinstance(lease, Busy):
-                from lash_tasks.errors import LeaseBusy
-
                 raise LeaseBusy(
                     f"session {self.session_id!r} is busy; cannot park now",
                     retry_after_ms=lease.retry_after_ms,

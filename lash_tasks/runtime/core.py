@@ -117,6 +117,7 @@ class CoreBuilder:
         self._trigger_store: Facet | None = None
         self._budget = ToolOutputBudget()
         self._step_limit_ms: int | None = None
+        self._full_host = False
 
     def session_store(self, store: SqlStore | None) -> CoreBuilder:
         self._store = store
@@ -196,9 +197,8 @@ class CoreBuilder:
             raise MissingModelSpec("a core needs a default model spec (builder.model(...))")
         if self._llm is None:
             raise MissingDependency("a core needs an LLM provider (builder.llm_provider(...))")
-        full_host = getattr(self, "_full_host", False)
         effects = self._effects
-        if effects is None and full_host and self._store is not None:
+        if effects is None and self._full_host and self._store is not None:
             effects = DurableEffectHost(self._store, self._owner_id, self._lease.ttl_ms)
         if effects is None:
             raise MissingDependency("a core needs an effect host (or a full host config)")

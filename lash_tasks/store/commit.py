@@ -33,6 +33,7 @@ from lash_tasks.machine import (
 )
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import encode_node_payload
+from lash_tasks.store.leases import release_statement
 from lash_tasks.store.queued import QueuedWorkMixin
 from lash_tasks.store.records import InputState, check_session_id
 from lash_tasks.store.sessions import SessionsMixin
@@ -334,14 +335,4 @@ def _defer_unaccepted_inputs(conn: Connection, session_id: str, now: int) -> Non
 
 def _release(conn: Connection, draft: CommitDraft) -> None:
     assert draft.fence is not None
-    leases = t.session_leases
-    conn.execute(
-        update(leases)
-        .where(
-            leases.c.session_id == draft.fence.session_id,
-            leases.c.owner_id == draft.fence.owner_id,
-            leases.c.lease_token == draft.fence.lease_token,
-            leases.c.fencing_token == draft.fence.fencing_token,
-        )
-        .values(owner_id=None, incarnation_id=None, lease_token=None, expires_at=None)
-    )
+    conn.execute(release_statement(draft.fence))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Update, insert, select, update
 
 from lash_tasks.errors import LeaseLost, ValidationError
 from lash_tasks.machine import Fence
@@ -93,19 +93,8 @@ class LeasesMixin(SqlStoreBase):
 
     def release_lease(self, fence: Fence) -> bool:
         """Give the lease up. Idempotent; never clears a newer owner; the fencing token stays."""
-        leases = t.session_leases
         with self.tx() as conn:
-            result = conn.execute(
-                update(leases)
-                .where(
-                    leases.c.session_id == fence.session_id,
-                    leases.c.owner_id == fence.owner_id,
-                    leases.c.lease_token == fence.lease_token,
-                    leases.c.fencing_token == fence.fencing_token,
-                )
-                .values(owner_id=None, incarnation_id=None, lease_token=None, expires_at=None)
-            )
-            return result.rowcount > 0
+            return conn.execute(release_statement(fence)).rowcount > 0
 
     def lease_state(self, session_id: str) -> tuple[str | None, int, int | None]:
         """(owner or None, fencing token, expires_at) as stored — for operators and tests."""
@@ -116,3 +105,18 @@ class LeasesMixin(SqlStoreBase):
             if row is None:
                 return None, 0, None
             return row.owner_id, int(row.fencing_token), row.expires_at
+
+
+def release_statement(fence: Fence) -> Update:
+    """Clear the lease iff `fence` still names its holder. The fencing token stays."""
+    leases = t.session_leases
+    return (
+        update(leases)
+        .where(
+            leases.c.session_id == fence.session_id,
+            leases.c.owner_id == fence.owner_id,
+            leases.c.lease_token == fence.lease_token,
+            leases.c.fencing_token == fence.fencing_token,
+        )
+        .values(owner_id=None, incarnation_id=None, lease_token=None, expires_at=None)
+    )

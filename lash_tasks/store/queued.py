@@ -7,7 +7,7 @@ import uuid
 from itertools import takewhile
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, false, insert, or_, select, update
 
 from lash_tasks.errors import SourceKeyConflict, ValidationError
 from lash_tasks.machine import Fence, QueuedWorkDraft, stable_hash
@@ -113,7 +113,7 @@ class QueuedWorkMixin(SqlStoreBase):
         if active is not None and active.queue_claim_id is not None:
             clauses.append(_q.c.claim_id == active.queue_claim_id)
         if not clauses:
-            return _q.c.claim_id.is_(None) & _q.c.claim_id.is_not(None)
+            return false()
         return or_(*clauses)
 
     def _payloads(self, conn: Connection, batch_id: str) -> list[dict[str, Any]]:
