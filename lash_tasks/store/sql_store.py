@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lash_tasks.store.commit import CommitMixin
 from lash_tasks.store.dialects import make_engine
+from lash_tasks.store.heartbeats import HeartbeatsMixin
 from lash_tasks.store.inputs import InputsMixin
 from lash_tasks.store.journal import JournalMixin
 from lash_tasks.store.leases import LeasesMixin
@@ -22,6 +23,7 @@ class SqlStore(
     ManifestMixin,
     TurnsMixin,
     MaintenanceRunsMixin,
+    HeartbeatsMixin,
 ):
     """Every store capability over one SQLAlchemy engine. Build one per worker process."""
 
