@@ -47,6 +47,7 @@ class Settings:
     input_retention_s: int = 24 * 3600
     process_retention_s: int = 7 * 24 * 3600
     step_time_limit_s: int = 600
+    heartbeat_ms: int = 1_000
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -85,6 +86,7 @@ class Settings:
             input_retention_s=_int(env, "LASH_INPUT_RETENTION_S", 24 * 3600),
             process_retention_s=_int(env, "LASH_PROCESS_RETENTION_S", 7 * 24 * 3600),
             step_time_limit_s=_int(env, "LASH_STEP_TIME_LIMIT_S", 600, 10),
+            heartbeat_ms=_int(env, "LASH_HEARTBEAT_MS", 1_000, 50),
             env=env,
         )
 
