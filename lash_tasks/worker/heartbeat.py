@@ -48,6 +48,7 @@ class Heartbeat:
         self.retention_ms = max(MIN_RETENTION_MS, lease_ttl_ms)
         self.poke = poke
         self.evidence = local_evidence()
+        self._reap_after = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"lash-heartbeat-{owner_id}", daemon=True
@@ -141,9 +142,13 @@ class Heartbeat:
             try:
                 if tick % 2 == 0:
                     self.beat()
-                self.reap()
+                if time.monotonic() >= self._reap_after:
+                    self.reap()
             except Exception as exc:  # a dying heartbeat thread would get this process reaped
                 log.warning("heartbeat of %s failed: %s", self.owner_id, _describe(exc))
+                # While the database was out of reach nobody could beat: give the others
+                # a grace period to beat again before taking their silence for death.
+                self._reap_after = time.monotonic() + self.grace_ms / 1000
 
     def _in_use(self, holder: str) -> WorkerIdentityInUse:
         return WorkerIdentityInUse(

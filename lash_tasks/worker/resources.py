@@ -110,11 +110,13 @@ class _ProcessResources:
         start beating. Any wiring error or a live namesake raises, before any task runs."""
         settings = Settings.from_env()
         res = build_resources(settings, WorkerIdentity(owner_id))
+        # Its own engine: a pool busy with steps must not delay a beat into a false death.
+        beats = SqlStore.from_url(settings.database_url)
         try:
             if check_schema:
                 require_current_schema(res.store.engine)
             heartbeat = Heartbeat(
-                res.store,
+                beats,
                 res.core.owner_id,
                 res.core.incarnation_id,
                 interval_ms=settings.heartbeat_ms,
@@ -123,6 +125,7 @@ class _ProcessResources:
             )
             heartbeat.register()
         except BaseException:
+            beats.close()
             res.close()
             raise
         with self._lock:
@@ -130,10 +133,11 @@ class _ProcessResources:
         return res
 
     def reset_after_fork(self) -> None:
-        # The parent's engine, HTTP client and heartbeat belong to the parent: drop them,
+        # The parent's engines, HTTP client and heartbeat belong to the parent: drop them,
         # never reuse or close them (closing would end the parent's connections).
-        if self._resources is not None and self._pid != os.getpid():
-            self._resources.store.engine.dispose(close=False)
+        if self._pid != os.getpid():
+            for store in self._stores():
+                store.engine.dispose(close=False)
         self._resources = None
         self._heartbeat = None
         self._lock = threading.Lock()
@@ -144,10 +148,15 @@ class _ProcessResources:
             if self._pid == os.getpid():
                 if self._heartbeat is not None:
                     self._heartbeat.stop(retire=True)
+                    self._heartbeat.store.close()
                 if self._resources is not None:
                     self._resources.close()
             self._resources = None
             self._heartbeat = None
+
+    def _stores(self) -> list[SqlStore]:
+        stores = [self._resources.store] if self._resources is not None else []
+        return stores + ([self._heartbeat.store] if self._heartbeat is not None else [])
 
 
 process_resources = _ProcessResources()

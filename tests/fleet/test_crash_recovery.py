@@ -36,6 +36,7 @@ CALC = [
 HANGING = json.dumps([{**CALC[0], "delay_ms": 120_000}])
 PROMPT = json.dumps(CALC)
 GOAL_S = 5.0
+AT_ONCE_S = 2.0
 
 
 def _start(fleet: Fleet, name: str, rules: str, log_name: str | None = None) -> CeleryProcess:
@@ -91,7 +92,8 @@ def _run_until_killed(fleet: Fleet, victim: CeleryProcess) -> tuple[Client, str,
 def test_sigkilled_worker_restarted_under_its_name_resumes_its_turn_at_once(
     fleet: Fleet,
 ) -> None:
-    """SIGKILL mid LLM call, restart under the same name: the turn commits within 5 s."""
+    """SIGKILL mid LLM call, restart under the same name: the restarted worker commits the
+    turn's next step at once (within 2 s of being ready)."""
     victim = _start(fleet, "w1", HANGING)
     victim.wait_ready()
     client, sid, input_id, head = _run_until_killed(fleet, victim)
@@ -106,10 +108,13 @@ def test_sigkilled_worker_restarted_under_its_name_resumes_its_turn_at_once(
         f"\nSIGKILL + restart: next step committed {recovery_s:.2f} s after the kill "
         f"(worker ready after {ready_s:.2f} s; lease ttl 30 s)"
     )
-    assert recovery_s < GOAL_S
+    # The takeover is immediate once the worker is up; the rest is the worker's own
+    # start-up (1.5-2.5 s here), which a loaded machine can stretch.
+    assert recovery_s - ready_s < AT_ONCE_S
 
     _assert_turn_finished_once(fleet, client, sid, input_id)
-    assert "taking over" in restarted.log()
+    calls = read_jsonl(fleet.call_log)
+    assert [c["pid"] for c in calls] == [victim.pid, restarted.pid, restarted.pid]
     client.close()
 
 
