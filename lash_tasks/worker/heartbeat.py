@@ -131,7 +131,10 @@ class Heartbeat:
         orphaned = self.store.reap_dead_incarnations(retention_ms=self.retention_ms)
         if orphaned:
             log.info("poking %d session(s) held by dead workers", len(orphaned))
-            self.poke(orphaned)
+            try:
+                self.poke(orphaned)
+            except Exception as exc:  # the broker is away: the sweeper finds them later
+                log.warning("could not poke sessions of dead workers: %s", _describe(exc))
 
     def _run(self) -> None:
         # Reaping every half beat keeps a death's detection within half a beat of the

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -44,6 +45,11 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
     except SQLAlchemyError as exc:
         explained = explain_database_error(exc)
         _refuse_to_start(explained.message if isinstance(explained, LashError) else str(exc))
+    except Exception as exc:
+        # Not a wiring error we know: keep the traceback, but never start half-wired
+        # (Celery would log the exception and carry on without a heartbeat).
+        traceback.print_exc()
+        _refuse_to_start(f"start-up failed: {type(exc).__name__}: {exc}")
 
 
 @on_signal(worker_process_init)

@@ -14,7 +14,7 @@ from lash_tasks.store.records import Busy
 from lash_tasks.store.sql_store import SqlStore
 from lash_tasks.worker.heartbeat import Heartbeat
 from lash_tasks.worker.process_identity import local_evidence
-from tests.store_conformance.support import new_session, take_lease
+from tests.store_conformance.support import enqueue, new_session, take_lease
 
 INTERVAL_MS = 50
 TTL_MS = 30_000
@@ -152,3 +152,23 @@ def test_a_live_workers_reaper_pokes_the_sessions_of_one_that_stopped(store: Sql
     finally:
         b.stop(retire=True)
     assert store.live_incarnations("wb") == []
+
+
+def test_a_poke_that_fails_does_not_stop_the_reaper(store: SqlStore) -> None:
+    """With the broker away the reap still completes and the dead incarnation counts as
+    reaped; its session is left to the sweeper, which sees its lease as not live."""
+    sid = new_session(store)
+    enqueue(store, sid, "k1")
+    store.register_incarnation("wa", "inc-a", grace_ms=TTL_MS)
+    take_lease(store, sid, "wa", "inc-a", ttl_ms=TTL_MS)
+    store.retire_incarnation("inc-a")
+
+    def broker_away(sessions: Sequence[str]) -> None:
+        raise ConnectionError("broker unreachable")
+
+    Heartbeat(
+        store, "wb", "inc-b", interval_ms=INTERVAL_MS, lease_ttl_ms=TTL_MS, poke=broker_away
+    ).register()
+    reaped = store.incarnation("inc-a")
+    assert reaped is not None and reaped.reaped_at is not None
+    assert [r.session_id for r in store.runnable_sessions()] == [sid]
