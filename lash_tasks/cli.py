@@ -135,8 +135,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--turns", type=int, default=3)
     demo.set_defaults(handler=_demo)
 
-    bench = sub.add_parser("bench", help="run the benchmarks and print figures")
-    bench.add_argument("--quick", action="store_true")
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmarks and print figures (PostgreSQL + Redis)",
+        description=(
+            "Figures and ratios measured side by side in one run. Needs PostgreSQL "
+            "(LASH_BENCH_PG_ADMIN_URL) and an empty Redis database (LASH_BENCH_REDIS_URL, "
+            "default redis://127.0.0.1:6379/15); --embedded uses SQLite and the folder broker."
+        ),
+    )
+    bench.add_argument("--quick", action="store_true", help="short runs, smaller sizes")
+    bench.add_argument("--embedded", action="store_true", help="SQLite + folder broker")
+    bench.add_argument("--only", default="", help="comma-separated cases (default: all)")
+    bench.add_argument("--json-out", default=None, help="write every figure as JSON here")
+    bench.add_argument("--chart", default=None, help="write an SVG chart of the ratios here")
     bench.set_defaults(handler=_bench)
     return parser
 
@@ -299,9 +311,17 @@ def _demo(args: argparse.Namespace) -> str:
 
 
 def _bench(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
     from lash_tasks.bench import run_benchmarks
 
-    return run_benchmarks(quick=args.quick)
+    return run_benchmarks(
+        quick=args.quick,
+        embedded=args.embedded,
+        only=[case.strip() for case in args.only.split(",") if case.strip()],
+        json_out=Path(args.json_out) if args.json_out else None,
+        chart_out=Path(args.chart) if args.chart else None,
+    )
 
 
 if __name__ == "__main__":
