@@ -67,6 +67,7 @@ class SessionAttachments:
             attachment_uri(attachment_id),
             self.owner_kind,
             self.owner_id,
+            media_type,
         )
         ref = self.blobs.put(data, media_type)
         if ref.attachment_id != attachment_id:
