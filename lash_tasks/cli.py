@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import mimetypes
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from lash_tasks.errors import InvalidEnvironment, LashError
+from lash_tasks.attachments.ids import DEFAULT_MEDIA_TYPE
+from lash_tasks.errors import InvalidEnvironment, LashError, ValidationError
 from lash_tasks.settings import Settings
 from lash_tasks.store.base import explain_database_error
 
@@ -99,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--source-key", default=None)
     enqueue.add_argument("--branch-from", default=None)
     enqueue.add_argument("--steer", action="store_true", help="join the running turn")
+    enqueue.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach a file (images and small text reach the model); repeatable",
+    )
     enqueue.add_argument("--wait", action="store_true", help="wait for the answer")
     enqueue.add_argument("--timeout", type=float, default=120.0)
     enqueue.set_defaults(handler=_enqueue)
@@ -240,11 +250,23 @@ def _enqueue(args: argparse.Namespace) -> dict[str, Any]:
         for k, v in {"source_key": args.source_key, "branch_from": args.branch_from}.items()
         if v is not None
     }
+    attachments = [_put_file(client, args.session_id, path) for path in args.attach]
+    if attachments:
+        options["attachments"] = attachments
     input_id = client.enqueue_turn(args.session_id, args.text, steer=args.steer, **options)
     if not args.wait:
         return {"input_id": input_id, "state": "pending"}
     answer = client.wait_for_input(args.session_id, input_id, timeout=args.timeout)
     return dict(answer.to_dict())
+
+
+def _put_file(client: Any, session_id: str, path: str) -> str:
+    media_type = mimetypes.guess_type(path)[0] or DEFAULT_MEDIA_TYPE
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"--attach {path}: {exc.strerror or exc}") from None
+    return str(client.put_attachment(session_id, data, media_type))
 
 
 def _show(args: argparse.Namespace) -> Any:

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from lash_tasks import service
+from lash_tasks.attachments import (
+    DEFAULT_MEDIA_TYPE,
+    BlobStore,
+    SessionAttachments,
+    blob_store_from_url,
+)
 from lash_tasks.errors import LashError, NotFound, ValidationError
 from lash_tasks.ingress import (
     CancelInputPayload,
@@ -21,7 +27,7 @@ from lash_tasks.ingress import (
     parse_payload,
 )
 from lash_tasks.settings import Settings
-from lash_tasks.store.records import InputState
+from lash_tasks.store.records import InputState, check_session_id
 from lash_tasks.store.sql_store import SqlStore
 
 log = logging.getLogger(__name__)
@@ -53,11 +59,18 @@ class TurnAnswer:
 
 
 class Client:
-    def __init__(self, store: SqlStore, settings: Settings, celery_app: Any | None = None) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        settings: Settings,
+        celery_app: Any | None = None,
+        blobs: BlobStore | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self._app = celery_app
         self._redis: Any = None
+        self._blobs = blobs
 
     @classmethod
     def from_env(cls) -> Client:
@@ -81,6 +94,13 @@ class Client:
 
             self._redis = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
         return self._redis
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The fleet's attachment store (`LASH_ATTACHMENTS_URL`)."""
+        if self._blobs is None:
+            self._blobs = blob_store_from_url(self.settings.attachments_url)
+        return self._blobs
 
     def close(self) -> None:
         self.store.close()
@@ -108,6 +128,26 @@ class Client:
                 type(exc).__name__,
             )
         return row.input_id
+
+    def put_attachment(
+        self, session_id: str, data: bytes, media_type: str = DEFAULT_MEDIA_TYPE
+    ) -> str:
+        """Store `data` for the session; returns the id to name in `enqueue_turn(...,
+        attachments=[id])`. Images (png, jpeg, gif, webp) and small text reach the model.
+
+        The session's write-ahead manifest row is recorded before the bytes land. Named by an
+        input, the attachment is kept for as long as the session references it; never named,
+        it is reclaimed after the GC grace window (`LASH_ATTACHMENT_GRACE_S`).
+        """
+        check_session_id(session_id)
+        # Always the manifest facade, whatever the store's tier: enqueue accepts only ids the
+        # session holds a manifest row for.
+        return SessionAttachments(self.store, self.blobs, session_id).put(data, media_type)
+
+    def get_attachment(self, session_id: str, attachment_id: str) -> bytes:
+        """The bytes of an attachment the session holds, else `AttachmentNotFound`."""
+        check_session_id(session_id)
+        return SessionAttachments(self.store, self.blobs, session_id).get(attachment_id)
 
     def poke(self, session_id: str) -> None:
         from lash_tasks.worker.pokes import poke_session

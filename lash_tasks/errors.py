@@ -13,7 +13,8 @@ LashError                               (retryable: bool attribute on every erro
 │   ├── InvalidSessionId
 │   ├── UnknownParentNode
 │   ├── SchemaVersionError              persisted JSON of an unknown shape or version
-│   └── StaleToolSurface                tool-surface generation mismatch
+│   ├── StaleToolSurface                tool-surface generation mismatch
+│   └── UnknownAttachment               an input names an attachment its session does not hold
 ├── NotFound
 │   ├── SessionNotFound
 │   ├── NodeNotFound
@@ -123,6 +124,10 @@ class SchemaVersionError(ValidationError):
 
 class StaleToolSurface(ValidationError):
     code = "stale_tool_surface"
+
+
+class UnknownAttachment(ValidationError):
+    code = "unknown_attachment"
 
 
 class NotFound(LashError):

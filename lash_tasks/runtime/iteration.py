@@ -19,6 +19,7 @@ from lash_tasks.machine.turn_step import (
     node_id_for,
 )
 from lash_tasks.runtime.assembly import SessionRuntime
+from lash_tasks.runtime.attachment_content import with_attachment_content
 from lash_tasks.runtime.core import LashCore
 from lash_tasks.runtime.effects import EffectRequest, RecordedFailure
 from lash_tasks.runtime.turn_start import StepWork, user_message
@@ -151,8 +152,13 @@ def _call_llm(
         envelope={"kind": "llm_call", "request": request.to_json()},
     )
     core.tracer.emit("llm_call_started", runtime.session_id, work.turn_id, step=work.step_index)
+    attachments = _attachments(core, runtime, work)
+
+    def call() -> dict[str, Any]:
+        return core.llm.complete(with_attachment_content(attachments, request)).to_json()
+
     try:
-        outcome = core.effects.run(effect, lambda: core.llm.complete(request).to_json())
+        outcome = core.effects.run(effect, call)
     except RecordedFailure as exc:
         return None, exc.error
     except LashError as exc:

@@ -17,6 +17,7 @@ from lash_tasks.errors import SourceKeyConflict, ValidationError
 from lash_tasks.machine import Fence, stable_hash
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import SqlStoreBase, decode_input
+from lash_tasks.store.manifest import hold_input_attachments, input_attachment_ids
 from lash_tasks.store.records import (
     CancelOutcome,
     InputClaim,
@@ -38,6 +39,7 @@ class InputsMixin(SqlStoreBase):
             raise ValidationError("source_key must not be empty")
         if draft.ingress not in ("next_turn", "active_turn"):
             raise ValidationError(f"unknown ingress {draft.ingress!r}")
+        attachments = input_attachment_ids(draft.input)
         content_hash = stable_hash({"ingress": draft.ingress, "input": draft.input})
         with self.tx() as conn:
             self.dialect.lock_session(conn, draft.session_id)
@@ -60,6 +62,7 @@ class InputsMixin(SqlStoreBase):
             state = (
                 InputState.PENDING_ACTIVE if draft.ingress == "active_turn" else InputState.PENDING
             )
+            hold_input_attachments(conn, self.dialect, draft.session_id, input_id, attachments, now)
             conn.execute(
                 insert(_p).values(
                     input_id=input_id,

@@ -172,6 +172,7 @@ attachment_manifest = Table(
     Column("committed_at", BigInteger),
     Column("owner_kind", String(16)),
     Column("owner_id", String(200)),
+    Column("media_type", String(255)),
     Index("ix_lash_attachment_manifest_attachment", "attachment_id"),
     Index("ix_lash_attachment_manifest_owner", "session_id", "owner_kind", "owner_id"),
 )

@@ -26,6 +26,21 @@ from lash_tasks.store.sql_store import SqlStore
         (EnqueueTurnPayload, {"session_id": "../etc", "text": "hi"}, "session_id"),
         (EnqueueTurnPayload, {"session_id": "s1", "text": "hi", "extra": 1}, "extra"),
         (EnqueueTurnPayload, {"session_id": 5, "text": "hi"}, "session_id"),
+        (
+            EnqueueTurnPayload,
+            {"session_id": "s1", "text": "hi", "attachments": "ab"},
+            "attachments",
+        ),
+        (
+            EnqueueTurnPayload,
+            {"session_id": "s1", "text": "hi", "attachments": ["../../etc/passwd"]},
+            "attachments",
+        ),
+        (
+            EnqueueTurnPayload,
+            {"session_id": "s1", "text": "hi", "attachments": ["a" * 64] * 33},
+            "attachments",
+        ),
         (CreateSessionPayload, {"session_id": "s1", "max_turns": 0}, "max_turns"),
         (CreateSessionPayload, {"session_id": "s1", "model": ""}, "model"),
         (CancelInputPayload, {"input_id": "x"}, "session_id"),
