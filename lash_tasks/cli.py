@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     beat.set_defaults(handler=_beat)
 
     flower = sub.add_parser("flower", help="run Flower (requires authentication)")
-    flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument("--port", type=int, default=None, help="default 5555 or FLOWER_PORT")
     flower.add_argument("--address", default="127.0.0.1")
     flower.set_defaults(handler=_flower)
 
@@ -206,8 +206,11 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _beat(args: argparse.Namespace) -> None:
-    schedule = args.schedule or str(_settings().home / "beat-schedule")
-    _exec_celery(["beat", "-s", schedule, "-l", args.loglevel])
+    schedule = Path(args.schedule) if args.schedule else _settings().home / "beat-schedule"
+    # Beat keeps its state in a shelve file and will not create the folder that holds it;
+    # with PostgreSQL and Redis nothing else creates LASH_HOME.
+    schedule.absolute().parent.mkdir(parents=True, exist_ok=True)
+    _exec_celery(["beat", "-s", str(schedule), "-l", args.loglevel])
 
 
 def _flower(args: argparse.Namespace) -> None:
@@ -220,7 +223,8 @@ def _flower(args: argparse.Namespace) -> None:
         )
     # Passed through the environment, never argv, so `ps` does not show the password.
     os.environ["FLOWER_BASIC_AUTH"] = auth
-    _exec_celery(["flower", f"--port={args.port}", f"--address={args.address}"])
+    port = [] if args.port is None else [f"--port={args.port}"]
+    _exec_celery(["flower", *port, f"--address={args.address}"])
 
 
 def _client() -> Any:

@@ -35,6 +35,8 @@ LashError                               (retryable: bool attribute on every erro
 │   └── ReplayMismatch                  recorded envelope differs: terminal, never retried
 ├── ProviderError                       an LLM provider failed; `retryable` set per status
 ├── ToolError                           a tool failed; surfaced to the model as a tool result
+├── MessageRejected                     a task message that can never succeed (bad payload,
+│                                       unknown session): the task FAILS, never retried
 └── StoreUnavailable                    (retryable) transient database / blob-store failure
 """
 
@@ -235,6 +237,20 @@ class ProviderError(LashError):
 
 class ToolError(LashError):
     code = "tool_error"
+
+
+class MessageRejected(LashError):
+    """A Celery task message no retry can fix. Raised so the task ends in state FAILURE.
+
+    Its only argument is the readable reason, so Celery's JSON result backend stores it and
+    rebuilds it as the same type (`exc_type`, `exc_message`).
+    """
+
+    code = "message_rejected"
+
+    @classmethod
+    def because(cls, what: str, cause: LashError) -> MessageRejected:
+        return cls(f"{what} rejected ({cause.code}): {cause.message}", cause=cause.code)
 
 
 class StoreUnavailable(LashError):
