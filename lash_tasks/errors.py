@@ -13,7 +13,8 @@ LashError                               (retryable: bool attribute on every erro
 │   ├── InvalidSessionId
 │   ├── UnknownParentNode
 │   ├── SchemaVersionError              persisted JSON of an unknown shape or version
-│   └── StaleToolSurface                tool-surface generation mismatch
+│   ├── StaleToolSurface                tool-surface generation mismatch
+│   └── InvalidCursor                   an event cursor that is malformed or from the future
 ├── NotFound
 │   ├── SessionNotFound
 │   ├── NodeNotFound
@@ -34,7 +35,9 @@ LashError                               (retryable: bool attribute on every erro
 │   └── ReplayMismatch                  recorded envelope differs: terminal, never retried
 ├── ProviderError                       an LLM provider failed; `retryable` set per status
 ├── ToolError                           a tool failed; surfaced to the model as a tool result
-└── StoreUnavailable                    (retryable) transient database / blob-store failure
+├── StoreUnavailable                    (retryable) transient database / blob-store failure
+├── EventsUnavailable                   (retryable) the live event stream cannot be read
+└── WaitTimeout                         (retryable) an input did not end within the wait
 """
 
 from __future__ import annotations
@@ -123,6 +126,10 @@ class SchemaVersionError(ValidationError):
 
 class StaleToolSurface(ValidationError):
     code = "stale_tool_surface"
+
+
+class InvalidCursor(ValidationError):
+    code = "invalid_cursor"
 
 
 class NotFound(LashError):
@@ -234,4 +241,14 @@ class ToolError(LashError):
 
 class StoreUnavailable(LashError):
     code = "store_unavailable"
+    retryable = True
+
+
+class EventsUnavailable(LashError):
+    code = "events_unavailable"
+    retryable = True
+
+
+class WaitTimeout(LashError):
+    code = "wait_timeout"
     retryable = True
