@@ -11,7 +11,9 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from lash_tasks.errors import InvalidEnvironment, LashError
+from lash_tasks.errors import EventsUnavailable, InvalidEnvironment, LashError
+from lash_tasks.events.render import TranscriptRenderer
+from lash_tasks.events.vocabulary import SessionEvent, event_json
 from lash_tasks.settings import Settings
 from lash_tasks.store.base import explain_database_error
 
@@ -99,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--source-key", default=None)
     enqueue.add_argument("--branch-from", default=None)
     enqueue.add_argument("--steer", action="store_true", help="join the running turn")
-    enqueue.add_argument("--wait", action="store_true", help="wait for the answer")
+    enqueue.add_argument(
+        "--wait", action="store_true", help="stream the turn's events and wait for the answer"
+    )
     enqueue.add_argument("--timeout", type=float, default=120.0)
     enqueue.set_defaults(handler=_enqueue)
 
@@ -119,9 +123,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="fleet status from the database").set_defaults(handler=_status)
 
-    watch = sub.add_parser("watch", help="follow a session's commits")
+    watch = sub.add_parser(
+        "watch",
+        help="follow a session live: the answer as it streams, tool calls, outcomes",
+        description="--json prints one event per line, each with its cursor.",
+    )
     watch.add_argument("session_id")
-    watch.add_argument("--timeout", type=float, default=None)
+    watch.add_argument("--cursor", default=None, help="resume after this event cursor")
+    watch.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     watch.set_defaults(handler=_watch)
 
     maintenance = sub.add_parser("maintenance", help="run one maintenance job now")
@@ -233,18 +242,52 @@ def _session_create(args: argparse.Namespace) -> dict[str, Any]:
     return {"session_id": client.create_session(args.session_id, **options)}
 
 
-def _enqueue(args: argparse.Namespace) -> dict[str, Any]:
+def _enqueue(args: argparse.Namespace) -> dict[str, Any] | None:
     client = _client()
     options = {
         k: v
         for k, v in {"source_key": args.source_key, "branch_from": args.branch_from}.items()
         if v is not None
     }
+    # Taken before the input exists, so the stream shows its turn from the start.
+    cursor = _event_tail(client, args.session_id) if args.wait else None
     input_id = client.enqueue_turn(args.session_id, args.text, steer=args.steer, **options)
     if not args.wait:
         return {"input_id": input_id, "state": "pending"}
-    answer = client.wait_for_input(args.session_id, input_id, timeout=args.timeout)
-    return dict(answer.to_dict())
+    printer = _EventPrinter(args.json)
+    answer = client.wait_for_input(
+        args.session_id, input_id, timeout=args.timeout, cursor=cursor, on_event=printer
+    )
+    if args.json:
+        return dict(answer.to_dict())
+    printer.finish(answer.turn_id, answer.text, answer.state)
+    return None
+
+
+def _event_tail(client: Any, session_id: str) -> str | None:
+    try:
+        return str(client.event_tail(session_id))
+    except EventsUnavailable:
+        return None  # waiting falls back to the database; there is just nothing to stream
+
+
+class _EventPrinter:
+    """Prints events as they arrive: rendered for a person, or one JSON line each."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.renderer = TranscriptRenderer()
+
+    def __call__(self, event: SessionEvent) -> None:
+        text = event_json(event) + "\n" if self.as_json else self.renderer.render(event)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def finish(self, turn_id: str | None, text: str, state: str) -> None:
+        """Print the answer unless its turn's end was already shown."""
+        if turn_id not in self.renderer.ended:
+            sys.stdout.write(self.renderer.render_answer(text, state))
+            sys.stdout.flush()
 
 
 def _show(args: argparse.Namespace) -> Any:
@@ -287,9 +330,9 @@ def _status(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _watch(args: argparse.Namespace) -> None:
-    for event in _client().events(args.session_id, timeout=args.timeout):
-        _emit(event, True)
-        sys.stdout.flush()
+    printer = _EventPrinter(args.json)
+    for event in _client().events(args.session_id, cursor=args.cursor, timeout=args.timeout):
+        printer(event)
 
 
 def _maintenance(args: argparse.Namespace) -> dict[str, Any]:

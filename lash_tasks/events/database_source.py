@@ -80,9 +80,7 @@ class DatabaseEventSource:
                 yield event_from_record(row.event, db_cursor(row.seq))
             if rows:
                 idle_since = time.monotonic()
-            if deadline.passed:
-                return
-            if len(rows) < self._batch:
+            if len(rows) < self._batch:  # caught up
                 wait = deadline.left(self._poll_s)
                 if wait <= 0:
                     return

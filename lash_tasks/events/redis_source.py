@@ -140,8 +140,6 @@ class RedisEventSource:
                     yield self._decode(session_id, entry_id, fields)
                 if entries:
                     idle_since = time.monotonic()
-                if deadline.passed:
-                    return
                 if len(entries) < self._batch:  # caught up: wait for news
                     wait = deadline.left(min(self._block_s, idle_s))
                     if wait <= 0:

@@ -55,10 +55,6 @@ class Deadline:
             return cap
         return max(0.0, min(cap, self._end - time.monotonic()))
 
-    @property
-    def passed(self) -> bool:
-        return self._end is not None and time.monotonic() >= self._end
-
 
 def now_ms() -> int:
     return int(time.time() * 1000)
