@@ -133,6 +133,19 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     watch.set_defaults(handler=_watch)
 
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP/SSE gateway (needs lash-tasks[server])",
+        description=(
+            "Bearer-token auth from LASH_HTTP_TOKEN; it refuses to start without one on any "
+            "address but loopback."
+        ),
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(handler=_serve)
+
     maintenance = sub.add_parser("maintenance", help="run one maintenance job now")
     maintenance.add_argument(
         "job",
@@ -333,6 +346,12 @@ def _watch(args: argparse.Namespace) -> None:
     printer = _EventPrinter(args.json)
     for event in _client().events(args.session_id, cursor=args.cursor, timeout=args.timeout):
         printer(event)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from lash_tasks.gateway.server import serve
+
+    serve(_settings(), host=args.host, port=args.port, log_level=args.log_level)
 
 
 def _maintenance(args: argparse.Namespace) -> dict[str, Any]:
