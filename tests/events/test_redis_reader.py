@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from lash_tasks.errors import EventsUnavailable, InvalidCursor
+from lash_tasks.errors import EventsUnavailable, InvalidCursor, InvalidSessionId
 from lash_tasks.events.cursors import StreamId
 from lash_tasks.events.publisher import RedisEventPublisher, stream_key
 from lash_tasks.events.redis_source import RedisEventSource
@@ -136,7 +136,7 @@ def test_bad_cursors_are_refused_before_anything_is_read(
     publisher: RedisEventPublisher, source: RedisEventSource, session_id: str
 ) -> None:
     """Malformed, database-form and future cursors raise InvalidCursor when read() is
-    called, naming the problem."""
+    called, naming the problem; so does a bad session id (InvalidSessionId)."""
     with pytest.raises(InvalidCursor, match="ahead of the event stream"):
         read(source, session_id, f"{int(time.time() * 1000) + 3_600_000}-0")  # no stream yet
     publish_all(publisher, session_id, ["a"])
@@ -148,6 +148,8 @@ def test_bad_cursors_are_refused_before_anything_is_read(
         read(source, session_id, "yesterday")
     with pytest.raises(InvalidCursor, match="database event log"):
         read(source, session_id, "db-4")
+    with pytest.raises(InvalidSessionId):
+        read(source, "no such/session")
 
 
 def test_a_live_reader_sees_new_events_promptly_and_ticks_when_idle(
