@@ -129,8 +129,7 @@ def test_a_replayed_final_commit_writes_its_events_once(store: SqlStore) -> None
 def test_the_reader_yields_committed_events_in_order_and_resumes_after_a_cursor(
     store: SqlStore,
 ) -> None:
-    """read() gives every logged event with a db-<seq> cursor; from a cursor, only later ones;
-    tail() is a cursor after all of them."""
+    """read() yields logged events in order with db-<seq> cursors and resumes after a cursor."""
     sid = new_session(store)
     assert DatabaseEventSource(store, view).tail(sid) == "db-0"
     commit_step(store, take_lease(store, sid), ["a"])
@@ -145,8 +144,7 @@ def test_the_reader_yields_committed_events_in_order_and_resumes_after_a_cursor(
 
 
 def test_vacuum_drops_old_events_but_keeps_each_sessions_last(store: SqlStore) -> None:
-    """vacuum removes events older than the retention, never a session's last `event_keep`,
-    and leaves young events alone."""
+    """vacuum removes events past the retention except each session's last `event_keep`."""
     sid = new_session(store)
     for _ in range(4):
         commit_step(store, take_lease(store, sid), ["x"])  # 12 events
@@ -166,8 +164,7 @@ def test_vacuum_drops_old_events_but_keeps_each_sessions_last(store: SqlStore) -
 
 
 def test_a_cursor_before_vacuumed_events_yields_a_gap_with_the_view(store: SqlStore) -> None:
-    """A cursor whose next events were vacuumed yields `gap` (with the session view and the
-    cursor before the oldest kept), then the oldest kept events."""
+    """A cursor before vacuumed events yields `gap` with the view, then the oldest kept events."""
     sid = new_session(store)
     for _ in range(3):
         commit_step(store, take_lease(store, sid), ["x"])  # events 1..9
