@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from lash_tasks.attachments.ids import DEFAULT_MEDIA_TYPE
-from lash_tasks.errors import InvalidEnvironment, LashError, ValidationError
+from lash_tasks.errors import EventsUnavailable, InvalidEnvironment, LashError, ValidationError
+from lash_tasks.events.render import TranscriptRenderer
+from lash_tasks.events.vocabulary import SessionEvent, event_json
 from lash_tasks.settings import Settings
 from lash_tasks.store.base import explain_database_error
 
@@ -109,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="attach a file (images and small text reach the model); repeatable",
     )
-    enqueue.add_argument("--wait", action="store_true", help="wait for the answer")
+    enqueue.add_argument(
+        "--wait", action="store_true", help="stream the turn's events and wait for the answer"
+    )
     enqueue.add_argument("--timeout", type=float, default=120.0)
     enqueue.set_defaults(handler=_enqueue)
 
@@ -129,10 +133,28 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="fleet status from the database").set_defaults(handler=_status)
 
-    watch = sub.add_parser("watch", help="follow a session's commits")
+    watch = sub.add_parser(
+        "watch",
+        help="follow a session live: the answer as it streams, tool calls, outcomes",
+        description="--json prints one event per line, each with its cursor.",
+    )
     watch.add_argument("session_id")
-    watch.add_argument("--timeout", type=float, default=None)
+    watch.add_argument("--cursor", default=None, help="resume after this event cursor")
+    watch.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     watch.set_defaults(handler=_watch)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP/SSE gateway (needs lash-tasks[server])",
+        description=(
+            "Bearer-token auth from LASH_HTTP_TOKEN; it refuses to start without one on any "
+            "address but loopback."
+        ),
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(handler=_serve)
 
     maintenance = sub.add_parser("maintenance", help="run one maintenance job now")
     maintenance.add_argument(
@@ -247,7 +269,7 @@ def _session_create(args: argparse.Namespace) -> dict[str, Any]:
     return {"session_id": client.create_session(args.session_id, **options)}
 
 
-def _enqueue(args: argparse.Namespace) -> dict[str, Any]:
+def _enqueue(args: argparse.Namespace) -> dict[str, Any] | None:
     client = _client()
     options = {
         k: v
@@ -257,11 +279,45 @@ def _enqueue(args: argparse.Namespace) -> dict[str, Any]:
     attachments = [_put_file(client, args.session_id, path) for path in args.attach]
     if attachments:
         options["attachments"] = attachments
+    # Taken before the input exists, so the stream shows its turn from the start.
+    cursor = _event_tail(client, args.session_id) if args.wait else None
     input_id = client.enqueue_turn(args.session_id, args.text, steer=args.steer, **options)
     if not args.wait:
         return {"input_id": input_id, "state": "pending"}
-    answer = client.wait_for_input(args.session_id, input_id, timeout=args.timeout)
-    return dict(answer.to_dict())
+    printer = _EventPrinter(args.json)
+    answer = client.wait_for_input(
+        args.session_id, input_id, timeout=args.timeout, cursor=cursor, on_event=printer
+    )
+    if args.json:
+        return dict(answer.to_dict())
+    printer.finish(answer.turn_id, answer.text, answer.state)
+    return None
+
+
+def _event_tail(client: Any, session_id: str) -> str | None:
+    try:
+        return str(client.event_tail(session_id))
+    except EventsUnavailable:
+        return None  # waiting falls back to the database; there is just nothing to stream
+
+
+class _EventPrinter:
+    """Prints events as they arrive: rendered for a person, or one JSON line each."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.renderer = TranscriptRenderer()
+
+    def __call__(self, event: SessionEvent) -> None:
+        text = event_json(event) + "\n" if self.as_json else self.renderer.render(event)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def finish(self, turn_id: str | None, text: str, state: str) -> None:
+        """Print the answer unless its turn's end was already shown."""
+        if turn_id not in self.renderer.ended:
+            sys.stdout.write(self.renderer.render_answer(text, state))
+            sys.stdout.flush()
 
 
 def _put_file(client: Any, session_id: str, path: str) -> str:
@@ -313,9 +369,15 @@ def _status(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _watch(args: argparse.Namespace) -> None:
-    for event in _client().events(args.session_id, timeout=args.timeout):
-        _emit(event, True)
-        sys.stdout.flush()
+    printer = _EventPrinter(args.json)
+    for event in _client().events(args.session_id, cursor=args.cursor, timeout=args.timeout):
+        printer(event)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from lash_tasks.gateway.server import serve
+
+    serve(_settings(), host=args.host, port=args.port, log_level=args.log_level)
 
 
 def _maintenance(args: argparse.Namespace) -> dict[str, Any]:

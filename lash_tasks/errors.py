@@ -14,7 +14,8 @@ LashError                               (retryable: bool attribute on every erro
 │   ├── UnknownParentNode
 │   ├── SchemaVersionError              persisted JSON of an unknown shape or version
 │   ├── StaleToolSurface                tool-surface generation mismatch
-│   └── UnknownAttachment               an input names an attachment its session does not hold
+│   ├── UnknownAttachment               an input names an attachment its session does not hold
+│   └── InvalidCursor                   an event cursor that is malformed or from the future
 ├── NotFound
 │   ├── SessionNotFound
 │   ├── NodeNotFound
@@ -37,7 +38,9 @@ LashError                               (retryable: bool attribute on every erro
 ├── ToolError                           a tool failed; surfaced to the model as a tool result
 ├── MessageRejected                     a task message that can never succeed (bad payload,
 │                                       unknown session): the task FAILS, never retried
-└── StoreUnavailable                    (retryable) transient database / blob-store failure
+├── StoreUnavailable                    (retryable) transient database / blob-store failure
+├── EventsUnavailable                   (retryable) the live event stream cannot be read
+└── WaitTimeout                         (retryable) an input did not end within the wait
 """
 
 from __future__ import annotations
@@ -130,6 +133,10 @@ class StaleToolSurface(ValidationError):
 
 class UnknownAttachment(ValidationError):
     code = "unknown_attachment"
+
+
+class InvalidCursor(ValidationError):
+    code = "invalid_cursor"
 
 
 class NotFound(LashError):
@@ -255,4 +262,14 @@ class MessageRejected(LashError):
 
 class StoreUnavailable(LashError):
     code = "store_unavailable"
+    retryable = True
+
+
+class EventsUnavailable(LashError):
+    code = "events_unavailable"
+    retryable = True
+
+
+class WaitTimeout(LashError):
+    code = "wait_timeout"
     retryable = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
 
 from lash_tasks.errors import (
     HeadRevisionConflict,
@@ -86,6 +86,8 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                         committed_at=now,
                     )
                 )
+            if draft.events:
+                _append_events(conn, draft, now)
             if draft.release_lease:
                 _release(conn, draft)
             return CommitResult(
@@ -331,6 +333,18 @@ def _defer_unaccepted_inputs(conn: Connection, session_id: str, now: int) -> Non
         .where(p.c.session_id == session_id, p.c.state == InputState.PENDING_ACTIVE)
         .values(state=InputState.PENDING, ingress="next_turn", updated_at=now)
     )
+
+
+def _append_events(conn: Connection, draft: CommitDraft, now: int) -> None:
+    """Number the events after the session's last; the session lock makes `max` safe."""
+    e = t.session_events
+    last = conn.execute(select(func.max(e.c.seq)).where(e.c.session_id == draft.session_id))
+    start = (last.scalar() or 0) + 1
+    rows = [
+        {"session_id": draft.session_id, "seq": start + i, "event": event, "created_at": now}
+        for i, event in enumerate(draft.events)
+    ]
+    conn.execute(insert(e), rows)
 
 
 def _release(conn: Connection, draft: CommitDraft) -> None:

@@ -58,14 +58,28 @@ class MaintenanceMixin(SessionsMixin):
             )
             return [r.session_id for r in rows]
 
-    def vacuum(self, input_retention_ms: int = 0) -> VacuumReport:
-        """Physically delete tombstoned nodes, terminal inputs, finished queued work and the
-        journal rows of committed turns. Reports only rows it actually removed.
+    def vacuum(
+        self, input_retention_ms: int = 0, event_retention_ms: int = 0, event_keep: int = 100
+    ) -> VacuumReport:
+        """Physically delete tombstoned nodes, terminal inputs, finished queued work, the
+        journal rows of committed turns and old session events. Reports only rows it
+        actually removed.
 
         Terminal inputs younger than `input_retention_ms` stay: they answer `wait_for_input`
-        and keep a recently used source key idempotent."""
+        and keep a recently used source key idempotent. Session events go once older than
+        `event_retention_ms`, but a session's last `event_keep` always stay, so its readers'
+        cursors can be told from cursors of the future."""
         with self.tx() as conn:
-            input_cutoff = self.now_ms(conn) - input_retention_ms
+            now = self.now_ms(conn)
+            input_cutoff = now - input_retention_ms
+            e, newer = t.session_events, t.session_events.alias("newer")
+            last_seq = select(func.max(newer.c.seq)).where(newer.c.session_id == e.c.session_id)
+            events = conn.execute(
+                delete(e).where(
+                    e.c.created_at <= now - event_retention_ms,
+                    e.c.seq <= last_seq.scalar_subquery() - event_keep,
+                )
+            ).rowcount
             nodes = conn.execute(
                 delete(t.graph_nodes).where(t.graph_nodes.c.tombstoned_at.is_not(None))
             ).rowcount
@@ -90,7 +104,7 @@ class MaintenanceMixin(SessionsMixin):
                 t.turn_commits.c.turn_id == j.c.turn_id,
             )
             journal = conn.execute(delete(j).where(committed)).rowcount
-            return VacuumReport(int(nodes), int(inputs), int(queued), int(journal))
+            return VacuumReport(int(nodes), int(inputs), int(queued), int(journal), int(events))
 
     def runnable_sessions(self, limit: int = 1000) -> list[RunnableSession]:
         """Sessions with pending input, ready queued work or an active turn, and no live lease."""

@@ -219,7 +219,19 @@ maintenance_runs = Table(
     Column("report", JSON),
 )
 
+# Committed events for readers when there is no Redis (written by the step's commit).
+session_events = Table(
+    "lash_session_events",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("event", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_lash_session_events_created", "created_at"),
+)
+
 SESSION_TABLES = (
+    session_events,
     attachment_manifest,
     effect_journal,
     active_turns,

@@ -79,8 +79,13 @@ def _created_s(created_at: str) -> float:
 
 
 def _vacuum(res: Resources, app: Any, slot: str) -> dict[str, Any]:
-    retention_ms = res.settings.input_retention_s * 1000
-    return res.store.vacuum(input_retention_ms=retention_ms).to_dict()
+    settings = res.settings
+    report = res.store.vacuum(
+        input_retention_ms=settings.input_retention_s * 1000,
+        event_retention_ms=settings.events_db_retention_s * 1000,
+        event_keep=settings.events_db_keep,
+    )
+    return report.to_dict()
 
 
 def _reclaim_attachments(res: Resources, app: Any, slot: str) -> dict[str, Any]:

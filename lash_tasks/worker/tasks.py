@@ -119,7 +119,8 @@ def cancel_input(payload: Any) -> dict[str, Any]:
     try:
         parsed = parse_payload(CancelInputPayload, payload)
         res = process_resources.get()
-        return {"status": "ok", **service.cancel_input(res.store, parsed)}
+        outcome = service.cancel_input(res.store, parsed, res.events.publisher)
+        return {"status": "ok", **outcome}
     except LashError as exc:
         if exc.retryable:
             raise

@@ -74,7 +74,8 @@ def test_tombstones_do_not_reach_other_sessions(store: SqlStore) -> None:
 
 def _populate(store: SqlStore, sid: str) -> None:
     """One of everything: nodes, a terminal and a waiting input, queued work (done and ready),
-    an active turn, a turn stamp, a journal row, a manifest row and a process with an event."""
+    an active turn, a turn stamp, a session event, a journal row, a manifest row and a process
+    with an event."""
     lease = take_lease(store, sid)
     done_input = enqueue(store, sid, "done")
     claim = store.claim_next_turn_inputs(lease.fence)
@@ -91,6 +92,7 @@ def _populate(store: SqlStore, sid: str) -> None:
             input_completions=(completion(claim),),
             queue_completions=(completion(qclaim),),
             turn_stamp=TurnStamp("turn-1", "a" * 64, {"ok": True}),
+            events=({"schema_version": 1, "type": "step_committed", "session_id": sid},),
         )
     )
     store.commit(unchanged(sid, 1, lease.fence, "a1", active_turn=start_turn("turn-2"), outbox=()))
