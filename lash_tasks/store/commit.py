@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 from lash_tasks.errors import (
     HeadRevisionConflict,
     LeaseLost,
+    NodeExists,
     StaleClaim,
     TurnCommitConflict,
     UnknownParentNode,
@@ -167,7 +168,7 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
             conn.execute(
                 delete(t.graph_nodes).where(t.graph_nodes.c.session_id == draft.session_id)
             )
-        _check_parents(conn, draft.session_id, graph.nodes)
+        _check_node_ids(conn, draft.session_id, graph.nodes)
         seq = self._next_seq(conn, draft.session_id)
         rows = [
             {
@@ -302,20 +303,28 @@ def _complete(
         )
 
 
-def _check_parents(conn: Connection, session_id: str, nodes: Sequence[Node]) -> None:
+def _check_node_ids(conn: Connection, session_id: str, nodes: Sequence[Node]) -> None:
+    """New ids must be free (even among tombstoned rows) and parents must exist."""
+    if not nodes:
+        return
     batch_ids = {n.node_id for n in nodes}
     wanted = {n.parent_node_id for n in nodes if n.parent_node_id is not None} - batch_ids
-    if not wanted:
-        return
     found = {
         r.node_id
         for r in conn.execute(
             select(t.graph_nodes.c.node_id).where(
                 t.graph_nodes.c.session_id == session_id,
-                t.graph_nodes.c.node_id.in_(list(wanted)),
+                t.graph_nodes.c.node_id.in_(sorted(batch_ids | wanted)),
             )
         )
     }
+    taken = sorted(batch_ids & found)
+    if taken:
+        raise NodeExists(
+            f"node ids already exist in session {session_id!r}: {taken}",
+            session_id=session_id,
+            node_ids=taken,
+        )
     missing = sorted(wanted - found)
     if missing:
         raise UnknownParentNode(
