@@ -67,7 +67,7 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                     session_id=draft.session_id,
                 )
             self._settle_claims(conn, draft, now)
-            graph_changed = self._write_graph(conn, draft)
+            graph_changed = self._write_graph(conn, draft, head.leaf_node_id, now)
             new_revision = draft.expected_head_revision + 1
             self._move_head(conn, draft, new_revision, graph_changed, now)
             self._apply_active_turn(conn, draft, now)
@@ -160,9 +160,12 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                 None,
             )
 
-    def _write_graph(self, conn: Connection, draft: CommitDraft) -> bool:
+    def _write_graph(
+        self, conn: Connection, draft: CommitDraft, stored_leaf: str | None, now: int
+    ) -> bool:
         graph = draft.graph
         if isinstance(graph, GraphUnchanged):
+            self._revive_paths(conn, draft.session_id, {graph.leaf_node_id} - {stored_leaf})
             return False
         if isinstance(graph, GraphReplaceFull):
             conn.execute(
@@ -184,7 +187,31 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
         ]
         if rows:
             conn.execute(insert(t.graph_nodes), rows)
+        if isinstance(graph, GraphAppend):
+            # The stored active path is never tombstoned, so an append under the old leaf
+            # needs nothing; one under any other node (a branch) may hang off tombstoned
+            # history, which must live again or vacuum would cut the new active path.
+            batch = {n.node_id for n in graph.nodes}
+            anchors = {n.parent_node_id for n in graph.nodes} | {graph.leaf_node_id}
+            self._revive_paths(conn, draft.session_id, anchors - batch - {stored_leaf})
         return isinstance(graph, (GraphAppend, GraphReplaceFull))
+
+    def _revive_paths(self, conn: Connection, session_id: str, anchors: set[str | None]) -> None:
+        """Clear the tombstone of every node from each anchor up to its root (lash's append
+        un-tombstones too): a node back on the active path is history again, not garbage."""
+        if not anchors - {None}:
+            return
+        n = t.graph_nodes
+        path = self._ancestry(session_id, anchors)
+        conn.execute(
+            update(n)
+            .where(
+                n.c.session_id == session_id,
+                n.c.tombstoned_at.is_not(None),
+                n.c.node_id.in_(select(path.c.node_id)),
+            )
+            .values(tombstoned_at=None)
+        )
 
     def _move_head(
         self, conn: Connection, draft: CommitDraft, revision: int, graph_changed: bool, now: int

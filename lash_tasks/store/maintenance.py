@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import CTE, Connection, and_, delete, exists, func, or_, select, update
 
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import (
@@ -24,29 +24,46 @@ class MaintenanceMixin(SessionsMixin):
         return loaded.graph.orphaned_node_ids()
 
     def tombstone_nodes(self, session_id: str, node_ids: Sequence[str]) -> int:
-        """Hide nodes from every read. Nodes on the current active path are never tombstoned."""
+        """Hide nodes from every read. Never touches a node that is or is about to be on an
+        active path: the stored one, the one a running turn is branching to, or the one a
+        waiting input will branch to."""
         check_session_id(session_id)
         if not node_ids:
             return 0
         with self.tx() as conn:
             self.dialect.lock_session(conn, session_id)
-            record = self._require_session(conn, session_id)
-            on_path = {
-                n.node_id for n in self._active_path_nodes(conn, session_id, record.leaf_node_id)
-            }
-            targets = [n for n in node_ids if n not in on_path]
-            if not targets:
-                return 0
+            protected = self._protected_paths(conn, session_id)
+            n = t.graph_nodes
             result = conn.execute(
-                update(t.graph_nodes)
+                update(n)
                 .where(
-                    t.graph_nodes.c.session_id == session_id,
-                    t.graph_nodes.c.node_id.in_(targets),
-                    t.graph_nodes.c.tombstoned_at.is_(None),
+                    n.c.session_id == session_id,
+                    n.c.node_id.in_(list(node_ids)),
+                    n.c.tombstoned_at.is_(None),
+                    n.c.node_id.not_in(select(protected.c.node_id)),
                 )
                 .values(tombstoned_at=self.now_ms(conn))
             )
             return int(result.rowcount)
+
+    def _protected_paths(self, conn: Connection, session_id: str) -> CTE:
+        """Nodes on the paths that are live or about to be: from the stored leaf, from the
+        active turn's branch point (it loaded that path and will commit under it), and from
+        the branch point of every input not yet answered."""
+        record = self._require_session(conn, session_id)
+        anchors: set[str | None] = {record.leaf_node_id}
+        active = self._active_turn_row(conn, session_id)
+        if active is not None:
+            anchors.add((active.state or {}).get("branch_from"))
+        p = t.pending_inputs
+        waiting = conn.execute(
+            select(p.c.input).where(
+                p.c.session_id == session_id,
+                p.c.state.not_in([s.value for s in TERMINAL_INPUT_STATES]),
+            )
+        )
+        anchors.update(row.input.get("branch_from") for row in waiting)
+        return self._ancestry(session_id, anchors)
 
     def sessions_with_graph_changes(self, since_ms: int, limit: int = 1000) -> list[str]:
         with self.engine.connect() as conn:
