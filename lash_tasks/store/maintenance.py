@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import CTE, Connection, and_, delete, exists, func, or_, select, update
 
 from lash_tasks.store import schema as t
+from lash_tasks.store.leases import DEFAULT_TTL_MS
 from lash_tasks.store.records import (
     TERMINAL_INPUT_STATES,
     InputState,
@@ -75,14 +76,20 @@ class MaintenanceMixin(SessionsMixin):
             )
             return [r.session_id for r in rows]
 
-    def vacuum(self, input_retention_ms: int = 0) -> VacuumReport:
+    def vacuum(
+        self, input_retention_ms: int = 0, journal_retention_ms: int = DEFAULT_TTL_MS
+    ) -> VacuumReport:
         """Physically delete tombstoned nodes, terminal inputs, finished queued work and the
         journal rows of committed turns. Reports only rows it actually removed.
 
         Terminal inputs younger than `input_retention_ms` stay: they answer `wait_for_input`
-        and keep a recently used source key idempotent."""
+        and keep a recently used source key idempotent. A committed turn's journal stays for
+        `journal_retention_ms` (the lease ttl) after its commit: a stale worker that has not
+        yet noticed its lost lease replays from it instead of calling again. Journal rows of
+        a session that no longer exists (or of an earlier session under the same id) go."""
         with self.tx() as conn:
-            input_cutoff = self.now_ms(conn) - input_retention_ms
+            now = self.now_ms(conn)
+            input_cutoff = now - input_retention_ms
             nodes = conn.execute(
                 delete(t.graph_nodes).where(t.graph_nodes.c.tombstoned_at.is_not(None))
             ).rowcount
@@ -101,12 +108,17 @@ class MaintenanceMixin(SessionsMixin):
             queued = conn.execute(
                 delete(t.queued_work).where(t.queued_work.c.state.in_(["completed", "cancelled"]))
             ).rowcount
-            j = t.effect_journal
-            committed = exists().where(
-                t.turn_commits.c.session_id == j.c.session_id,
-                t.turn_commits.c.turn_id == j.c.turn_id,
+            j, stamps, sessions = t.effect_journal, t.turn_commits, t.sessions
+            committed_long_ago = exists().where(
+                stamps.c.session_id == j.c.session_id,
+                stamps.c.turn_id == j.c.turn_id,
+                stamps.c.committed_at <= now - journal_retention_ms,
             )
-            journal = conn.execute(delete(j).where(committed)).rowcount
+            owner_lives = exists().where(
+                sessions.c.session_id == j.c.session_id,
+                sessions.c.created_at <= j.c.created_at,
+            )
+            journal = conn.execute(delete(j).where(or_(committed_long_ago, ~owner_lives))).rowcount
             return VacuumReport(int(nodes), int(inputs), int(queued), int(journal))
 
     def runnable_sessions(self, limit: int = 1000) -> list[RunnableSession]:

@@ -79,8 +79,11 @@ def _created_s(created_at: str) -> float:
 
 
 def _vacuum(res: Resources, app: Any, slot: str) -> dict[str, Any]:
-    retention_ms = res.settings.input_retention_s * 1000
-    return res.store.vacuum(input_retention_ms=retention_ms).to_dict()
+    report = res.store.vacuum(
+        input_retention_ms=res.settings.input_retention_s * 1000,
+        journal_retention_ms=res.settings.lease_ttl_ms,
+    )
+    return report.to_dict()
 
 
 def _reclaim_attachments(res: Resources, app: Any, slot: str) -> dict[str, Any]:
