@@ -182,6 +182,7 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                 "kind": node.kind,
                 "payload": encode_node_payload(node),
                 "created_at": node.created_at,
+                "created_ms": now,
             }
             for offset, node in enumerate(graph.nodes)
         ]

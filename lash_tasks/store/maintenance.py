@@ -66,15 +66,56 @@ class MaintenanceMixin(SessionsMixin):
         anchors.update(row.input.get("branch_from") for row in waiting)
         return self._ancestry(session_id, anchors)
 
-    def sessions_with_graph_changes(self, since_ms: int, limit: int = 1000) -> list[str]:
+    def tombstone_old_orphans(self, session_id: str, older_than_ms: int) -> int:
+        """Tombstone every live node off the protected paths (see `tombstone_nodes`) that
+        was committed at least `older_than_ms` ago. Age is measured on the database clock
+        (`created_ms`), never on the writer's own `created_at`."""
+        check_session_id(session_id)
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, session_id)
+            protected = self._protected_paths(conn, session_id)
+            now = self.now_ms(conn)
+            n = t.graph_nodes
+            result = conn.execute(
+                update(n)
+                .where(
+                    n.c.session_id == session_id,
+                    n.c.tombstoned_at.is_(None),
+                    n.c.created_ms <= now - older_than_ms,
+                    n.c.node_id.not_in(select(protected.c.node_id)),
+                )
+                .values(tombstoned_at=now)
+            )
+            return int(result.rowcount)
+
+    def changed_sessions_page(
+        self,
+        since_ms: int,
+        until_ms: int,
+        after: tuple[int, str] | None = None,
+        limit: int = 500,
+    ) -> list[tuple[int, str]]:
+        """One page of `(graph_changed_at, session_id)` for sessions whose graph changed in
+        [since_ms, until_ms], in that order, strictly after the keyset `after` (the last
+        row of the previous page). Paging never skips a session, however many share one
+        timestamp."""
+        s = t.sessions
+        query = select(s.c.graph_changed_at, s.c.session_id).where(
+            s.c.graph_changed_at >= since_ms, s.c.graph_changed_at <= until_ms
+        )
+        if after is not None:
+            changed_at, session_id = after
+            query = query.where(
+                or_(
+                    s.c.graph_changed_at > changed_at,
+                    and_(s.c.graph_changed_at == changed_at, s.c.session_id > session_id),
+                )
+            )
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(t.sessions.c.session_id)
-                .where(t.sessions.c.graph_changed_at >= since_ms)
-                .order_by(t.sessions.c.graph_changed_at)
-                .limit(limit)
-            )
-            return [r.session_id for r in rows]
+                query.order_by(s.c.graph_changed_at, s.c.session_id).limit(limit)
+            ).all()
+            return [(int(r.graph_changed_at), str(r.session_id)) for r in rows]
 
     def vacuum(
         self, input_retention_ms: int = 0, journal_retention_ms: int = DEFAULT_TTL_MS

@@ -44,6 +44,7 @@ sessions = Table(
     Column("turn_seq", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Index("ix_lash_sessions_graph_changed", "graph_changed_at", "session_id"),
 )
 
 graph_nodes = Table(
@@ -56,6 +57,9 @@ graph_nodes = Table(
     Column("kind", String(32), nullable=False),
     Column("payload", JSON, nullable=False),
     Column("created_at", String(64), nullable=False),
+    # When the commit wrote the node, on the database clock: orphan retention compares
+    # this, never the writer's own (possibly skewed) `created_at`.
+    Column("created_ms", BigInteger, nullable=False),
     Column("tombstoned_at", BigInteger),
     Index("ix_lash_graph_nodes_session_seq", "session_id", "seq"),
 )

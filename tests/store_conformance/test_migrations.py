@@ -56,8 +56,8 @@ def test_upgrade_is_idempotent(fresh_url: str) -> None:
 
 
 def test_upgrade_from_0001_keeps_rows_and_fills_the_new_columns(fresh_url: str) -> None:
-    """Rows written under 0001 survive 0002: sessions get turn_seq 0, and input ids become
-    unique per session instead of across sessions."""
+    """Rows written under 0001 survive 0002: nodes get a database-clock created_ms, sessions
+    turn_seq 0, and input ids become unique per session instead of across sessions."""
     upgrade(fresh_url, "0001")
     engine = create_engine(fresh_url)
     try:
@@ -79,6 +79,8 @@ def test_upgrade_from_0001_keeps_rows_and_fills_the_new_columns(fresh_url: str) 
         upgrade(fresh_url)
         with engine.begin() as conn:
             assert conn.execute(text("SELECT turn_seq FROM lash_sessions")).scalar_one() == 0
+            created_ms = conn.execute(text("SELECT created_ms FROM lash_graph_nodes")).scalar_one()
+            assert created_ms > 1_700_000_000_000  # the upgrade's time, not the ISO string's
             conn.execute(text(_INPUT_ROW.format(session="s2", key="k1")))
         with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(text(_INPUT_ROW.format(session="s1", key="k2")))

@@ -1,8 +1,12 @@
-"""turn identity, schema revision 0002
+"""turn identity and database-clock node ages
 
 - lash_sessions.turn_seq: a per-session turn counter that is never reset, folded into
   every turn id so that no id is reused for the life of a session.
 - lash_pending_inputs: input ids are unique per session, not across all sessions.
+- lash_graph_nodes.created_ms: when the node was committed, on the database clock.
+  Rows written before this revision get the upgrade's time: an orphan that old is
+  tombstoned one retention window after the upgrade, never earlier than it should be.
+- ix_lash_sessions_graph_changed: keyset paging of changed sessions for the orphan job.
 
 Revision ID: 0002
 Revises: 0001
@@ -17,6 +21,11 @@ revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+
+_NOW_MS = {
+    "postgresql": "(extract(epoch from clock_timestamp()) * 1000)::bigint",
+    "sqlite": "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+}
 
 
 def _pending_inputs_0001() -> sa.Table:
@@ -52,6 +61,14 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("turn_seq", sa.BigInteger(), nullable=False, server_default=sa.text("0"))
         )
+        batch_op.create_index(
+            "ix_lash_sessions_graph_changed", ["graph_changed_at", "session_id"], unique=False
+        )
+
+    op.add_column("lash_graph_nodes", sa.Column("created_ms", sa.BigInteger(), nullable=True))
+    op.execute(f"UPDATE lash_graph_nodes SET created_ms = {_NOW_MS[dialect]}")
+    with op.batch_alter_table("lash_graph_nodes", schema=None) as batch_op:
+        batch_op.alter_column("created_ms", existing_type=sa.BigInteger(), nullable=False)
 
     if dialect == "sqlite":
         with op.batch_alter_table(
@@ -73,5 +90,8 @@ def downgrade() -> None:
     with op.batch_alter_table("lash_pending_inputs", schema=None) as batch_op:
         batch_op.drop_constraint("uq_lash_pending_inputs_input_id", type_="unique")
         batch_op.create_unique_constraint("lash_pending_inputs_input_id_key", ["input_id"])
+    with op.batch_alter_table("lash_graph_nodes", schema=None) as batch_op:
+        batch_op.drop_column("created_ms")
     with op.batch_alter_table("lash_sessions", schema=None) as batch_op:
+        batch_op.drop_index("ix_lash_sessions_graph_changed")
         batch_op.drop_column("turn_seq")
