@@ -12,6 +12,7 @@ LashError                               (retryable: bool attribute on every erro
 │   ├── InvalidModelSpec
 │   ├── InvalidSessionId
 │   ├── UnknownParentNode
+│   ├── NodeExists                      a new node's id is already taken in its session
 │   ├── SchemaVersionError              persisted JSON of an unknown shape or version
 │   ├── StaleToolSurface                tool-surface generation mismatch
 │   ├── UnknownAttachment               an input names an attachment its session does not hold
@@ -25,6 +26,7 @@ LashError                               (retryable: bool attribute on every erro
 │   ├── HeadRevisionConflict            (retryable) lost a head_revision compare-and-set
 │   ├── TurnCommitConflict              same turn committed with a different hash
 │   ├── SourceKeyConflict               same source key, different content
+│   ├── InputIdConflict                 input id already names another input of the session
 │   ├── StaleClaim                      claim completion whose claim id / token no longer holds
 │   ├── UnsettledClaim                  commit carries claimed content but does not settle it
 │   └── RegistrationConflict            same process id, different registration
@@ -123,6 +125,10 @@ class UnknownParentNode(ValidationError):
     code = "unknown_parent_node"
 
 
+class NodeExists(ValidationError):
+    code = "node_exists"
+
+
 class SchemaVersionError(ValidationError):
     code = "schema_version_error"
 
@@ -178,6 +184,10 @@ class TurnCommitConflict(ConflictError):
 
 class SourceKeyConflict(ConflictError):
     code = "source_key_conflict"
+
+
+class InputIdConflict(ConflictError):
+    code = "input_id_conflict"
 
 
 class StaleClaim(ConflictError):

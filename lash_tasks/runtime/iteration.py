@@ -294,3 +294,16 @@ def stopped_iteration(runtime: SessionRuntime, work: StepWork, error: LashError)
     assert iteration.outcome is not None
     add.event({"type": "turn_stopped", **iteration.outcome.to_json()})
     return iteration
+
+
+def unrecorded_stop(error: LashError, refused: LashError) -> Iteration:
+    """The last resort when even the recorded stop was refused: settle the turn with no
+    graph change and an outcome that names both causes."""
+    return Iteration(
+        outcome=TurnOutcome(
+            "stopped",
+            "runtime_error",
+            f"the turn failed: {error.message}; its record was refused: {refused.message}",
+            detail={**error.to_dict(), "record_refused": refused.to_dict()},
+        )
+    )
