@@ -13,6 +13,15 @@ _settings.ensure_local_dirs()
 broker_url = _settings.broker_url
 result_backend = _settings.result_backend
 broker_connection_retry_on_startup = True
+# A broker outage, however long, never ends a worker: it reconnects (backing off to one try
+# per 30 s) and carries on. Messages lost meanwhile are re-created by the sweeper.
+broker_connection_retry = True
+broker_connection_max_retries = None
+# A step that ends while Redis is down has committed; storing its result waits for Redis
+# (a read-before-write in Celery's store is not covered by the backend's own retry policy).
+result_backend_always_retry = True
+result_backend_max_retries = 120
+result_backend_max_sleep_between_retries_ms = 2000
 
 # JSON only: pickle would let anyone who can publish to the broker run code on workers.
 task_serializer = "json"
@@ -35,7 +44,10 @@ task_time_limit = _settings.step_time_limit_s
 task_soft_time_limit = max(5, _settings.step_time_limit_s - 30)
 worker_soft_shutdown_timeout = 10.0
 worker_enable_soft_shutdown_on_idle = True
-worker_cancel_long_running_tasks_on_connection_loss = True
+# Fencing makes cancelling on connection loss unnecessary (a step that cannot ack is redone
+# harmlessly), and the threads pool cannot cancel: with True, celery 5.5/5.6 end the worker
+# (`does not implement kill_job`) when Redis restarts under a running step (DESIGN §10).
+worker_cancel_long_running_tasks_on_connection_loss = False
 worker_max_tasks_per_child = 2000
 worker_max_memory_per_child = 512_000  # KiB
 result_expires = 3600

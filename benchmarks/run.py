@@ -1,10 +1,13 @@
-"""Run every benchmark and print figures: `python benchmarks/run.py [--quick]`."""
+"""Run every benchmark and print figures: `python benchmarks/run.py [--quick]`.
+
+The same as `lash-tasks bench`; kept so the benchmark can run from a checkout.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from lash_tasks.bench import run_benchmarks
+from lash_tasks.cli import main
 
 if __name__ == "__main__":
-    print(run_benchmarks(quick="--quick" in sys.argv[1:]))
+    raise SystemExit(main(["bench", *sys.argv[1:]]))

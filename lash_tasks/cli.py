@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import mimetypes
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from lash_tasks.errors import InvalidEnvironment, LashError
+from lash_tasks.attachments.ids import DEFAULT_MEDIA_TYPE
+from lash_tasks.errors import EventsUnavailable, InvalidEnvironment, LashError, ValidationError
+from lash_tasks.events.render import TranscriptRenderer
+from lash_tasks.events.vocabulary import SessionEvent, event_json
 from lash_tasks.settings import Settings
 from lash_tasks.store.base import explain_database_error
 
@@ -81,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     beat.set_defaults(handler=_beat)
 
     flower = sub.add_parser("flower", help="run Flower (requires authentication)")
-    flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument("--port", type=int, default=None, help="default 5555 or FLOWER_PORT")
     flower.add_argument("--address", default="127.0.0.1")
     flower.set_defaults(handler=_flower)
 
@@ -99,7 +104,16 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--source-key", default=None)
     enqueue.add_argument("--branch-from", default=None)
     enqueue.add_argument("--steer", action="store_true", help="join the running turn")
-    enqueue.add_argument("--wait", action="store_true", help="wait for the answer")
+    enqueue.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach a file (images and small text reach the model); repeatable",
+    )
+    enqueue.add_argument(
+        "--wait", action="store_true", help="stream the turn's events and wait for the answer"
+    )
     enqueue.add_argument("--timeout", type=float, default=120.0)
     enqueue.set_defaults(handler=_enqueue)
 
@@ -119,10 +133,28 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="fleet status from the database").set_defaults(handler=_status)
 
-    watch = sub.add_parser("watch", help="follow a session's commits")
+    watch = sub.add_parser(
+        "watch",
+        help="follow a session live: the answer as it streams, tool calls, outcomes",
+        description="--json prints one event per line, each with its cursor.",
+    )
     watch.add_argument("session_id")
-    watch.add_argument("--timeout", type=float, default=None)
+    watch.add_argument("--cursor", default=None, help="resume after this event cursor")
+    watch.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     watch.set_defaults(handler=_watch)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP/SSE gateway (needs lash-tasks[server])",
+        description=(
+            "Bearer-token auth from LASH_HTTP_TOKEN; it refuses to start without one on any "
+            "address but loopback."
+        ),
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(handler=_serve)
 
     maintenance = sub.add_parser("maintenance", help="run one maintenance job now")
     maintenance.add_argument(
@@ -135,8 +167,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--turns", type=int, default=3)
     demo.set_defaults(handler=_demo)
 
-    bench = sub.add_parser("bench", help="run the benchmarks and print figures")
-    bench.add_argument("--quick", action="store_true")
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmarks and print figures (PostgreSQL + Redis)",
+        description=(
+            "Figures and ratios measured side by side in one run. Needs PostgreSQL "
+            "(LASH_BENCH_PG_ADMIN_URL) and an empty Redis database (LASH_BENCH_REDIS_URL, "
+            "default redis://127.0.0.1:6379/15); --embedded uses SQLite and the folder broker."
+        ),
+    )
+    bench.add_argument("--quick", action="store_true", help="short runs, smaller sizes")
+    bench.add_argument("--embedded", action="store_true", help="SQLite + folder broker")
+    bench.add_argument("--only", default="", help="comma-separated cases (default: all)")
+    bench.add_argument("--json-out", default=None, help="write every figure as JSON here")
+    bench.add_argument("--chart", default=None, help="write an SVG chart of the ratios here")
     bench.set_defaults(handler=_bench)
     return parser
 
@@ -184,8 +228,11 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _beat(args: argparse.Namespace) -> None:
-    schedule = args.schedule or str(_settings().home / "beat-schedule")
-    _exec_celery(["beat", "-s", schedule, "-l", args.loglevel])
+    schedule = Path(args.schedule) if args.schedule else _settings().home / "beat-schedule"
+    # Beat keeps its state in a shelve file and will not create the folder that holds it;
+    # with PostgreSQL and Redis nothing else creates LASH_HOME.
+    schedule.absolute().parent.mkdir(parents=True, exist_ok=True)
+    _exec_celery(["beat", "-s", str(schedule), "-l", args.loglevel])
 
 
 def _flower(args: argparse.Namespace) -> None:
@@ -198,7 +245,8 @@ def _flower(args: argparse.Namespace) -> None:
         )
     # Passed through the environment, never argv, so `ps` does not show the password.
     os.environ["FLOWER_BASIC_AUTH"] = auth
-    _exec_celery(["flower", f"--port={args.port}", f"--address={args.address}"])
+    port = [] if args.port is None else [f"--port={args.port}"]
+    _exec_celery(["flower", *port, f"--address={args.address}"])
 
 
 def _client() -> Any:
@@ -221,18 +269,64 @@ def _session_create(args: argparse.Namespace) -> dict[str, Any]:
     return {"session_id": client.create_session(args.session_id, **options)}
 
 
-def _enqueue(args: argparse.Namespace) -> dict[str, Any]:
+def _enqueue(args: argparse.Namespace) -> dict[str, Any] | None:
     client = _client()
     options = {
         k: v
         for k, v in {"source_key": args.source_key, "branch_from": args.branch_from}.items()
         if v is not None
     }
+    attachments = [_put_file(client, args.session_id, path) for path in args.attach]
+    if attachments:
+        options["attachments"] = attachments
+    # Taken before the input exists, so the stream shows its turn from the start.
+    cursor = _event_tail(client, args.session_id) if args.wait else None
     input_id = client.enqueue_turn(args.session_id, args.text, steer=args.steer, **options)
     if not args.wait:
         return {"input_id": input_id, "state": "pending"}
-    answer = client.wait_for_input(args.session_id, input_id, timeout=args.timeout)
-    return dict(answer.to_dict())
+    printer = _EventPrinter(args.json)
+    answer = client.wait_for_input(
+        args.session_id, input_id, timeout=args.timeout, cursor=cursor, on_event=printer
+    )
+    if args.json:
+        return dict(answer.to_dict())
+    printer.finish(answer.turn_id, answer.text, answer.state)
+    return None
+
+
+def _event_tail(client: Any, session_id: str) -> str | None:
+    try:
+        return str(client.event_tail(session_id))
+    except EventsUnavailable:
+        return None  # waiting falls back to the database; there is just nothing to stream
+
+
+class _EventPrinter:
+    """Prints events as they arrive: rendered for a person, or one JSON line each."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.renderer = TranscriptRenderer()
+
+    def __call__(self, event: SessionEvent) -> None:
+        text = event_json(event) + "\n" if self.as_json else self.renderer.render(event)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def finish(self, turn_id: str | None, text: str, state: str) -> None:
+        """Print the answer unless its turn's end was already shown."""
+        if turn_id not in self.renderer.ended:
+            sys.stdout.write(self.renderer.render_answer(text, state))
+            sys.stdout.flush()
+
+
+def _put_file(client: Any, session_id: str, path: str) -> str:
+    media_type = mimetypes.guess_type(path)[0] or DEFAULT_MEDIA_TYPE
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"--attach {path}: {exc.strerror or exc}") from None
+    return str(client.put_attachment(session_id, data, media_type))
 
 
 def _show(args: argparse.Namespace) -> Any:
@@ -275,9 +369,15 @@ def _status(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _watch(args: argparse.Namespace) -> None:
-    for event in _client().events(args.session_id, timeout=args.timeout):
-        _emit(event, True)
-        sys.stdout.flush()
+    printer = _EventPrinter(args.json)
+    for event in _client().events(args.session_id, cursor=args.cursor, timeout=args.timeout):
+        printer(event)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from lash_tasks.gateway.server import serve
+
+    serve(_settings(), host=args.host, port=args.port, log_level=args.log_level)
 
 
 def _maintenance(args: argparse.Namespace) -> dict[str, Any]:
@@ -299,9 +399,17 @@ def _demo(args: argparse.Namespace) -> str:
 
 
 def _bench(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
     from lash_tasks.bench import run_benchmarks
 
-    return run_benchmarks(quick=args.quick)
+    return run_benchmarks(
+        quick=args.quick,
+        embedded=args.embedded,
+        only=[case.strip() for case in args.only.split(",") if case.strip()],
+        json_out=Path(args.json_out) if args.json_out else None,
+        chart_out=Path(args.chart) if args.chart else None,
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,11 @@ LashError                               (retryable: bool attribute on every erro
 │   ├── InvalidModelSpec
 │   ├── InvalidSessionId
 │   ├── UnknownParentNode
+│   ├── NodeExists                      a new node's id is already taken in its session
 │   ├── SchemaVersionError              persisted JSON of an unknown shape or version
-│   └── StaleToolSurface                tool-surface generation mismatch
+│   ├── StaleToolSurface                tool-surface generation mismatch
+│   ├── UnknownAttachment               an input names an attachment its session does not hold
+│   └── InvalidCursor                   an event cursor that is malformed or from the future
 ├── NotFound
 │   ├── SessionNotFound
 │   ├── NodeNotFound
@@ -25,6 +28,7 @@ LashError                               (retryable: bool attribute on every erro
 │   ├── HeadRevisionConflict            (retryable) lost a head_revision compare-and-set
 │   ├── TurnCommitConflict              same turn committed with a different hash
 │   ├── SourceKeyConflict               same source key, different content
+│   ├── InputIdConflict                 input id already names another input of the session
 │   ├── StaleClaim                      claim completion whose claim id / token no longer holds
 │   ├── UnsettledClaim                  commit carries claimed content but does not settle it
 │   └── RegistrationConflict            same process id, different registration
@@ -36,7 +40,11 @@ LashError                               (retryable: bool attribute on every erro
 │   └── ReplayMismatch                  recorded envelope differs: terminal, never retried
 ├── ProviderError                       an LLM provider failed; `retryable` set per status
 ├── ToolError                           a tool failed; surfaced to the model as a tool result
-└── StoreUnavailable                    (retryable) transient database / blob-store failure
+├── MessageRejected                     a task message that can never succeed (bad payload,
+│                                       unknown session): the task FAILS, never retried
+├── StoreUnavailable                    (retryable) transient database / blob-store failure
+├── EventsUnavailable                   (retryable) the live event stream cannot be read
+└── WaitTimeout                         (retryable) an input did not end within the wait
 """
 
 from __future__ import annotations
@@ -127,12 +135,24 @@ class UnknownParentNode(ValidationError):
     code = "unknown_parent_node"
 
 
+class NodeExists(ValidationError):
+    code = "node_exists"
+
+
 class SchemaVersionError(ValidationError):
     code = "schema_version_error"
 
 
 class StaleToolSurface(ValidationError):
     code = "stale_tool_surface"
+
+
+class UnknownAttachment(ValidationError):
+    code = "unknown_attachment"
+
+
+class InvalidCursor(ValidationError):
+    code = "invalid_cursor"
 
 
 class NotFound(LashError):
@@ -174,6 +194,10 @@ class TurnCommitConflict(ConflictError):
 
 class SourceKeyConflict(ConflictError):
     code = "source_key_conflict"
+
+
+class InputIdConflict(ConflictError):
+    code = "input_id_conflict"
 
 
 class StaleClaim(ConflictError):
@@ -242,6 +266,30 @@ class ToolError(LashError):
     code = "tool_error"
 
 
+class MessageRejected(LashError):
+    """A Celery task message no retry can fix. Raised so the task ends in state FAILURE.
+
+    Its only argument is the readable reason, so Celery's JSON result backend stores it and
+    rebuilds it as the same type (`exc_type`, `exc_message`).
+    """
+
+    code = "message_rejected"
+
+    @classmethod
+    def because(cls, what: str, cause: LashError) -> MessageRejected:
+        return cls(f"{what} rejected ({cause.code}): {cause.message}", cause=cause.code)
+
+
 class StoreUnavailable(LashError):
     code = "store_unavailable"
+    retryable = True
+
+
+class EventsUnavailable(LashError):
+    code = "events_unavailable"
+    retryable = True
+
+
+class WaitTimeout(LashError):
+    code = "wait_timeout"
     retryable = True

@@ -7,10 +7,12 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from lash_tasks.attachments.ids import check_attachment_id
 from lash_tasks.errors import ValidationError
 from lash_tasks.store.records import check_session_id
 
 P = TypeVar("P", bound=BaseModel)
+MAX_ATTACHMENTS_PER_INPUT = 32
 
 
 class _Payload(BaseModel):
@@ -40,8 +42,18 @@ class EnqueueTurnPayload(_Payload):
     source_key: str | None = Field(default=None, min_length=1, max_length=400)
     input_id: str | None = Field(default=None, min_length=1, max_length=200)
     branch_from: str | None = Field(default=None, min_length=1, max_length=200)
-    attachments: tuple[str, ...] = ()
+    # Ids of attachments put for this session beforehand (`Client.put_attachment`), never
+    # bytes: the payload travels through the broker and shows in Flower.
+    attachments: tuple[str, ...] = Field(default=(), max_length=MAX_ATTACHMENTS_PER_INPUT)
     steer: bool = False
+
+    @field_validator("attachments")
+    @classmethod
+    def _attachment_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            return tuple(dict.fromkeys(check_attachment_id(a) for a in value))
+        except ValidationError as exc:
+            raise ValueError(exc.message) from None
 
 
 class CancelInputPayload(_Payload):

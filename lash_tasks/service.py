@@ -1,18 +1,28 @@
-"""Ingress operations shared by the Python client, the ingress tasks and the CLI.
+"""Operations shared by the Python client, the ingress tasks, the CLI and the HTTP gateway.
 
-Each writes its rows in one transaction; the caller pokes only after it returns.
+Each write takes its rows in one transaction; the caller pokes only after it returns.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+from lash_tasks.errors import ValidationError
+from lash_tasks.events.publisher import EventPublisher
+from lash_tasks.events.sources import now_ms
+from lash_tasks.events.vocabulary import InputCancelled
 from lash_tasks.ingress import CancelInputPayload, CreateSessionPayload, EnqueueTurnPayload
 from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.settings import Settings
 from lash_tasks.store.records import InputDraft, PendingInput, SessionRecord
 from lash_tasks.store.sql_store import SqlStore
+
+log = logging.getLogger(__name__)
+# A cancel's event is worth a short wait (a waiter may be blocked on it), never a long one.
+_CANCEL_EVENT_FLUSH_S = 0.25
 
 
 def create_session(
@@ -46,13 +56,70 @@ def enqueue_turn(store: SqlStore, payload: EnqueueTurnPayload) -> PendingInput:
     )
 
 
-def cancel_input(store: SqlStore, payload: CancelInputPayload) -> dict[str, Any]:
+def enqueue_and_poke(
+    store: SqlStore, payload: EnqueueTurnPayload, poke: Callable[[str], None]
+) -> PendingInput:
+    """Record the input durably, then poke a worker."""
+    row = enqueue_turn(store, payload)
+    try:
+        poke(payload.session_id)
+    except Exception as exc:
+        # The input is durable; the sweeper will poke it. Failing here would invite the
+        # caller to submit it again.
+        log.warning(
+            "input %s stored, but the poke failed (%s); the sweeper will pick it up",
+            row.input_id,
+            type(exc).__name__,
+        )
+    return row
+
+
+def cancel_input(
+    store: SqlStore, payload: CancelInputPayload, events: EventPublisher | None = None
+) -> dict[str, Any]:
+    if payload.input_id is None and payload.source_key is None and not payload.interrupt:
+        raise ValidationError("cancel_input needs an input_id, a source_key or interrupt=true")
     result: dict[str, Any] = {"session_id": payload.session_id}
     if payload.input_id is not None or payload.source_key is not None:
         outcome = store.cancel_input(
             payload.session_id, input_id=payload.input_id, source_key=payload.source_key
         )
         result["outcome"] = outcome.value
+        if outcome.value == "cancelled" and events is not None:
+            input_id = payload.input_id or _input_id_of(store, payload)
+            if input_id is not None:
+                events.publish(
+                    InputCancelled(session_id=payload.session_id, input_id=input_id, at_ms=now_ms())
+                )
+                events.flush(_CANCEL_EVENT_FLUSH_S)
     if payload.interrupt:
         result["interrupt_requested"] = store.request_cancel(payload.session_id)
     return result
+
+
+def _input_id_of(store: SqlStore, payload: CancelInputPayload) -> str | None:
+    for row in store.list_inputs(payload.session_id):
+        if row.source_key == payload.source_key:
+            return row.input_id
+    return None
+
+
+def session_view(store: SqlStore, session_id: str) -> dict[str, Any]:
+    """What a session looks like now: revision, model, usage, active turn, pending inputs,
+    lease and the active path's transcript."""
+    loaded = store.load(session_id)
+    owner, fencing, expires = store.lease_state(session_id)
+    transcript = [
+        {"node_id": n.node_id, "kind": n.kind, **dict(n.payload)}
+        for n in loaded.graph.active_path()
+    ]
+    return {
+        "session_id": session_id,
+        "head_revision": loaded.record.head_revision,
+        "model": loaded.record.policy.model.id if loaded.record.policy else None,
+        "usage": loaded.record.usage.to_json(),
+        "active_turn": loaded.active_turn.turn_id if loaded.active_turn else None,
+        "pending_inputs": [i.input_id for i in store.list_pending_inputs(session_id)],
+        "lease": {"owner": owner, "fencing_token": fencing, "expires_at": expires},
+        "transcript": transcript,
+    }

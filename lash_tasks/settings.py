@@ -48,6 +48,13 @@ class Settings:
     process_retention_s: int = 7 * 24 * 3600
     step_time_limit_s: int = 600
     heartbeat_ms: int = 1_000
+    # Live events: the Redis Stream per session keeps about this many, for at most this long.
+    events_maxlen: int = 4096
+    events_max_age_s: int = 900
+    # The database event log (no Redis): rows older than this go, but never a session's last
+    # `events_db_keep`, so a cursor can always be told apart from one of the future.
+    events_db_retention_s: int = 24 * 3600
+    events_db_keep: int = 100
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -87,6 +94,10 @@ class Settings:
             process_retention_s=_int(env, "LASH_PROCESS_RETENTION_S", 7 * 24 * 3600),
             step_time_limit_s=_int(env, "LASH_STEP_TIME_LIMIT_S", 600, 10),
             heartbeat_ms=_int(env, "LASH_HEARTBEAT_MS", 1_000, 50),
+            events_maxlen=_int(env, "LASH_EVENTS_MAXLEN", 4096, 1),
+            events_max_age_s=_int(env, "LASH_EVENTS_MAX_AGE_S", 900, 1),
+            events_db_retention_s=_int(env, "LASH_EVENTS_DB_RETENTION_S", 24 * 3600),
+            events_db_keep=_int(env, "LASH_EVENTS_DB_KEEP", 100, 1),
             env=env,
         )
 

@@ -1,7 +1,13 @@
 """Attachments: content-addressed blobs, the session manifest facade, and garbage collection."""
 
 from lash_tasks.attachments.backends import blob_store_from_url
-from lash_tasks.attachments.blobs import BlobInfo, BlobRef, BlobStore
+from lash_tasks.attachments.blobs import (
+    BlobInfo,
+    BlobRef,
+    BlobStore,
+    TrashedBlob,
+    TrashingBlobStore,
+)
 from lash_tasks.attachments.filesystem import FilesystemBlobStore
 from lash_tasks.attachments.gc import ReclaimReport, reclaim_unreferenced_attachments
 from lash_tasks.attachments.ids import (
@@ -38,6 +44,8 @@ __all__ = [
     "ReclaimReport",
     "SessionAttachmentStore",
     "SessionAttachments",
+    "TrashedBlob",
+    "TrashingBlobStore",
     "attachment_id_for",
     "attachment_uri",
     "attachments_for",

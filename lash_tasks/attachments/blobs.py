@@ -4,6 +4,9 @@ Blobs are flat and shared by content across sessions; who may read a blob, and w
 still needed, is the manifest's business (layer 2), never the blob store's. A backend only has to
 store bytes under their sha256, report last-modified times, and delete idempotently — so an
 S3-compatible backend is one more class plus a URL scheme in `backends.py`.
+
+A backend that can move a blob aside atomically (a rename) also satisfies `TrashingBlobStore`;
+garbage collection then deletes in two phases and never loses bytes a put stored meanwhile.
 """
 
 from __future__ import annotations
@@ -62,4 +65,36 @@ class BlobStore(Protocol):
 
     def list(self) -> Iterator[BlobInfo]:
         """Every stored blob. May miss or include blobs put or deleted while it runs."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrashedBlob:
+    """A blob moved aside by garbage collection; `trash_name` names it within the backend."""
+
+    attachment_id: str
+    trash_name: str
+    last_modified_ms: int
+
+
+@runtime_checkable
+class TrashingBlobStore(Protocol):
+    """The two-phase delete garbage collection uses when a backend offers it."""
+
+    def trash(self, attachment_id: str) -> TrashedBlob | None:
+        """Atomically move the blob to a fresh trash name (None: no blob). From now on a put
+        of the same content stores a new blob instead of refreshing this one."""
+        ...
+
+    def restore(self, trashed: TrashedBlob) -> None:
+        """Put the trashed bytes back, unless a newer put already stored them; then drop
+        the trash. A trash name that is already gone is not an error."""
+        ...
+
+    def purge(self, trashed: TrashedBlob) -> None:
+        """Delete the trashed bytes for good; a missing trash name is not an error."""
+        ...
+
+    def list_trash(self) -> Iterator[TrashedBlob]:
+        """Every blob in the trash, e.g. left by a collector that crashed mid-delete."""
         ...

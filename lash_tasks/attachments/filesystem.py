@@ -8,6 +8,10 @@ A put stages the bytes in a unique temp file next to the target, fsyncs it, rena
 place and fsyncs the directory: readers see the old blob or the whole new one, never a part, and
 a crash leaves at worst a stray `.tmp` file that `list()` ignores.
 
+Garbage collection deletes in two phases (`TrashingBlobStore`): the blob is renamed to
+`<id>.<random>.trash` in its own directory (a rename within one directory is atomic), the
+manifest is probed again, and only then is the trash unlinked or linked back into place.
+
 Blob files are created owner-only (0600, as `mkstemp` makes them): attachments may be private,
 so every worker of a fleet sharing the folder is expected to run as the same OS user.
 """
@@ -15,17 +19,24 @@ so every worker of a fleet sharing the folder is expected to run as the same OS 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from lash_tasks.attachments.blobs import BlobInfo, BlobRef
+from lash_tasks.attachments.blobs import BlobInfo, BlobRef, TrashedBlob
 from lash_tasks.attachments.ids import DurabilityTier, as_bytes, check_attachment_id
-from lash_tasks.errors import AttachmentNotFound, StoreUnavailable
+from lash_tasks.errors import AttachmentNotFound, StoreUnavailable, ValidationError
 
 _HEX = frozenset("0123456789abcdef")
 TEMP_SUFFIX = ".tmp"
+TRASH_SUFFIX = ".trash"
+_TRASH_NAME = re.compile(r"([0-9a-f]{64})\.[0-9a-f]{12}\.trash")
+# Errors of a filesystem that cannot hard-link (some network and FUSE mounts).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
 
 
 class FilesystemBlobStore:
@@ -111,6 +122,71 @@ class FilesystemBlobStore:
                     continue
                 yield BlobInfo(name, stat.st_size, stat.st_mtime_ns // 1_000_000)
 
+    def trash(self, attachment_id: str) -> TrashedBlob | None:
+        target = self.path_for(attachment_id)
+        name = f"{attachment_id}.{uuid.uuid4().hex[:12]}{TRASH_SUFFIX}"
+        try:
+            os.rename(target, target.parent / name)
+            # A rename keeps the mtime: it still says when a put last wrote these bytes.
+            stat = (target.parent / name).stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _unavailable("move to the trash", attachment_id, exc) from exc
+        return TrashedBlob(attachment_id, name, stat.st_mtime_ns // 1_000_000)
+
+    def restore(self, trashed: TrashedBlob) -> None:
+        source = self._trash_path(trashed)
+        target = self.path_for(trashed.attachment_id)
+        try:
+            try:
+                # A link never replaces: a put that stored the content meanwhile keeps its
+                # own (fresher, possibly healed) copy.
+                os.link(source, target)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                return  # another collector settled this trash already
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                if not target.exists():
+                    os.replace(source, target)
+            _fsync_dir(target.parent)
+            with contextlib.suppress(FileNotFoundError):
+                source.unlink()
+        except OSError as exc:
+            raise _unavailable("restore", trashed.attachment_id, exc) from exc
+
+    def purge(self, trashed: TrashedBlob) -> None:
+        source = self._trash_path(trashed)
+        try:
+            source.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _unavailable("delete", trashed.attachment_id, exc) from exc
+
+    def list_trash(self) -> Iterator[TrashedBlob]:
+        for prefix in _scandir(self._blob_root):
+            if len(prefix.name) != 2 or not _is_hex(prefix.name) or not prefix.is_dir():
+                continue
+            for entry in _scandir(Path(prefix.path)):
+                match = _TRASH_NAME.fullmatch(entry.name)
+                if match is None or match.group(1)[:2] != prefix.name:
+                    continue
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                yield TrashedBlob(match.group(1), entry.name, stat.st_mtime_ns // 1_000_000)
+
+    def _trash_path(self, trashed: TrashedBlob) -> Path:
+        match = _TRASH_NAME.fullmatch(trashed.trash_name)
+        if match is None or match.group(1) != trashed.attachment_id:
+            raise ValidationError(f"{trashed.trash_name!r:.100} is not a trash name of this store")
+        return self.path_for(trashed.attachment_id).parent / trashed.trash_name
+
     def _ensure_dir(self, directory: Path) -> None:
         missing: list[Path] = []
         while not directory.is_dir():
@@ -120,6 +196,13 @@ class FilesystemBlobStore:
             created.mkdir(exist_ok=True)
             # The new directory's own entry must be durable too, not only the file inside it.
             _fsync_dir(created.parent)
+
+
+def _unavailable(action: str, attachment_id: str, exc: OSError) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"cannot {action} attachment {attachment_id}: {exc.strerror or exc}",
+        attachment_id=attachment_id,
+    )
 
 
 def _is_hex(name: str) -> bool:

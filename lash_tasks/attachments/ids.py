@@ -9,7 +9,7 @@ from typing import Literal
 from lash_tasks.errors import ValidationError
 
 DurabilityTier = Literal["durable", "inline"]
-OwnerKind = Literal["turn", "process"]
+OwnerKind = Literal["turn", "process", "input"]
 
 URI_PREFIX = "lash-attachment://sha256/"
 DEFAULT_MEDIA_TYPE = "application/octet-stream"

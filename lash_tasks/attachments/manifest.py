@@ -19,6 +19,9 @@ class ManifestEntry(Protocol):
     @property
     def committed_at(self) -> int | None: ...
 
+    @property
+    def media_type(self) -> str | None: ...
+
 
 class AttachmentManifest(Protocol):
     @property
@@ -31,9 +34,12 @@ class AttachmentManifest(Protocol):
         uri: str,
         owner_kind: OwnerKind | None = None,
         owner_id: str | None = None,
+        media_type: str | None = None,
     ) -> None: ...
 
     def holds_ref(self, session_id: str, attachment_id: str) -> bool: ...
+
+    def manifest_row(self, session_id: str, attachment_id: str) -> ManifestEntry | None: ...
 
     def forget_ref(self, session_id: str, attachment_id: str) -> bool: ...
 

@@ -23,6 +23,7 @@ from lash_tasks.attachments.ids import (
 )
 from lash_tasks.attachments.manifest import AttachmentManifest
 from lash_tasks.errors import AttachmentNotFound, StoreUnavailable
+from lash_tasks.machine.messages import AttachmentContent
 
 
 class SessionAttachmentStore(Protocol):
@@ -33,6 +34,8 @@ class SessionAttachmentStore(Protocol):
     def put(self, data: bytes, media_type: str = DEFAULT_MEDIA_TYPE) -> str: ...
 
     def get(self, attachment_id: str) -> bytes: ...
+
+    def read(self, attachment_id: str, max_bytes: int | None = None) -> AttachmentContent: ...
 
     def delete(self, attachment_id: str) -> None: ...
 
@@ -67,6 +70,7 @@ class SessionAttachments:
             attachment_uri(attachment_id),
             self.owner_kind,
             self.owner_id,
+            media_type,
         )
         ref = self.blobs.put(data, media_type)
         if ref.attachment_id != attachment_id:
@@ -88,6 +92,19 @@ class SessionAttachments:
                 attachment_id=attachment_id,
             )
         return self.blobs.get(attachment_id)
+
+    def read(self, attachment_id: str, max_bytes: int | None = None) -> AttachmentContent:
+        """Like `get`, with the media type the session's put named; content larger than
+        `max_bytes` is not read at all (its size and type still are)."""
+        check_attachment_id(attachment_id)
+        row = self.store.manifest_row(self.session_id, attachment_id)
+        if row is None:
+            raise AttachmentNotFound(
+                f"session {self.session_id!r} has no attachment {attachment_id}",
+                session_id=self.session_id,
+                attachment_id=attachment_id,
+            )
+        return _read(self.blobs, attachment_id, row.media_type, max_bytes)
 
     def delete(self, attachment_id: str) -> None:
         """Forget this session's reference; the bytes go when no session references them."""
@@ -124,6 +141,10 @@ class InlineSessionAttachments:
     def get(self, attachment_id: str) -> bytes:
         return self.blobs.get(check_attachment_id(attachment_id))
 
+    def read(self, attachment_id: str, max_bytes: int | None = None) -> AttachmentContent:
+        # Blob stores keep no media types and there is no manifest row to ask: unknown.
+        return _read(self.blobs, check_attachment_id(attachment_id), None, max_bytes)
+
     def delete(self, attachment_id: str) -> None:
         check_attachment_id(attachment_id)
         with self._lock:
@@ -132,6 +153,21 @@ class InlineSessionAttachments:
     def list(self) -> list[str]:
         with self._lock:
             return sorted(self._ids)
+
+
+def _read(
+    blobs: BlobStore, attachment_id: str, media_type: str | None, max_bytes: int | None
+) -> AttachmentContent:
+    if max_bytes is not None:
+        info = blobs.head(attachment_id)
+        if info is None:
+            raise AttachmentNotFound(
+                f"attachment {attachment_id} is not stored", attachment_id=attachment_id
+            )
+        if info.size > max_bytes:
+            return AttachmentContent(attachment_id, media_type, info.size)
+    data = blobs.get(attachment_id)
+    return AttachmentContent(attachment_id, media_type, len(data), data)
 
 
 def attachments_for(

@@ -19,6 +19,7 @@ from lash_tasks.machine.commits import (
 )
 from lash_tasks.machine.graph import Node, NodeDraft, SessionGraph
 from lash_tasks.machine.messages import (
+    AttachmentContent,
     LlmRequest,
     LlmResponse,
     Message,
@@ -30,6 +31,7 @@ from lash_tasks.machine.policy import ModelSpec, SessionPolicy, parse_model_spec
 
 __all__ = [
     "ActiveTurn",
+    "AttachmentContent",
     "ClaimCompletion",
     "ClearActiveTurn",
     "CommitDraft",

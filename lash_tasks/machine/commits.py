@@ -123,6 +123,10 @@ class CommitDraft:
     committed_attachment_ids: tuple[str, ...] = ()
     outbox: tuple[QueuedWorkDraft, ...] = ()
     release_lease: bool = False
+    # Committed session events (their JSON records) for the database event log, used when
+    # there is no Redis. Not part of the commit hash: each attempt has its own attempt id,
+    # and a replayed final commit must still match the first.
+    events: tuple[dict[str, Any], ...] = ()
 
     def hashable_content(self) -> dict[str, Any]:
         """The commit's meaningful content, for `turn_commit_hash` (no fence, no revision)."""

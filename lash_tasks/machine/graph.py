@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lash_tasks.errors import NodeNotFound, UnknownParentNode
+from lash_tasks.errors import NodeExists, NodeNotFound, UnknownParentNode
 from lash_tasks.machine.messages import Message
 
 NodeKind = Literal["message", "event"]
@@ -71,7 +71,7 @@ class SessionGraph:
     def append(self, draft: NodeDraft) -> Node:
         """Place `draft` under the leaf and make it the new leaf."""
         if draft.node_id in self.nodes:
-            raise UnknownParentNode(f"node id {draft.node_id!r} already exists in the graph")
+            raise NodeExists(f"node id {draft.node_id!r} already exists in the graph")
         if self.leaf_node_id is not None and self.leaf_node_id not in self.nodes:
             raise UnknownParentNode(
                 f"leaf {self.leaf_node_id!r} is not in the graph; heal the graph before appending"

@@ -100,14 +100,35 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class AttachmentContent:
+    """An attachment fetched for one LLM call. `media_type` is what its put named (None when
+    unknown); `data` is empty when the content was too large to fetch (`complete` is False)."""
+
+    attachment_id: str
+    media_type: str | None
+    size: int
+    data: bytes = field(default=b"", repr=False)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.data) == self.size
+
+
+@dataclass(frozen=True)
 class LlmRequest:
-    """Everything an LLM provider needs for one call; no provider-specific fields."""
+    """Everything an LLM provider needs for one call; no provider-specific fields.
+
+    Messages name attachments by id; `attachments` carries the content of those the caller
+    could read. It stays out of `to_json`: the id is the content's sha256, so the JSON (the
+    effect journal's envelope) already pins the content without megabytes of it.
+    """
 
     model: str
     messages: tuple[Message, ...]
     system: str | None = None
     tools: tuple[ToolManifest, ...] = ()
     max_output_tokens: int | None = None
+    attachments: tuple[AttachmentContent, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -137,10 +137,19 @@ def after_tools(results: Sequence[Message], ctx: StepContext) -> StepDecision:
     return StepDecision(messages=tuple(results))
 
 
-def derive_turn_id(kind: str, claimed_ids: Sequence[str]) -> str:
-    """A turn's id from what it claimed, so a re-run after a crash finds the same journal."""
-    digest = hashlib.sha256(f"{kind}:{','.join(sorted(claimed_ids))}".encode()).hexdigest()
-    return f"turn_{digest[:24]}"
+def derive_turn_id(
+    kind: str, claimed_ids: Sequence[str], *, turn_seq: int, session_created_at: int
+) -> str:
+    """A turn's id: the session's turn number and what the turn claimed.
+
+    Input ids and batch ids come back after vacuum (a caller's own id, a reused source
+    key), so they alone do not name a turn. `turn_seq` never repeats within a session,
+    and `session_created_at` tells a session from an earlier one under the same id.
+    The id is stored with the active turn, so every re-run resumes it unchanged.
+    """
+    claimed = ",".join(sorted(claimed_ids))
+    identity = f"{kind}:{session_created_at}:{turn_seq}:{claimed}"
+    return f"turn_{hashlib.sha256(identity.encode()).hexdigest()[:24]}"
 
 
 def node_id_for(turn_id: str, step_index: int, position: int) -> str:

@@ -13,11 +13,25 @@ A body that is not JSON or has no `content` list is malformed: `ProviderError(re
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from lash_tasks.errors import ProviderError
-from lash_tasks.machine.messages import LlmRequest, LlmResponse, Message, ToolCall, Usage
+from lash_tasks.machine.messages import (
+    AttachmentContent,
+    LlmRequest,
+    LlmResponse,
+    Message,
+    ToolCall,
+    Usage,
+)
 from lash_tasks.providers._json import as_int, excerpt_of, loads_body, malformed
+from lash_tasks.providers.attachment_parts import (
+    AttachmentPart,
+    ImagePart,
+    attachment_index,
+    attachment_parts,
+)
 
 PROVIDER = "anthropic"
 DEFAULT_MAX_TOKENS = 4096
@@ -33,12 +47,13 @@ def build_messages_request(
     """The JSON body for one Messages call; `max_tokens` applies when the request sets none."""
     system_parts = [request.system] if request.system else []
     messages: list[dict[str, Any]] = []
+    contents = attachment_index(request.attachments)
     for message in request.messages:
         if message.role == "system":
             if message.text:
                 system_parts.append(message.text)
             continue
-        role, blocks = _wire_blocks(message)
+        role, blocks = _wire_blocks(message, contents)
         if not blocks:
             # The API rejects empty content; an empty turn carries nothing worth keeping.
             continue
@@ -63,9 +78,9 @@ def build_messages_request(
     return body
 
 
-def _wire_blocks(message: Message) -> tuple[str, list[dict[str, Any]]]:
-    # Attachments are references into the attachment store; resolving them into content
-    # blocks is the caller's business, so they are not sent here.
+def _wire_blocks(
+    message: Message, contents: Mapping[str, AttachmentContent]
+) -> tuple[str, list[dict[str, Any]]]:
     if message.role == "tool":
         return "user", [
             {
@@ -75,7 +90,11 @@ def _wire_blocks(message: Message) -> tuple[str, list[dict[str, Any]]]:
                 "is_error": message.is_error,
             }
         ]
-    blocks: list[dict[str, Any]] = []
+    # Attachments go before the message text: Anthropic documents that Claude reads images
+    # best when they come first.
+    blocks: list[dict[str, Any]] = [
+        _attachment_block(part) for part in attachment_parts(message, contents)
+    ]
     if message.text:
         blocks.append({"type": "text", "text": message.text})
     if message.role == "assistant":
@@ -89,6 +108,15 @@ def _wire_blocks(message: Message) -> tuple[str, list[dict[str, Any]]]:
             for call in message.tool_calls
         )
     return message.role, blocks
+
+
+def _attachment_block(part: AttachmentPart) -> dict[str, Any]:
+    if isinstance(part, ImagePart):
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": part.media_type, "data": part.base64_data},
+        }
+    return {"type": "text", "text": part.text}
 
 
 def tool_input(arguments: str) -> dict[str, Any]:

@@ -16,13 +16,21 @@ Failure classes:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from lash_tasks.errors import ProviderError, ValidationError
-from lash_tasks.machine.messages import LlmRequest, LlmResponse, Message, ToolCall, Usage
+from lash_tasks.machine.messages import (
+    AttachmentContent,
+    LlmRequest,
+    LlmResponse,
+    Message,
+    ToolCall,
+    Usage,
+)
 from lash_tasks.providers._json import as_int, excerpt_of, loads_body, malformed
+from lash_tasks.providers.attachment_parts import ImagePart, attachment_index, attachment_parts
 
 PROVIDER = "openai"
 
@@ -38,7 +46,8 @@ def build_chat_request(
     messages: list[dict[str, Any]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
-    messages.extend(_wire_message(m) for m in request.messages)
+    contents = attachment_index(request.attachments)
+    messages.extend(_wire_message(m, contents) for m in request.messages)
     body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": stream}
     if stream:
         # Without this, streamed answers carry no token counts at all.
@@ -60,9 +69,7 @@ def build_chat_request(
     return body
 
 
-def _wire_message(message: Message) -> dict[str, Any]:
-    # Attachments are references into the attachment store; resolving them into content parts
-    # is the caller's business, so they are not sent here.
+def _wire_message(message: Message, contents: Mapping[str, AttachmentContent]) -> dict[str, Any]:
     if message.role == "tool":
         if message.tool_call_id is None:
             raise ValidationError("tool message without tool_call_id", name=message.name)
@@ -81,7 +88,18 @@ def _wire_message(message: Message) -> dict[str, Any]:
                 for call in message.tool_calls
             ],
         }
-    return {"role": message.role, "content": message.text}
+    parts = attachment_parts(message, contents)
+    if not parts:
+        return {"role": message.role, "content": message.text}
+    # A user message with attachments becomes a list of content parts; images travel inline
+    # as data: URIs (the attachment store is not reachable from the provider).
+    content: list[dict[str, Any]] = [{"type": "text", "text": message.text}] if message.text else []
+    for part in parts:
+        if isinstance(part, ImagePart):
+            content.append({"type": "image_url", "image_url": {"url": part.data_uri}})
+        else:
+            content.append({"type": "text", "text": part.text})
+    return {"role": message.role, "content": content}
 
 
 def parse_chat_response(body: bytes | str | dict[str, Any]) -> LlmResponse:

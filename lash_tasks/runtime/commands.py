@@ -41,9 +41,11 @@ def run_session_command(
         graph = GraphUnchanged(None)
     elif command != "noop":
         log.warning("session %s: unknown session command %r settled", runtime.session_id, command)
+        # Named after the revision this commit creates, which no later commit repeats: the
+        # batch id returns when its source key is reused after vacuum.
         node = runtime.graph.append(
             NodeDraft(
-                f"{batch.batch_id}@{batch.enqueue_seq}",
+                f"cmd.{runtime.head_revision + 1}.{batch.batch_id}",
                 "event",
                 {"type": "unknown_command", "command": command},
                 "",

@@ -19,6 +19,7 @@ from lash_tasks.machine.turn_step import (
     node_id_for,
 )
 from lash_tasks.runtime.assembly import SessionRuntime
+from lash_tasks.runtime.attachment_content import with_attachment_content
 from lash_tasks.runtime.core import LashCore
 from lash_tasks.runtime.effects import EffectRequest, RecordedFailure
 from lash_tasks.runtime.turn_start import StepWork, user_message
@@ -151,8 +152,13 @@ def _call_llm(
         envelope={"kind": "llm_call", "request": request.to_json()},
     )
     core.tracer.emit("llm_call_started", runtime.session_id, work.turn_id, step=work.step_index)
+    attachments = _attachments(core, runtime, work)
+
+    def call() -> dict[str, Any]:
+        return core.llm.complete(with_attachment_content(attachments, request)).to_json()
+
     try:
-        outcome = core.effects.run(effect, lambda: core.llm.complete(request).to_json())
+        outcome = core.effects.run(effect, call)
     except RecordedFailure as exc:
         return None, exc.error
     except LashError as exc:
@@ -288,3 +294,16 @@ def stopped_iteration(runtime: SessionRuntime, work: StepWork, error: LashError)
     assert iteration.outcome is not None
     add.event({"type": "turn_stopped", **iteration.outcome.to_json()})
     return iteration
+
+
+def unrecorded_stop(error: LashError, refused: LashError) -> Iteration:
+    """The last resort when even the recorded stop was refused: settle the turn with no
+    graph change and an outcome that names both causes."""
+    return Iteration(
+        outcome=TurnOutcome(
+            "stopped",
+            "runtime_error",
+            f"the turn failed: {error.message}; its record was refused: {refused.message}",
+            detail={**error.to_dict(), "record_refused": refused.to_dict()},
+        )
+    )

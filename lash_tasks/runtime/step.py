@@ -23,10 +23,16 @@ from lash_tasks.errors import (
     StaleClaim,
     TurnCommitConflict,
 )
+from lash_tasks.machine import CommitResult
 from lash_tasks.runtime.assembly import SessionRuntime, assemble_runtime
 from lash_tasks.runtime.commands import run_session_command
 from lash_tasks.runtime.core import LashCore
-from lash_tasks.runtime.iteration import run_iteration, stopped_iteration
+from lash_tasks.runtime.iteration import (
+    Iteration,
+    run_iteration,
+    stopped_iteration,
+    unrecorded_stop,
+)
 from lash_tasks.runtime.lease_keeper import LeaseKeeper
 from lash_tasks.runtime.turn_commit import commit_step
 from lash_tasks.runtime.turn_start import StepWork, resume_or_claim
@@ -162,16 +168,15 @@ def _run_leased(
     work: StepWork = started.work
     try:
         iteration = run_iteration(core, runtime, lease.fence, work, final_attempt=final_attempt)
+        keeper.check()
+        result = commit_step(core, runtime, lease.fence, work, iteration)
     except LashError as exc:
         if not _is_terminal(exc):
             raise
         log.warning(
             "turn %s of %s ends on a terminal error: %s", work.turn_id, lease.session_id, exc.code
         )
-        runtime = assemble_runtime(core, lease.session_id, purpose="rebuild")
-        iteration = stopped_iteration(runtime, work, exc)
-    keeper.check()
-    result = commit_step(core, runtime, lease.fence, work, iteration)
+        runtime, iteration, result = _stop_turn(core, lease, keeper, work, exc)
     _remember(core, runtime, result.head_revision)
     if iteration.outcome is None:
         return StepResult(
@@ -190,6 +195,31 @@ def _run_leased(
         head_revision=result.head_revision,
         outcome=iteration.outcome.to_json(),
     )
+
+
+def _stop_turn(
+    core: LashCore, lease: Lease, keeper: LeaseKeeper, work: StepWork, error: LashError
+) -> tuple[SessionRuntime, Iteration, CommitResult]:
+    """End the turn on a terminal error with a recorded `stopped(runtime_error)`. If even
+    that commit is refused for good (its nodes cannot be written), end it with no graph
+    change: the cause that failed the turn must not also hold the session forever."""
+    runtime = assemble_runtime(core, lease.session_id, purpose="rebuild")
+    iteration = stopped_iteration(runtime, work, error)
+    keeper.check()
+    try:
+        return runtime, iteration, commit_step(core, runtime, lease.fence, work, iteration)
+    except LashError as refused:
+        if not _is_terminal(refused):
+            raise
+        log.warning(
+            "turn %s of %s ends without a graph record: %s",
+            work.turn_id,
+            lease.session_id,
+            refused.code,
+        )
+        runtime = assemble_runtime(core, lease.session_id, purpose="rebuild")
+        iteration = unrecorded_stop(error, refused)
+        return runtime, iteration, commit_step(core, runtime, lease.fence, work, iteration)
 
 
 def _is_terminal(exc: LashError) -> bool:

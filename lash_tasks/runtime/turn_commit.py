@@ -38,6 +38,7 @@ def commit_step(
         tool_state_generation=runtime.tools.generation,
         usage_delta=(iteration.usage.input_tokens, iteration.usage.output_tokens),
     )
+    attachment_ids = _referenced_attachments(iteration)
     if iteration.outcome is None:
         draft = CommitDraft(
             session_id=runtime.session_id,
@@ -52,6 +53,7 @@ def commit_step(
                 state=work.claim_state(),
             ),
             snapshot=snapshot,
+            committed_attachment_ids=attachment_ids,
             release_lease=True,
         )
     else:
@@ -73,7 +75,7 @@ def commit_step(
             queue_completions=_completion(work.queue_claim_id, work.queue_claim_token),
             carries_claimed_content=True,
             defer_active_inputs=True,
-            committed_attachment_ids=tuple(iteration.attachment_ids),
+            committed_attachment_ids=attachment_ids,
             release_lease=True,
         )
         digest = turn_commit_hash({"commit": draft.hashable_content(), "result": result})
@@ -91,6 +93,17 @@ def commit_step(
         usage=iteration.usage.to_json(),
     )
     return committed
+
+
+def _referenced_attachments(iteration: Iteration) -> tuple[str, ...]:
+    """Every attachment this step's nodes name (user inputs, tool results): the commit that
+    writes a reference into the graph is the one that stamps its manifest row."""
+    ids = list(iteration.attachment_ids)
+    for node in iteration.nodes:
+        message = node.message()
+        if message is not None:
+            ids.extend(message.attachments)
+    return tuple(dict.fromkeys(ids))
 
 
 def _full_nodes(core: LashCore, runtime: SessionRuntime) -> tuple[Node, ...]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from lash_tasks.machine import ActiveTurn, Fence, Message
-from lash_tasks.machine.turn_step import derive_turn_id
+from lash_tasks.machine import Fence, Message
 from lash_tasks.runtime.assembly import SessionRuntime
 from lash_tasks.runtime.core import LashCore
 from lash_tasks.store.records import QueueClaim
@@ -87,8 +86,10 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
         return _begin(
             store,
             fence,
+            "inputs",
+            input_ids,
             StepWork(
-                turn_id=derive_turn_id("inputs", input_ids),
+                turn_id="",
                 step_index=0,
                 input_claim_id=claim.claim_id,
                 input_claim_token=claim.claim_token,
@@ -100,12 +101,13 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
     queued = store.claim_turn_work(fence)
     if queued is not None:
         batch_ids = tuple(b.batch_id for b in queued.batches)
-        identity = [f"{b.batch_id}@{b.enqueue_seq}" for b in queued.batches]
         return _begin(
             store,
             fence,
+            "queue",
+            batch_ids,
             StepWork(
-                turn_id=derive_turn_id("queue", identity),
+                turn_id="",
                 step_index=0,
                 queue_claim_id=queued.claim_id,
                 queue_claim_token=queued.claim_token,
@@ -116,20 +118,21 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
     return None
 
 
-def _begin(store: SqlStore, fence: Fence, work: StepWork) -> Started:
+def _begin(
+    store: SqlStore, fence: Fence, kind: str, claimed_ids: tuple[str, ...], work: StepWork
+) -> Started:
     """Record the turn as active before its first step runs: from now on it can be
-    interrupted, and a crash resumes it rather than claiming its inputs again."""
-    store.begin_turn(
+    interrupted, and a crash resumes it rather than claiming its inputs again. The store
+    names the turn (its ids must never repeat within the session)."""
+    turn = store.begin_turn(
         fence,
-        ActiveTurn(
-            turn_id=work.turn_id,
-            step_index=0,
-            input_claim_id=work.input_claim_id,
-            queue_claim_id=work.queue_claim_id,
-            state=work.claim_state(),
-        ),
+        kind,
+        claimed_ids,
+        input_claim_id=work.input_claim_id,
+        queue_claim_id=work.queue_claim_id,
+        state=work.claim_state(),
     )
-    return Started(work)
+    return Started(replace(work, turn_id=turn.turn_id))
 
 
 def user_message(payload: dict[str, Any]) -> Message:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
 
 from lash_tasks.errors import (
     HeadRevisionConflict,
     LeaseLost,
+    NodeExists,
     StaleClaim,
     TurnCommitConflict,
     UnknownParentNode,
@@ -66,7 +67,7 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                     session_id=draft.session_id,
                 )
             self._settle_claims(conn, draft, now)
-            graph_changed = self._write_graph(conn, draft)
+            graph_changed = self._write_graph(conn, draft, head.leaf_node_id, now)
             new_revision = draft.expected_head_revision + 1
             self._move_head(conn, draft, new_revision, graph_changed, now)
             self._apply_active_turn(conn, draft, now)
@@ -86,6 +87,8 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                         committed_at=now,
                     )
                 )
+            if draft.events:
+                _append_events(conn, draft, now)
             if draft.release_lease:
                 _release(conn, draft)
             return CommitResult(
@@ -159,15 +162,18 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                 None,
             )
 
-    def _write_graph(self, conn: Connection, draft: CommitDraft) -> bool:
+    def _write_graph(
+        self, conn: Connection, draft: CommitDraft, stored_leaf: str | None, now: int
+    ) -> bool:
         graph = draft.graph
         if isinstance(graph, GraphUnchanged):
+            self._revive_paths(conn, draft.session_id, {graph.leaf_node_id} - {stored_leaf})
             return False
         if isinstance(graph, GraphReplaceFull):
             conn.execute(
                 delete(t.graph_nodes).where(t.graph_nodes.c.session_id == draft.session_id)
             )
-        _check_parents(conn, draft.session_id, graph.nodes)
+        _check_node_ids(conn, draft.session_id, graph.nodes)
         seq = self._next_seq(conn, draft.session_id)
         rows = [
             {
@@ -178,12 +184,37 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                 "kind": node.kind,
                 "payload": encode_node_payload(node),
                 "created_at": node.created_at,
+                "created_ms": now,
             }
             for offset, node in enumerate(graph.nodes)
         ]
         if rows:
             conn.execute(insert(t.graph_nodes), rows)
+        if isinstance(graph, GraphAppend):
+            # The stored active path is never tombstoned, so an append under the old leaf
+            # needs nothing; one under any other node (a branch) may hang off tombstoned
+            # history, which must live again or vacuum would cut the new active path.
+            batch = {n.node_id for n in graph.nodes}
+            anchors = {n.parent_node_id for n in graph.nodes} | {graph.leaf_node_id}
+            self._revive_paths(conn, draft.session_id, anchors - batch - {stored_leaf})
         return isinstance(graph, (GraphAppend, GraphReplaceFull))
+
+    def _revive_paths(self, conn: Connection, session_id: str, anchors: set[str | None]) -> None:
+        """Clear the tombstone of every node from each anchor up to its root (lash's append
+        un-tombstones too): a node back on the active path is history again, not garbage."""
+        if not anchors - {None}:
+            return
+        n = t.graph_nodes
+        path = self._ancestry(session_id, anchors)
+        conn.execute(
+            update(n)
+            .where(
+                n.c.session_id == session_id,
+                n.c.tombstoned_at.is_not(None),
+                n.c.node_id.in_(select(path.c.node_id)),
+            )
+            .values(tombstoned_at=None)
+        )
 
     def _move_head(
         self, conn: Connection, draft: CommitDraft, revision: int, graph_changed: bool, now: int
@@ -302,20 +333,28 @@ def _complete(
         )
 
 
-def _check_parents(conn: Connection, session_id: str, nodes: Sequence[Node]) -> None:
+def _check_node_ids(conn: Connection, session_id: str, nodes: Sequence[Node]) -> None:
+    """New ids must be free (even among tombstoned rows) and parents must exist."""
+    if not nodes:
+        return
     batch_ids = {n.node_id for n in nodes}
     wanted = {n.parent_node_id for n in nodes if n.parent_node_id is not None} - batch_ids
-    if not wanted:
-        return
     found = {
         r.node_id
         for r in conn.execute(
             select(t.graph_nodes.c.node_id).where(
                 t.graph_nodes.c.session_id == session_id,
-                t.graph_nodes.c.node_id.in_(list(wanted)),
+                t.graph_nodes.c.node_id.in_(sorted(batch_ids | wanted)),
             )
         )
     }
+    taken = sorted(batch_ids & found)
+    if taken:
+        raise NodeExists(
+            f"node ids already exist in session {session_id!r}: {taken}",
+            session_id=session_id,
+            node_ids=taken,
+        )
     missing = sorted(wanted - found)
     if missing:
         raise UnknownParentNode(
@@ -331,6 +370,18 @@ def _defer_unaccepted_inputs(conn: Connection, session_id: str, now: int) -> Non
         .where(p.c.session_id == session_id, p.c.state == InputState.PENDING_ACTIVE)
         .values(state=InputState.PENDING, ingress="next_turn", updated_at=now)
     )
+
+
+def _append_events(conn: Connection, draft: CommitDraft, now: int) -> None:
+    """Number the events after the session's last; the session lock makes `max` safe."""
+    e = t.session_events
+    last = conn.execute(select(func.max(e.c.seq)).where(e.c.session_id == draft.session_id))
+    start = (last.scalar() or 0) + 1
+    rows = [
+        {"session_id": draft.session_id, "seq": start + i, "event": event, "created_at": now}
+        for i, event in enumerate(draft.events)
+    ]
+    conn.execute(insert(e), rows)
 
 
 def _release(conn: Connection, draft: CommitDraft) -> None:

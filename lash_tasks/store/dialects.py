@@ -74,6 +74,10 @@ def make_engine(url: str) -> tuple[Engine, Dialect]:
     if backend == "postgresql":
         engine = create_engine(
             parsed,
+            # Session writers serialise on advisory locks, then read what committed before
+            # them: that needs each statement's fresh snapshot, which READ COMMITTED gives
+            # and REPEATABLE READ / SERIALIZABLE (a server or role default) would not.
+            isolation_level="READ COMMITTED",
             pool_pre_ping=True,
             pool_size=5,
             max_overflow=10,

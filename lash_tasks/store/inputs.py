@@ -13,10 +13,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, false, insert, or_, select, update
 
-from lash_tasks.errors import SourceKeyConflict, ValidationError
+from lash_tasks.errors import InputIdConflict, SourceKeyConflict, ValidationError
 from lash_tasks.machine import Fence, stable_hash
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import SqlStoreBase, decode_input
+from lash_tasks.store.manifest import hold_input_attachments, input_attachment_ids
 from lash_tasks.store.records import (
     CancelOutcome,
     InputClaim,
@@ -38,6 +39,7 @@ class InputsMixin(SqlStoreBase):
             raise ValidationError("source_key must not be empty")
         if draft.ingress not in ("next_turn", "active_turn"):
             raise ValidationError(f"unknown ingress {draft.ingress!r}")
+        attachments = input_attachment_ids(draft.input)
         content_hash = stable_hash({"ingress": draft.ingress, "input": draft.input})
         with self.tx() as conn:
             self.dialect.lock_session(conn, draft.session_id)
@@ -55,11 +57,24 @@ class InputsMixin(SqlStoreBase):
                         source_key=draft.source_key,
                     )
                 return decode_input(existing)
-            now = self.now_ms(conn)
             input_id = draft.input_id or "in_" + uuid.uuid4().hex
+            taken = conn.execute(
+                select(_p.c.source_key).where(
+                    _p.c.session_id == draft.session_id, _p.c.input_id == input_id
+                )
+            ).first()
+            if taken is not None:
+                raise InputIdConflict(
+                    f"input id {input_id!r} already names another input of session "
+                    f"{draft.session_id!r} (source key {taken.source_key!r})",
+                    session_id=draft.session_id,
+                    input_id=input_id,
+                )
+            now = self.now_ms(conn)
             state = (
                 InputState.PENDING_ACTIVE if draft.ingress == "active_turn" else InputState.PENDING
             )
+            hold_input_attachments(conn, self.dialect, draft.session_id, input_id, attachments, now)
             conn.execute(
                 insert(_p).values(
                     input_id=input_id,
@@ -73,7 +88,9 @@ class InputsMixin(SqlStoreBase):
                     updated_at=now,
                 )
             )
-            row = conn.execute(select(_p).where(_p.c.input_id == input_id)).one()
+            row = conn.execute(
+                select(_p).where(_p.c.session_id == draft.session_id, _p.c.input_id == input_id)
+            ).one()
             return decode_input(row)
 
     def get_input(self, session_id: str, input_id: str) -> PendingInput | None:
@@ -203,8 +220,9 @@ class InputsMixin(SqlStoreBase):
             rows = conn.execute(query).all()
             if not rows:
                 return None
-            claim_id = f"tic:{rows[0].enqueue_seq}:{fence.fencing_token}"
             claim_token = uuid.uuid4().hex
+            # Not built from enqueue_seq: SQLite reuses a vacuumed rowid.
+            claim_id = f"tic:{fence.fencing_token}:{uuid.uuid4().hex[:16]}"
             conn.execute(
                 update(_p)
                 .where(_p.c.enqueue_seq.in_([r.enqueue_seq for r in rows]))
@@ -217,7 +235,9 @@ class InputsMixin(SqlStoreBase):
                 )
             )
             claimed = conn.execute(
-                select(_p).where(_p.c.claim_id == claim_id).order_by(_p.c.enqueue_seq)
+                select(_p)
+                .where(_p.c.session_id == fence.session_id, _p.c.claim_id == claim_id)
+                .order_by(_p.c.enqueue_seq)
             ).all()
             return InputClaim(
                 claim_id, claim_token, fence.fencing_token, tuple(decode_input(r) for r in claimed)

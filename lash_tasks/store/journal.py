@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, exists, insert, select, update
 
 from lash_tasks.errors import EffectBusy, EffectError, ReplayMismatch
 from lash_tasks.store import schema as t
@@ -51,6 +51,9 @@ class JournalMixin(SqlStoreBase):
         is provably dead (its heartbeat expired): then it is taken over at once.
         """
         with self.tx() as conn:
+            # The session lock orders this against delete_session and the final commit, so
+            # the checks in `_may_execute` cannot go stale before the insert lands.
+            self.dialect.lock_session(conn, session_id)
             self.dialect.lock_key(conn, f"effect:{scope_id}:{replay_key}")
             now = self.now_ms(conn)
             row = conn.execute(
@@ -60,6 +63,7 @@ class JournalMixin(SqlStoreBase):
             ).first()
             token = uuid.uuid4().hex
             if row is None:
+                _may_execute(conn, session_id, turn_id, replay_key)
                 conn.execute(
                     insert(_j).values(
                         scope_id=scope_id,
@@ -100,6 +104,7 @@ class JournalMixin(SqlStoreBase):
                         replay_key=replay_key,
                         retry_after_ms=free_at - now,
                     )
+            _may_execute(conn, session_id, turn_id, replay_key)
             conn.execute(
                 update(_j)
                 .where(_j.c.scope_id == scope_id, _j.c.replay_key == replay_key)
@@ -196,6 +201,26 @@ class JournalMixin(SqlStoreBase):
                 }
                 for r in rows
             ]
+
+
+def _may_execute(conn: Connection, session_id: str, turn_id: str | None, replay_key: str) -> None:
+    """Refuse to (re-)execute an effect for a deleted session or an already committed turn:
+    only a stale step asks, and its effects would run twice (a second LLM bill, a tool's
+    side effect) for a result nobody can commit."""
+    stamps = t.turn_commits
+    live, committed = conn.execute(
+        select(
+            exists().where(t.sessions.c.session_id == session_id),
+            exists().where(stamps.c.session_id == session_id, stamps.c.turn_id == turn_id),
+        )
+    ).one()
+    if not live or (turn_id is not None and committed):
+        reason = "its session was deleted" if not live else f"turn {turn_id!r} is committed"
+        raise EffectError(
+            f"effect {replay_key!r} may not run: {reason}; the step asking is stale",
+            replay_key=replay_key,
+            session_id=session_id,
+        )
 
 
 def _held(scope_id: str, replay_key: str, lease_token: str, now: int) -> list[Any]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import CTE, Connection, and_, delete, exists, func, or_, select, update
 
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import holder_is_dead
+from lash_tasks.store.leases import DEFAULT_TTL_MS
 from lash_tasks.store.records import (
     TERMINAL_INPUT_STATES,
     InputState,
@@ -25,48 +26,128 @@ class MaintenanceMixin(SessionsMixin):
         return loaded.graph.orphaned_node_ids()
 
     def tombstone_nodes(self, session_id: str, node_ids: Sequence[str]) -> int:
-        """Hide nodes from every read. Nodes on the current active path are never tombstoned."""
+        """Hide nodes from every read. Never touches a node that is or is about to be on an
+        active path: the stored one, the one a running turn is branching to, or the one a
+        waiting input will branch to."""
         check_session_id(session_id)
         if not node_ids:
             return 0
         with self.tx() as conn:
             self.dialect.lock_session(conn, session_id)
-            record = self._require_session(conn, session_id)
-            on_path = {
-                n.node_id for n in self._active_path_nodes(conn, session_id, record.leaf_node_id)
-            }
-            targets = [n for n in node_ids if n not in on_path]
-            if not targets:
-                return 0
+            protected = self._protected_paths(conn, session_id)
+            n = t.graph_nodes
             result = conn.execute(
-                update(t.graph_nodes)
+                update(n)
                 .where(
-                    t.graph_nodes.c.session_id == session_id,
-                    t.graph_nodes.c.node_id.in_(targets),
-                    t.graph_nodes.c.tombstoned_at.is_(None),
+                    n.c.session_id == session_id,
+                    n.c.node_id.in_(list(node_ids)),
+                    n.c.tombstoned_at.is_(None),
+                    n.c.node_id.not_in(select(protected.c.node_id)),
                 )
                 .values(tombstoned_at=self.now_ms(conn))
             )
             return int(result.rowcount)
 
-    def sessions_with_graph_changes(self, since_ms: int, limit: int = 1000) -> list[str]:
+    def _protected_paths(self, conn: Connection, session_id: str) -> CTE:
+        """Nodes on the paths that are live or about to be: from the stored leaf, from the
+        active turn's branch point (it loaded that path and will commit under it), and from
+        the branch point of every input not yet answered."""
+        record = self._require_session(conn, session_id)
+        anchors: set[str | None] = {record.leaf_node_id}
+        active = self._active_turn_row(conn, session_id)
+        if active is not None:
+            anchors.add((active.state or {}).get("branch_from"))
+        p = t.pending_inputs
+        waiting = conn.execute(
+            select(p.c.input).where(
+                p.c.session_id == session_id,
+                p.c.state.not_in([s.value for s in TERMINAL_INPUT_STATES]),
+            )
+        )
+        anchors.update(row.input.get("branch_from") for row in waiting)
+        return self._ancestry(session_id, anchors)
+
+    def tombstone_old_orphans(self, session_id: str, older_than_ms: int) -> int:
+        """Tombstone every live node off the protected paths (see `tombstone_nodes`) that
+        was committed at least `older_than_ms` ago. Age is measured on the database clock
+        (`created_ms`), never on the writer's own `created_at`."""
+        check_session_id(session_id)
+        with self.tx() as conn:
+            self.dialect.lock_session(conn, session_id)
+            protected = self._protected_paths(conn, session_id)
+            now = self.now_ms(conn)
+            n = t.graph_nodes
+            result = conn.execute(
+                update(n)
+                .where(
+                    n.c.session_id == session_id,
+                    n.c.tombstoned_at.is_(None),
+                    n.c.created_ms <= now - older_than_ms,
+                    n.c.node_id.not_in(select(protected.c.node_id)),
+                )
+                .values(tombstoned_at=now)
+            )
+            return int(result.rowcount)
+
+    def changed_sessions_page(
+        self,
+        since_ms: int,
+        until_ms: int,
+        after: tuple[int, str] | None = None,
+        limit: int = 500,
+    ) -> list[tuple[int, str]]:
+        """One page of `(graph_changed_at, session_id)` for sessions whose graph changed in
+        [since_ms, until_ms], in that order, strictly after the keyset `after` (the last
+        row of the previous page). Paging never skips a session, however many share one
+        timestamp."""
+        s = t.sessions
+        query = select(s.c.graph_changed_at, s.c.session_id).where(
+            s.c.graph_changed_at >= since_ms, s.c.graph_changed_at <= until_ms
+        )
+        if after is not None:
+            changed_at, session_id = after
+            query = query.where(
+                or_(
+                    s.c.graph_changed_at > changed_at,
+                    and_(s.c.graph_changed_at == changed_at, s.c.session_id > session_id),
+                )
+            )
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(t.sessions.c.session_id)
-                .where(t.sessions.c.graph_changed_at >= since_ms)
-                .order_by(t.sessions.c.graph_changed_at)
-                .limit(limit)
-            )
-            return [r.session_id for r in rows]
+                query.order_by(s.c.graph_changed_at, s.c.session_id).limit(limit)
+            ).all()
+            return [(int(r.graph_changed_at), str(r.session_id)) for r in rows]
 
-    def vacuum(self, input_retention_ms: int = 0) -> VacuumReport:
-        """Physically delete tombstoned nodes, terminal inputs, finished queued work and the
-        journal rows of committed turns. Reports only rows it actually removed.
+    def vacuum(
+        self,
+        input_retention_ms: int = 0,
+        journal_retention_ms: int = DEFAULT_TTL_MS,
+        event_retention_ms: int = 0,
+        event_keep: int = 100,
+    ) -> VacuumReport:
+        """Physically delete tombstoned nodes, terminal inputs, finished queued work, the
+        journal rows of committed turns and old session events. Reports only rows it
+        actually removed.
 
         Terminal inputs younger than `input_retention_ms` stay: they answer `wait_for_input`
-        and keep a recently used source key idempotent."""
+        and keep a recently used source key idempotent. A committed turn's journal stays for
+        `journal_retention_ms` (the lease ttl) after its commit: a stale worker that has not
+        yet noticed its lost lease replays from it instead of calling again. Journal rows of
+        a session that no longer exists (or of an earlier session under the same id) go.
+        Session events go once older than `event_retention_ms`, but a session's last
+        `event_keep` always stay, so its readers' cursors can be told from cursors of the
+        future."""
         with self.tx() as conn:
-            input_cutoff = self.now_ms(conn) - input_retention_ms
+            now = self.now_ms(conn)
+            input_cutoff = now - input_retention_ms
+            e, newer = t.session_events, t.session_events.alias("newer")
+            last_seq = select(func.max(newer.c.seq)).where(newer.c.session_id == e.c.session_id)
+            events = conn.execute(
+                delete(e).where(
+                    e.c.created_at <= now - event_retention_ms,
+                    e.c.seq <= last_seq.scalar_subquery() - event_keep,
+                )
+            ).rowcount
             nodes = conn.execute(
                 delete(t.graph_nodes).where(t.graph_nodes.c.tombstoned_at.is_not(None))
             ).rowcount
@@ -85,13 +166,18 @@ class MaintenanceMixin(SessionsMixin):
             queued = conn.execute(
                 delete(t.queued_work).where(t.queued_work.c.state.in_(["completed", "cancelled"]))
             ).rowcount
-            j = t.effect_journal
-            committed = exists().where(
-                t.turn_commits.c.session_id == j.c.session_id,
-                t.turn_commits.c.turn_id == j.c.turn_id,
+            j, stamps, sessions = t.effect_journal, t.turn_commits, t.sessions
+            committed_long_ago = exists().where(
+                stamps.c.session_id == j.c.session_id,
+                stamps.c.turn_id == j.c.turn_id,
+                stamps.c.committed_at <= now - journal_retention_ms,
             )
-            journal = conn.execute(delete(j).where(committed)).rowcount
-            return VacuumReport(int(nodes), int(inputs), int(queued), int(journal))
+            owner_lives = exists().where(
+                sessions.c.session_id == j.c.session_id,
+                sessions.c.created_at <= j.c.created_at,
+            )
+            journal = conn.execute(delete(j).where(or_(committed_long_ago, ~owner_lives))).rowcount
+            return VacuumReport(int(nodes), int(inputs), int(queued), int(journal), int(events))
 
     def runnable_sessions(self, limit: int = 1000) -> list[RunnableSession]:
         """Sessions with pending input, ready queued work or an active turn, and no live lease."""

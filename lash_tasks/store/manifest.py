@@ -5,12 +5,19 @@ the blob's bytes land, and stamped `committed_at` by the commit that uses it (se
 `CommitMixin._stamp_attachments`). Garbage collection treats as live every committed row and
 every intent that is not *dead*: dead means uncommitted, older than the cutoff, and owned by
 something provably finished — a later, different turn of the same session committed after the
-intent; the owning process is gone or terminal; or there is no owner, so age alone decides.
+intent; the owning process is gone or terminal; the owning input and every other input of its
+session are terminal (or vacuumed); or there is no owner, so age alone decides.
 The three GC queries share one definition of "dead" so that they can never disagree.
+
+An input owns the rows of the attachments it names from its enqueue until the commit that
+writes its message into the graph stamps them. Any open input of the session keeps such rows
+alive, not only the owner: two pending inputs may name the same attachment, a row has one
+owner, and cancelling the later one must not expose the earlier one's bytes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +27,7 @@ from sqlalchemy import (
     and_,
     delete,
     exists,
+    func,
     not_,
     or_,
     select,
@@ -27,13 +35,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from lash_tasks.attachments.ids import OwnerKind, check_attachment_id
-from lash_tasks.errors import ValidationError
+from lash_tasks.attachments.ids import OwnerKind, check_attachment_id, check_media_type
+from lash_tasks.errors import UnknownAttachment, ValidationError
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import SqlStoreBase
-from lash_tasks.store.records import check_session_id
+from lash_tasks.store.dialects import Dialect
+from lash_tasks.store.records import TERMINAL_INPUT_STATES, check_session_id
 
-OWNER_KINDS: tuple[str, ...] = ("turn", "process")
+OWNER_KINDS: tuple[str, ...] = ("turn", "process", "input")
 TERMINAL_PROCESS_STATUSES = ("completed", "failed", "cancelled", "abandoned")
 
 _m = t.attachment_manifest
@@ -48,6 +57,7 @@ class ManifestRow:
     committed_at: int | None
     owner_kind: str | None
     owner_id: str | None
+    media_type: str | None = None
 
     @property
     def committed(self) -> bool:
@@ -62,17 +72,20 @@ class ManifestMixin(SqlStoreBase):
         uri: str,
         owner_kind: OwnerKind | None = None,
         owner_id: str | None = None,
+        media_type: str | None = None,
     ) -> None:
         """Record that `session_id` is about to reference `attachment_id` (write-ahead).
 
-        A new row, or an uncommitted row refreshed to now and to the new owner — the latest
-        writer is the one whose commit must stamp it. A committed row is left as it is.
-        Raises `SessionNotFound` for a missing (e.g. deleted) session, so that no intent can
-        outlive its session's deletion.
+        A new row, or an uncommitted row refreshed to now, to the new owner and media type —
+        the latest writer is the one whose commit must stamp it. A committed row is left as
+        it is. Raises `SessionNotFound` for a missing (e.g. deleted) session, so that no
+        intent can outlive its session's deletion.
         """
         check_session_id(session_id)
         check_attachment_id(attachment_id)
         _check_owner(owner_kind, owner_id)
+        if media_type is not None:
+            check_media_type(media_type)
         if not uri or len(uri) > 400:
             raise ValidationError("attachment uri must be 1-400 characters")
         with self.tx() as conn:
@@ -88,6 +101,7 @@ class ManifestMixin(SqlStoreBase):
                 "committed_at": None,
                 "owner_kind": owner_kind,
                 "owner_id": owner_id,
+                "media_type": media_type,
             }
             conn.execute(self._upsert_intent(values))
 
@@ -101,6 +115,7 @@ class ManifestMixin(SqlStoreBase):
                 "intent_at": stmt.excluded.intent_at,
                 "owner_kind": stmt.excluded.owner_kind,
                 "owner_id": stmt.excluded.owner_id,
+                "media_type": func.coalesce(stmt.excluded.media_type, _m.c.media_type),
             },
             where=_m.c.committed_at.is_(None),
         )
@@ -114,6 +129,14 @@ class ManifestMixin(SqlStoreBase):
                 )
             ).first()
             return row is not None
+
+    def manifest_row(self, session_id: str, attachment_id: str) -> ManifestRow | None:
+        """The session's row for the attachment, or None if it holds none."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(_m).where(_m.c.session_id == session_id, _m.c.attachment_id == attachment_id)
+            ).first()
+            return ManifestRow(**row._asdict()) if row is not None else None
 
     def forget_ref(self, session_id: str, attachment_id: str) -> bool:
         """Drop this session's row only; other sessions sharing the bytes keep theirs."""
@@ -183,6 +206,63 @@ def stamp_owned_intents(
     return int(result.rowcount)
 
 
+def input_attachment_ids(body: Mapping[str, Any]) -> list[str]:
+    """The attachment ids an input body names, checked; `ValidationError` if malformed."""
+    named = body.get("attachments") or []
+    if not isinstance(named, list | tuple):
+        raise ValidationError("an input's attachments must be a list of attachment ids")
+    return [check_attachment_id(a) for a in named]
+
+
+def hold_input_attachments(
+    conn: Connection,
+    dialect: Dialect,
+    session_id: str,
+    input_id: str,
+    attachment_ids: Sequence[str],
+    now: int,
+) -> None:
+    """Inside the enqueue transaction: the input takes ownership of its attachments' rows.
+
+    Every id (see `input_attachment_ids`) must already have a row of this session (put
+    through the session's attachment facade), else `UnknownAttachment` names the first
+    missing one and the caller's transaction writes nothing. Uncommitted rows are refreshed
+    to now and owned by the input; committed rows are already safe and stay as they are.
+    """
+    ids = list(dict.fromkeys(attachment_ids))
+    if not ids:
+        return
+    # Locking the rows first: a garbage collector deleting one of them either finished before
+    # (the id is missing here) or waits and then sees a live row.
+    held = {
+        row.attachment_id
+        for row in conn.execute(
+            dialect.for_update(
+                select(_m.c.attachment_id).where(
+                    _m.c.session_id == session_id, _m.c.attachment_id.in_(ids)
+                )
+            )
+        )
+    }
+    missing = [a for a in ids if a not in held]
+    if missing:
+        raise UnknownAttachment(
+            f"session {session_id!r} holds no attachment {missing[0]} "
+            "(put it for this session before naming it in an input)",
+            session_id=session_id,
+            attachment_ids=missing,
+        )
+    conn.execute(
+        update(_m)
+        .where(
+            _m.c.session_id == session_id,
+            _m.c.attachment_id.in_(ids),
+            _m.c.committed_at.is_(None),
+        )
+        .values(owner_kind="input", owner_id=input_id, intent_at=now)
+    )
+
+
 def _check_owner(owner_kind: object, owner_id: object) -> None:
     if owner_kind is None and owner_id is None:
         return
@@ -213,11 +293,21 @@ def _owner_dead() -> ColumnElement[bool]:
         )
         .correlate(_m)
     )
+    pi = t.pending_inputs
+    session_has_open_input = exists(
+        select(pi.c.input_id)
+        .where(
+            pi.c.session_id == _m.c.session_id,
+            pi.c.state.not_in([str(s) for s in TERMINAL_INPUT_STATES]),
+        )
+        .correlate(_m)
+    )
     return or_(
         _m.c.owner_kind.is_(None),
         _m.c.owner_id.is_(None),
         and_(_m.c.owner_kind == "turn", later_turn_committed),
         and_(_m.c.owner_kind == "process", not_(process_alive)),
+        and_(_m.c.owner_kind == "input", not_(session_has_open_input)),
     )
 
 

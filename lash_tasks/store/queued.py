@@ -89,8 +89,9 @@ class QueuedWorkMixin(SqlStoreBase):
                 # re-run turn keeps its identity (turn ids derive from the claimed batch ids).
                 stale_id = chosen[0].claim_id
                 chosen = list(takewhile(lambda r: r.claim_id == stale_id, chosen))
-            claim_id = f"qwc:{chosen[0].enqueue_seq}:{fence.fencing_token}"
             claim_token = uuid.uuid4().hex
+            # Not built from enqueue_seq: SQLite reuses a vacuumed rowid.
+            claim_id = f"qwc:{fence.fencing_token}:{uuid.uuid4().hex[:16]}"
             conn.execute(
                 update(_q)
                 .where(_q.c.batch_id.in_([r.batch_id for r in chosen]))

@@ -170,6 +170,7 @@ class VacuumReport:
     removed_inputs: int = 0
     removed_queued_work: int = 0
     removed_journal_rows: int = 0
+    removed_events: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -177,6 +178,7 @@ class VacuumReport:
             "removed_inputs": self.removed_inputs,
             "removed_queued_work": self.removed_queued_work,
             "removed_journal_rows": self.removed_journal_rows,
+            "removed_events": self.removed_events,
         }
 
 

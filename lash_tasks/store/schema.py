@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -38,8 +39,12 @@ sessions = Table(
     Column("input_tokens", BigInteger, nullable=False, default=0),
     Column("output_tokens", BigInteger, nullable=False, default=0),
     Column("graph_changed_at", BigInteger, nullable=False),
+    # Bumped by every turn that begins and never reset: part of each turn's id, so no id
+    # is reused for the life of the session, whatever vacuum deleted.
+    Column("turn_seq", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Index("ix_lash_sessions_graph_changed", "graph_changed_at", "session_id"),
 )
 
 graph_nodes = Table(
@@ -52,6 +57,9 @@ graph_nodes = Table(
     Column("kind", String(32), nullable=False),
     Column("payload", JSON, nullable=False),
     Column("created_at", String(64), nullable=False),
+    # When the commit wrote the node, on the database clock: orphan retention compares
+    # this, never the writer's own (possibly skewed) `created_at`.
+    Column("created_ms", BigInteger, nullable=False),
     Column("tombstoned_at", BigInteger),
     Index("ix_lash_graph_nodes_session_seq", "session_id", "seq"),
 )
@@ -83,7 +91,7 @@ pending_inputs = Table(
     "lash_pending_inputs",
     metadata,
     Column("enqueue_seq", AutoId, primary_key=True, autoincrement=True),
-    Column("input_id", String(200), nullable=False, unique=True),
+    Column("input_id", String(200), nullable=False),
     Column("session_id", String(200), nullable=False),
     Column("source_key", String(400), nullable=False),
     Column("ingress", String(32), nullable=False),
@@ -97,6 +105,7 @@ pending_inputs = Table(
     Column("enqueued_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     UniqueConstraint("session_id", "source_key", name="uq_lash_pending_inputs_source_key"),
+    UniqueConstraint("session_id", "input_id", name="uq_lash_pending_inputs_input_id"),
     Index("ix_lash_pending_inputs_session_state", "session_id", "state", "enqueue_seq"),
 )
 
@@ -173,6 +182,7 @@ attachment_manifest = Table(
     Column("committed_at", BigInteger),
     Column("owner_kind", String(16)),
     Column("owner_id", String(200)),
+    Column("media_type", String(255)),
     Index("ix_lash_attachment_manifest_attachment", "attachment_id"),
     Index("ix_lash_attachment_manifest_owner", "session_id", "owner_kind", "owner_id"),
 )
@@ -234,7 +244,19 @@ worker_heartbeats = Table(
     Index("ix_lash_worker_heartbeats_owner", "owner_id"),
 )
 
+# Committed events for readers when there is no Redis (written by the step's commit).
+session_events = Table(
+    "lash_session_events",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("event", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_lash_session_events_created", "created_at"),
+)
+
 SESSION_TABLES = (
+    session_events,
     attachment_manifest,
     effect_journal,
     active_turns,

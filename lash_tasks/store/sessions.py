@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    CTE,
+    Connection,
+    Row,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from lash_tasks.errors import SessionExists, SessionNotFound
 from lash_tasks.machine import Node, SessionGraph, SessionPolicy, Usage, parse_policy
@@ -189,6 +201,24 @@ class SessionsMixin(SqlStoreBase):
             select(path).where(path.c.tombstoned_at.is_(None)).order_by(path.c.depth.desc())
         )
         return [decode_node(r) for r in rows]
+
+    def _ancestry(self, session_id: str, starts: Iterable[str | None]) -> CTE:
+        """Every stored node (tombstoned too) from each start up to its root, as a CTE of
+        `node_id`s: one primary-key lookup per node on the way."""
+        n = t.graph_nodes
+        path = (
+            select(n.c.node_id, n.c.parent_node_id)
+            .where(
+                n.c.session_id == session_id,
+                n.c.node_id.in_(sorted({s for s in starts if isinstance(s, str)})),
+            )
+            .cte("ancestry", recursive=True, nesting=True)
+        )
+        return path.union(
+            select(n.c.node_id, n.c.parent_node_id).where(
+                n.c.session_id == session_id, n.c.node_id == path.c.parent_node_id
+            )
+        )
 
     def _next_seq(self, conn: Connection, session_id: str) -> int:
         value = conn.execute(

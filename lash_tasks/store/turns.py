@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
 from lash_tasks.errors import ConflictError
 from lash_tasks.machine import ActiveTurn, Fence
+from lash_tasks.machine.turn_step import derive_turn_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import SqlStoreBase, decode_active_turn, decode_input
 from lash_tasks.store.records import InputState, PendingInput
@@ -104,8 +106,18 @@ class TurnsMixin(SqlStoreBase):
             )
             return [decode_input(r) for r in rows]
 
-    def begin_turn(self, fence: Fence, turn: ActiveTurn) -> None:
-        """Record a turn as active under `fence` (before its first step commits)."""
+    def begin_turn(
+        self,
+        fence: Fence,
+        kind: str,
+        claimed_ids: Sequence[str],
+        *,
+        input_claim_id: str | None = None,
+        queue_claim_id: str | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> ActiveTurn:
+        """Record a new turn as active under `fence` (before its first step commits) and
+        return it with its id, taken from the session's next turn number."""
         with self.tx() as conn:
             self.dialect.lock_session(conn, fence.session_id)
             now = self.now_ms(conn)
@@ -115,15 +127,32 @@ class TurnsMixin(SqlStoreBase):
                     f"session {fence.session_id!r} already has an active turn",
                     session_id=fence.session_id,
                 )
+            session = self._require_session(conn, fence.session_id)
+            turn_seq = int(session.turn_seq) + 1
+            conn.execute(
+                update(t.sessions)
+                .where(t.sessions.c.session_id == fence.session_id)
+                .values(turn_seq=turn_seq)
+            )
+            turn = ActiveTurn(
+                turn_id=derive_turn_id(
+                    kind, claimed_ids, turn_seq=turn_seq, session_created_at=session.created_at
+                ),
+                step_index=0,
+                input_claim_id=input_claim_id,
+                queue_claim_id=queue_claim_id,
+                state=dict(state or {}),
+            )
             conn.execute(
                 insert(t.active_turns).values(
                     session_id=fence.session_id,
                     turn_id=turn.turn_id,
-                    step_index=turn.step_index,
-                    input_claim_id=turn.input_claim_id,
-                    queue_claim_id=turn.queue_claim_id,
+                    step_index=0,
+                    input_claim_id=input_claim_id,
+                    queue_claim_id=queue_claim_id,
                     cancel_requested=False,
                     state=turn.state,
                     started_at=now,
                 )
             )
+            return turn

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from datetime import datetime
 from typing import Any
 
 from lash_tasks.attachments.gc import reclaim_unreferenced_attachments
+from lash_tasks.errors import SessionNotFound
 from lash_tasks.worker.pokes import poke_session
 from lash_tasks.worker.resources import Resources
 
 log = logging.getLogger(__name__)
 JOBS = ("sweep", "tombstone_orphans", "vacuum", "reclaim_attachments", "prune_processes")
+ORPHAN_PAGE_SIZE = 500
 
 
-def current_slot(job: str, now_s: float | None = None) -> str:
+def current_slot(job: str, now_s: float) -> str:
     """The schedule slot a beat firing belongs to: two beats in one interval share it."""
     from beat_schedule import JOB_INTERVALS_S
 
     interval = JOB_INTERVALS_S[job]
-    now_s = time.time() if now_s is None else now_s
     return f"{int(now_s // interval) * int(interval)}"
 
 
@@ -29,7 +28,9 @@ def run_job(res: Resources, app: Any, job: str, slot: str | None = None) -> dict
     """Run `job` for `slot` (default: the current schedule slot) unless it already ran."""
     if job not in JOBS:
         raise ValueError(f"unknown maintenance job {job!r}; known: {', '.join(JOBS)}")
-    slot = slot or current_slot(job)
+    # The database clock, not this worker's: workers with skewed clocks must agree on
+    # the slot, or two beats' firings would both run.
+    slot = slot or current_slot(job, res.store.db_now_ms() / 1000)
     if not res.store.claim_maintenance_slot(job, slot):
         return {"job": job, "slot": slot, "skipped": "slot already ran"}
     report: dict[str, Any] = {"job": job, "slot": slot, **_JOBS[job](res, app, slot)}
@@ -50,37 +51,39 @@ def _sweep(res: Resources, app: Any, slot: str) -> dict[str, Any]:
 
 def _tombstone_orphans(res: Resources, app: Any, slot: str) -> dict[str, Any]:
     store = res.store
+    retention_ms = res.settings.orphan_retention_s * 1000
     last = store.last_maintenance_start("tombstone_orphans", slot)
     # Orphans made just before the last run were too young then; look back one retention
     # window so they are reached once they come of age.
-    since = 0 if last is None else last - res.settings.orphan_retention_s * 1000
-    cutoff = time.time() - res.settings.orphan_retention_s
+    since = 0 if last is None else last - retention_ms
+    until = store.db_now_ms()
     checked = tombstoned = 0
-    for session_id in store.sessions_with_graph_changes(since):
-        record = store.session_record(session_id)
-        if record.policy is not None and record.policy.orphan_policy == "keep_history":
-            continue
-        checked += 1
-        full = store.load(session_id).graph
-        old = [
-            node_id
-            for node_id in full.orphaned_node_ids()
-            if _created_s(full.nodes[node_id].created_at) <= cutoff
-        ]
-        tombstoned += store.tombstone_nodes(session_id, old)
+    after: tuple[int, str] | None = None
+    # Bounded pages until every session changed in the window is done: a fixed cap
+    # starved the most recently changed sessions whenever more than it changed.
+    while page := store.changed_sessions_page(since, until, after, ORPHAN_PAGE_SIZE):
+        after = page[-1]
+        for _, session_id in page:
+            try:
+                record = store.session_record(session_id)
+                if record.policy is not None and record.policy.orphan_policy == "keep_history":
+                    continue
+                tombstoned += store.tombstone_old_orphans(session_id, retention_ms)
+            except SessionNotFound:
+                continue  # deleted since the page was read
+            checked += 1
     return {"sessions_checked": checked, "tombstoned_nodes": tombstoned}
 
 
-def _created_s(created_at: str) -> float:
-    try:
-        return datetime.fromisoformat(created_at).timestamp()
-    except ValueError:
-        return 0.0  # no usable timestamp: old enough
-
-
 def _vacuum(res: Resources, app: Any, slot: str) -> dict[str, Any]:
-    retention_ms = res.settings.input_retention_s * 1000
-    return res.store.vacuum(input_retention_ms=retention_ms).to_dict()
+    settings = res.settings
+    report = res.store.vacuum(
+        input_retention_ms=settings.input_retention_s * 1000,
+        journal_retention_ms=settings.lease_ttl_ms,
+        event_retention_ms=settings.events_db_retention_s * 1000,
+        event_keep=settings.events_db_keep,
+    )
+    return report.to_dict()
 
 
 def _reclaim_attachments(res: Resources, app: Any, slot: str) -> dict[str, Any]:

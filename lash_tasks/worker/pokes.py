@@ -15,6 +15,8 @@ import logging
 import random
 from typing import Any
 
+from kombu.exceptions import OperationalError
+
 log = logging.getLogger(__name__)
 STEP_TASK = "lash.session.step"
 POKE_MARK_TTL_S = 30
@@ -39,10 +41,20 @@ def poke_session(
     countdown: float | None = None,
     force: bool = False,
 ) -> bool:
-    """Publish a step poke unless one is already waiting. True if a message was sent."""
+    """Publish a step poke unless one is already waiting. True if a message was sent.
+
+    Never raises for an unreachable broker: it logs and returns False.
+    """
     if not force and not _mark(redis_client, f"lash:poke:{session_id}", POKE_MARK_TTL_S * 1000):
         return False
-    app.send_task(STEP_TASK, args=(session_id,), queue="lash.turns", countdown=countdown)
+    try:
+        app.send_task(STEP_TASK, args=(session_id,), queue="lash.turns", countdown=countdown)
+    except (OperationalError, OSError) as exc:
+        # The broker is unreachable (restarting, partitioned) after kombu's own publish retries.
+        # The work is already durable, so the step or enqueue that pokes must not fail for it:
+        # the sweeper re-pokes every session with work and no live lease.
+        log.warning("poke for %s not published, the sweeper will: %s", session_id, exc)
+        return False
     return True
 
 

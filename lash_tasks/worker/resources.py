@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lash_tasks.attachments import blob_store_from_url
+from lash_tasks.events.emitter import StepEventsFactory
 from lash_tasks.machine import ModelSpec
 from lash_tasks.providers import llm_provider_from_env
 from lash_tasks.runtime.core import LashCore, LeaseTimings
@@ -32,8 +33,11 @@ class Resources:
     blobs: Any
     core: LashCore
     redis: Any = None
+    # Live events of this process's steps (and of cancels taken by its ingress tasks).
+    events: StepEventsFactory = field(default_factory=StepEventsFactory.disabled)
 
     def close(self) -> None:
+        self.events.close()
         self.core.close()
         if self.redis is not None:
             self.redis.close()
@@ -81,7 +85,8 @@ def build_resources(
         import redis
 
         redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
-    return Resources(settings, store, blobs, core, redis_client)
+    events = StepEventsFactory.from_settings(settings)
+    return Resources(settings, store, blobs, core, redis_client, events)
 
 
 class _ProcessResources:

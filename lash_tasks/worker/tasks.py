@@ -9,7 +9,7 @@ from celery import Task
 from sqlalchemy.exc import SQLAlchemyError
 
 from lash_tasks import service
-from lash_tasks.errors import LashError, NotFound, ValidationError
+from lash_tasks.errors import LashError, MessageRejected, NotFound, ValidationError
 from lash_tasks.ingress import (
     CancelInputPayload,
     CreateSessionPayload,
@@ -27,12 +27,17 @@ log = logging.getLogger(__name__)
 MAX_TRANSIENT_RETRIES = 8
 
 
-def _rejected(what: str, exc: LashError) -> dict[str, Any]:
+# Celery logs these without a traceback ("raised expected") and still records FAILURE.
+REJECTION = (MessageRejected,)
+
+
+def _rejected(what: str, exc: LashError) -> MessageRejected:
+    """A message no retry can fix: the task FAILS (visible as such in Flower), never retried."""
     log.error("rejected %s: %s", what, exc.message)
-    return {"status": "rejected", "error": exc.to_dict()}
+    return MessageRejected.because(what, exc)
 
 
-@lash_task("lash.session.step", bind=True, max_retries=MAX_TRANSIENT_RETRIES)
+@lash_task("lash.session.step", bind=True, max_retries=MAX_TRANSIENT_RETRIES, throws=REJECTION)
 def session_step(self: Task, session_id: Any) -> dict[str, Any]:
     try:
         check_session_id(session_id)
@@ -41,7 +46,7 @@ def session_step(self: Task, session_id: Any) -> dict[str, Any]:
         final = self.request.retries >= MAX_TRANSIENT_RETRIES
         result = run_step(res.core, session_id, final_attempt=final)
     except (ValidationError, NotFound) as exc:
-        return _rejected(f"lash.session.step({session_id!r})", exc)
+        raise _rejected(f"lash.session.step({session_id!r})", exc) from exc
     except LashError as exc:
         if not exc.retryable:
             raise
@@ -62,7 +67,7 @@ def session_step(self: Task, session_id: Any) -> dict[str, Any]:
     return result.to_dict()
 
 
-@lash_task("lash.ingress.create_session")
+@lash_task("lash.ingress.create_session", throws=REJECTION)
 def create_session(payload: Any) -> dict[str, Any]:
     try:
         parsed = parse_payload(CreateSessionPayload, payload)
@@ -71,7 +76,7 @@ def create_session(payload: Any) -> dict[str, Any]:
     except LashError as exc:
         if exc.retryable:
             raise
-        return _rejected("lash.ingress.create_session", exc)
+        raise _rejected("lash.ingress.create_session", exc) from exc
     return {
         "status": "created",
         "session_id": record.session_id,
@@ -79,7 +84,7 @@ def create_session(payload: Any) -> dict[str, Any]:
     }
 
 
-@lash_task("lash.ingress.enqueue_turn", bind=True)
+@lash_task("lash.ingress.enqueue_turn", bind=True, throws=REJECTION)
 def enqueue_turn(self: Task, payload: Any) -> dict[str, Any]:
     try:
         if isinstance(payload, dict) and not (payload.get("source_key") or payload.get("input_id")):
@@ -92,21 +97,22 @@ def enqueue_turn(self: Task, payload: Any) -> dict[str, Any]:
     except LashError as exc:
         if exc.retryable:
             raise
-        return _rejected("lash.ingress.enqueue_turn", exc)
+        raise _rejected("lash.ingress.enqueue_turn", exc) from exc
     poke_session(app, parsed.session_id, res.redis)
     return {"status": "enqueued", "input_id": row.input_id, "state": row.state}
 
 
-@lash_task("lash.ingress.cancel_input")
+@lash_task("lash.ingress.cancel_input", throws=REJECTION)
 def cancel_input(payload: Any) -> dict[str, Any]:
     try:
         parsed = parse_payload(CancelInputPayload, payload)
         res = process_resources.get()
-        return {"status": "ok", **service.cancel_input(res.store, parsed)}
+        outcome = service.cancel_input(res.store, parsed, res.events.publisher)
+        return {"status": "ok", **outcome}
     except LashError as exc:
         if exc.retryable:
             raise
-        return _rejected("lash.ingress.cancel_input", exc)
+        raise _rejected("lash.ingress.cancel_input", exc) from exc
 
 
 def _maintenance_task(job: str) -> Any:

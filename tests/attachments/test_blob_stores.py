@@ -13,6 +13,7 @@ from lash_tasks.attachments import (
     BlobStore,
     FilesystemBlobStore,
     InMemoryBlobStore,
+    TrashedBlob,
     attachment_uri,
     blob_store_from_url,
 )
@@ -136,6 +137,65 @@ def test_filesystem_layout_and_list_ignore_foreign_files(tmp_path: Path) -> None
     (path.parent / "README").write_text("not a blob")
     (tmp_path / "sha256" / "zz").mkdir()
     assert [i.attachment_id for i in store.list()] == [ref.attachment_id]
+
+
+def test_filesystem_trash_hides_a_blob_until_restored_or_purged(tmp_path: Path) -> None:
+    """trash moves a blob out of sight (listed only as trash); restore brings it back."""
+    store = FilesystemBlobStore(tmp_path)
+    ref = store.put(b"aside", "text/plain")
+    trashed = store.trash(ref.attachment_id)
+    assert trashed is not None and trashed.attachment_id == ref.attachment_id
+    assert store.head(ref.attachment_id) is None
+    assert list(store.list()) == []
+    assert list(store.list_trash()) == [trashed]
+    store.restore(trashed)
+    assert store.get(ref.attachment_id) == b"aside"
+    assert list(store.list_trash()) == []
+    # Settling a trash name twice is harmless.
+    store.restore(trashed)
+    store.purge(trashed)
+    assert store.get(ref.attachment_id) == b"aside"
+    assert store.trash(hashlib.sha256(b"never stored").hexdigest()) is None
+
+
+def test_filesystem_restore_keeps_a_copy_put_meanwhile(tmp_path: Path) -> None:
+    """A put after trash stores a new file; restore keeps that file and drops the trash."""
+    store = FilesystemBlobStore(tmp_path)
+    ref = store.put(b"twice", "text/plain")
+    trashed = store.trash(ref.attachment_id)
+    assert trashed is not None
+    store.put(b"twice", "text/plain")
+    fresh = store.path_for(ref.attachment_id).stat().st_ino
+    store.restore(trashed)
+    assert store.path_for(ref.attachment_id).stat().st_ino == fresh
+    assert list(store.list_trash()) == []
+
+
+def test_filesystem_purge_deletes_only_the_trash_name(tmp_path: Path) -> None:
+    """purge removes the trashed bytes, never a blob a put stored after the trash."""
+    store = FilesystemBlobStore(tmp_path)
+    ref = store.put(b"gone", "text/plain")
+    trashed = store.trash(ref.attachment_id)
+    assert trashed is not None
+    store.purge(trashed)
+    assert store.head(ref.attachment_id) is None and list(store.list_trash()) == []
+    again = store.trash(store.put(b"gone", "text/plain").attachment_id)
+    assert again is not None
+    store.put(b"gone", "text/plain")
+    store.purge(again)
+    assert store.get(ref.attachment_id) == b"gone"
+
+
+def test_filesystem_refuses_trash_names_it_did_not_make(tmp_path: Path) -> None:
+    """restore and purge accept only `<id>.<12 hex>.trash` names of that very id."""
+    store = FilesystemBlobStore(tmp_path)
+    ref = store.put(b"x", "text/plain")
+    for name in ("../../etc/passwd", ref.attachment_id, f"{ref.attachment_id}.zz.trash"):
+        with pytest.raises(ValidationError):
+            store.purge(TrashedBlob(ref.attachment_id, name, 0))
+        with pytest.raises(ValidationError):
+            store.restore(TrashedBlob(ref.attachment_id, name, 0))
+    assert store.get(ref.attachment_id) == b"x"
 
 
 def test_filesystem_list_of_a_missing_root_is_empty(tmp_path: Path) -> None:

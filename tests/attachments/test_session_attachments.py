@@ -184,3 +184,27 @@ def test_inline_wrapper_stores_without_manifest_rows() -> None:
     assert blobs.get(attachment_id) == b"inline"
     with pytest.raises(ValidationError):
         wrapper.get("../x")
+
+
+def test_read_returns_the_media_type_and_withholds_oversized_content(
+    store: SqlStore, blobs: FilesystemBlobStore
+) -> None:
+    """read gives the type the put named; content over max_bytes is sized but not read."""
+    make_session(store, "s1")
+    attachments = SessionAttachments(store, blobs, "s1")
+    attachment_id = attachments.put(b"0123456789", "text/plain")
+    full = attachments.read(attachment_id)
+    assert (full.media_type, full.size, full.data, full.complete) == (
+        "text/plain",
+        10,
+        b"0123456789",
+        True,
+    )
+    withheld = attachments.read(attachment_id, max_bytes=4)
+    assert (withheld.size, withheld.data, withheld.complete) == (10, b"", False)
+    make_session(store, "s2")
+    with pytest.raises(AttachmentNotFound):
+        SessionAttachments(store, blobs, "s2").read(attachment_id)
+    inline = InlineSessionAttachments(InMemoryBlobStore(), "s1")
+    inline_id = inline.put(b"inline", "text/plain")
+    assert inline.read(inline_id).media_type is None

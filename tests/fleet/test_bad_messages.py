@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from celery.result import AsyncResult
 
 from lash_tasks import service
+from lash_tasks.errors import MessageRejected
 from lash_tasks.ingress import EnqueueTurnPayload
-from tests.fleet.harness import Fleet, wait_until
+from tests.fleet.harness import CeleryProcess, Fleet, wait_until
 
 pytestmark = [pytest.mark.fleet, pytest.mark.timeout(120)]
 
@@ -22,8 +25,26 @@ def _row_counts(fleet: Fleet) -> dict[str, int]:
         store.close()
 
 
+def assert_rejected(fleet: Fleet, worker: CeleryProcess, result: AsyncResult) -> str:
+    """The task FAILED with MessageRejected, stored as JSON, not retried. Returns the reason."""
+    with pytest.raises(MessageRejected) as raised:  # rebuilt as our type from the backend
+        result.get(timeout=30)
+    assert result.state == "FAILURE"
+    raw = fleet.redis().get(f"celery-task-meta-{result.id}")
+    assert raw is not None
+    stored = json.loads(raw)  # what Flower and any other reader sees
+    assert stored["status"] == "FAILURE", stored
+    assert stored["result"]["exc_type"] == "MessageRejected", stored
+    assert stored["result"]["exc_module"] == "lash_tasks.errors", stored
+    assert stored["result"]["exc_message"] == [raised.value.message], stored
+    expected = f"{result.id}] raised expected: MessageRejected("  # logged just after storing
+    wait_until(lambda: expected in worker.log(), 10, "the worker to log the rejection")
+    assert worker.log().count(f"[{result.id}] received") == 1  # ran once: never retried
+    return raised.value.message
+
+
 def test_bad_step_messages_are_rejected_and_write_nothing(fleet: Fleet) -> None:
-    """Non-string, malformed and unknown session ids and a pickled poke: rejected, no rows."""
+    """Non-string, malformed and unknown session ids and a pickled poke: FAILURE, no rows."""
     worker = fleet.start_worker("w0", concurrency=2)
     worker.wait_ready()
     client = fleet.client()
@@ -43,9 +64,8 @@ def test_bad_step_messages_are_rejected_and_write_nothing(fleet: Fleet) -> None:
         ("no-such-session", "session_not_found", "session 'no-such-session' does not exist"),
     ]
     for session_id, code, log_line in cases:
-        result = app.send_task("lash.session.step", args=(session_id,)).get(timeout=30)
-        assert result["status"] == "rejected", result
-        assert result["error"]["code"] == code, result
+        reason = assert_rejected(fleet, worker, app.send_task("lash.session.step", (session_id,)))
+        assert reason.startswith(f"lash.session.step({session_id!r}) rejected ({code}): "), reason
         assert log_line in worker.log()
 
     # A pickled message is refused before any task code runs (accept_content=['json']).
@@ -73,13 +93,13 @@ def test_bad_step_messages_are_rejected_and_write_nothing(fleet: Fleet) -> None:
     client.create_session("after")
     answer = client.wait_for_input("after", client.enqueue_turn("after", "still here"), timeout=30)
     assert answer.text == "echo: still here"
-    assert "raised unexpected" not in worker.log()  # no task failed
+    assert "raised unexpected" not in worker.log()  # no task failed but the rejected ones
     app.close()
     client.close()
 
 
 def test_invalid_ingress_payloads_are_rejected_naming_the_field(fleet: Fleet) -> None:
-    """lash.ingress.* with a bad payload: status 'rejected', the field named, nothing written."""
+    """lash.ingress.* with a bad payload: FAILURE (MessageRejected) naming the field, no rows."""
     worker = fleet.start_worker("w0", concurrency=2)
     worker.wait_ready()
     client = fleet.client()
@@ -97,11 +117,12 @@ def test_invalid_ingress_payloads_are_rejected_naming_the_field(fleet: Fleet) ->
         ("lash.ingress.enqueue_turn", {"session_id": "nobody", "text": "hi"}, "nobody"),
         ("lash.ingress.create_session", {"session_id": "bad id!"}, "session_id"),
         ("lash.ingress.create_session", {"session_id": "ok", "max_turns": 0}, "max_turns"),
+        ("lash.ingress.cancel_input", {"session_id": "target", "interrupt": "later"}, "interrupt"),
     ]
     for task, payload, named in cases:
-        result = app.send_task(task, args=(payload,)).get(timeout=30)
-        assert result["status"] == "rejected", (payload, result)
-        assert named in result["error"]["message"], (payload, result)
+        reason = assert_rejected(fleet, worker, app.send_task(task, args=(payload,)))
+        assert reason.startswith(f"{task} rejected ("), (payload, reason)
+        assert named in reason, (payload, reason)
         assert f"rejected {task}: " in worker.log()
 
     assert _row_counts(fleet) == before

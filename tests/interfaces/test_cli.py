@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lash_tasks.store.sql_store import SqlStore
+
 
 def run_cli(
     home: Path, *args: str, env: dict[str, str] | None = None
@@ -53,6 +55,27 @@ def test_session_lifecycle_from_the_shell(home: Path) -> None:
     assert status["sessions"] == 1
     deleted = json.loads(run_cli(home, "--json", "delete", "cli-1").stdout)
     assert deleted == {"session_id": "cli-1", "deleted": True}
+
+
+def test_enqueue_attaches_files(home: Path) -> None:
+    """--attach puts each file for the session (type from its name) and names it in the input;
+    an unreadable file is one clear error and enqueues nothing."""
+    assert run_cli(home, "session", "create", "cli-1").returncode == 0
+    (home / "pixel.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    enqueued = run_cli(home, "--json", "enqueue", "cli-1", "look", "--attach", "pixel.png")
+    assert enqueued.returncode == 0, enqueued.stderr
+    input_id = json.loads(enqueued.stdout)["input_id"]
+    store = SqlStore.from_url(f"sqlite:///{home / 'lash.db'}")
+    try:
+        [row] = store.manifest_rows("cli-1")
+        assert (row.media_type, row.owner_kind, row.owner_id) == ("image/png", "input", input_id)
+        assert store.get_input("cli-1", input_id).input["attachments"] == [row.attachment_id]  # type: ignore[union-attr]
+        missing = run_cli(home, "enqueue", "cli-1", "look", "--attach", "nope.png")
+        assert missing.returncode == 2
+        assert "nope.png" in missing.stderr and "Traceback" not in missing.stderr
+        assert len(store.list_inputs("cli-1")) == 1
+    finally:
+        store.close()
 
 
 def test_errors_are_one_clear_line_and_exit_2(home: Path) -> None:

@@ -26,6 +26,21 @@ from lash_tasks.store.sql_store import SqlStore
         (EnqueueTurnPayload, {"session_id": "../etc", "text": "hi"}, "session_id"),
         (EnqueueTurnPayload, {"session_id": "s1", "text": "hi", "extra": 1}, "extra"),
         (EnqueueTurnPayload, {"session_id": 5, "text": "hi"}, "session_id"),
+        (
+            EnqueueTurnPayload,
+            {"session_id": "s1", "text": "hi", "attachments": "ab"},
+            "attachments",
+        ),
+        (
+            EnqueueTurnPayload,
+            {"session_id": "s1", "text": "hi", "attachments": ["../../etc/passwd"]},
+            "attachments",
+        ),
+        (
+            EnqueueTurnPayload,
+            {"session_id": "s1", "text": "hi", "attachments": ["a" * 64] * 33},
+            "attachments",
+        ),
         (CreateSessionPayload, {"session_id": "s1", "max_turns": 0}, "max_turns"),
         (CreateSessionPayload, {"session_id": "s1", "model": ""}, "model"),
         (CancelInputPayload, {"input_id": "x"}, "session_id"),
@@ -65,3 +80,17 @@ def test_enqueue_to_unknown_session_writes_nothing(store: SqlStore) -> None:
     with pytest.raises(SessionNotFound):
         service.enqueue_turn(store, payload)
     assert store.count_rows("lash_pending_inputs") == 0
+
+
+def test_cancel_with_nothing_to_cancel_is_refused(store: SqlStore, tmp_path: Any) -> None:
+    """A cancel naming no input, no source key and no interrupt is a ValidationError (the
+    ingress task, the client and the gateway share it), and changes nothing."""
+    settings = Settings.from_env({"LASH_HOME": str(tmp_path)})
+    service.create_session(store, CreateSessionPayload(session_id="s1"), settings)
+    waiting = service.enqueue_turn(
+        store, parse_payload(EnqueueTurnPayload, {"session_id": "s1", "text": "hi"})
+    )
+    with pytest.raises(ValidationError, match="needs an input_id, a source_key or interrupt"):
+        service.cancel_input(store, parse_payload(CancelInputPayload, {"session_id": "s1"}))
+    assert [i.state for i in store.list_inputs("s1")] == ["pending"]
+    assert store.get_input("s1", waiting.input_id) is not None

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from lash_tasks.errors import EffectBusy, EffectError, ReplayMismatch, ToolError
+from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.runtime.effects import (
     DurableEffectHost,
     EffectRequest,
@@ -25,6 +26,14 @@ EFFECT = EffectRequest(
     replay_key="s1:turn_1:0:llm_call:0",
     envelope={"kind": "llm_call", "request": {"model": "m", "messages": ["hi"]}},
 )
+
+
+@pytest.fixture(autouse=True)
+def _session_s1(request: pytest.FixtureRequest) -> None:
+    """The journal only runs effects of a session that exists: every store test gets s1."""
+    if "store" in request.fixturenames:
+        store: SqlStore = request.getfixturevalue("store")
+        store.create_session("s1", SessionPolicy(model=ModelSpec(id="test-model")))
 
 
 class Counter:

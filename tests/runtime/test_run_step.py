@@ -382,7 +382,7 @@ def test_malformed_provider_answer_stops_with_provider_error(
 
 def test_oversized_tool_output_goes_to_an_attachment(harness: Harness) -> None:
     """Tool output over 16 KiB: the graph holds a truncated view naming an attachment that
-    holds the full bytes, and the final commit stamps its manifest row."""
+    holds the full bytes, and the commit that writes that view stamps its manifest row."""
     script = (
         '[{"match": "big", "tool_calls": [{"name": "repeat_text", '
         '"arguments": {"text": "0123456789", "times": 2000}}]}]'
@@ -397,8 +397,9 @@ def test_oversized_tool_output_goes_to_an_attachment(harness: Harness) -> None:
     assert len(tool.text.encode()) <= 16384
     assert f"full output stored as attachment {attachment_id}" in tool.text
     (row,) = harness.store.manifest_rows(sid)
-    assert row.attachment_id == attachment_id and row.committed_at is None
+    assert row.attachment_id == attachment_id and row.committed_at is not None
     assert (row.owner_kind, row.owner_id) == ("turn", harness.store.active_turn(sid).turn_id)  # type: ignore[union-attr]
+    assert row.media_type == "text/plain"
 
     final = run_step(core, sid)
     assert final.status == "finished"

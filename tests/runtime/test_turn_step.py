@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from lash_tasks.machine import LlmResponse, Message, ToolCall, ToolManifest, Usage
 from lash_tasks.machine.turn_step import (
     TURN_LIMIT_NOTE,
@@ -117,13 +119,20 @@ def test_empty_history_stops_with_runtime_error() -> None:
 
 
 def test_derive_turn_id_is_deterministic_and_order_independent() -> None:
-    """The turn id depends only on the kind and the set of claimed ids, not on their order."""
-    a = derive_turn_id("inputs", ["i1", "i2", "i3"])
-    assert a == derive_turn_id("inputs", ["i3", "i1", "i2"])
-    assert a == derive_turn_id("inputs", ("i2", "i3", "i1"))
+    """The turn id depends on the kind, the turn number, the session's creation time and the
+    set of claimed ids (not their order): the same claimed ids in a later turn get a new id."""
+
+    def turn_id(kind: str, ids: Sequence[str], seq: int = 1, created: int = 100) -> str:
+        return derive_turn_id(kind, ids, turn_seq=seq, session_created_at=created)
+
+    a = turn_id("inputs", ["i1", "i2", "i3"])
+    assert a == turn_id("inputs", ["i3", "i1", "i2"])
+    assert a == turn_id("inputs", ("i2", "i3", "i1"))
     assert a.startswith("turn_")
-    assert a != derive_turn_id("inputs", ["i1", "i2"])
-    assert a != derive_turn_id("queue", ["i1", "i2", "i3"])
+    assert a != turn_id("inputs", ["i1", "i2"])
+    assert a != turn_id("queue", ["i1", "i2", "i3"])
+    assert a != turn_id("inputs", ["i1", "i2", "i3"], seq=2)
+    assert a != turn_id("inputs", ["i1", "i2", "i3"], created=101)
 
 
 def test_outcome_round_trips_through_json_and_node_ids_are_deterministic() -> None:

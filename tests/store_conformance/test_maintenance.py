@@ -74,7 +74,8 @@ def test_tombstones_do_not_reach_other_sessions(store: SqlStore) -> None:
 
 def _populate(store: SqlStore, sid: str) -> None:
     """One of everything: nodes, a terminal and a waiting input, queued work (done and ready),
-    an active turn, a turn stamp, a journal row, a manifest row and a process with an event."""
+    an active turn, a turn stamp, a session event, a journal row, a manifest row and a process
+    with an event."""
     lease = take_lease(store, sid)
     done_input = enqueue(store, sid, "done")
     claim = store.claim_next_turn_inputs(lease.fence)
@@ -91,11 +92,13 @@ def _populate(store: SqlStore, sid: str) -> None:
             input_completions=(completion(claim),),
             queue_completions=(completion(qclaim),),
             turn_stamp=TurnStamp("turn-1", "a" * 64, {"ok": True}),
+            events=({"schema_version": 1, "type": "step_committed", "session_id": sid},),
         )
     )
     store.commit(unchanged(sid, 1, lease.fence, "a1", active_turn=start_turn("turn-2"), outbox=()))
     enqueue(store, sid, "waiting")
     store.enqueue_queued_work(sid, turn_work("ready-work"))
+    now = store.db_now_ms()
     with store.engine.begin() as conn:
         conn.execute(
             insert(t.effect_journal).values(
@@ -106,8 +109,8 @@ def _populate(store: SqlStore, sid: str) -> None:
                 envelope_hash="e" * 64,
                 status="completed",
                 outcome={},
-                created_at=0,
-                updated_at=0,
+                created_at=now,
+                updated_at=now,
             )
         )
         conn.execute(
@@ -164,11 +167,11 @@ def test_vacuum_reports_only_rows_it_removed(store: SqlStore) -> None:
     store.commit(append(sid, 2, lease.fence, [msg("b1", "root")], active_turn=ClearActiveTurn()))
     assert store.tombstone_nodes(sid, store.orphaned_node_ids(sid)) == 1
 
-    report = store.vacuum()
+    report = store.vacuum(journal_retention_ms=0)
     assert report == VacuumReport(
         removed_nodes=1, removed_inputs=2, removed_queued_work=1, removed_journal_rows=1
     )
-    assert store.vacuum() == VacuumReport()
+    assert store.vacuum(journal_retention_ms=0) == VacuumReport()
     assert [i.source_key for i in store.list_inputs(sid)] == ["waiting"]
     assert [b.source_key for b in store.list_queued_work(sid, include_done=True)] == ["ready-work"]
     assert set(store.load(sid).graph.nodes) == {"root", "b1"}

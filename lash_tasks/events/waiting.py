@@ -1,0 +1,153 @@
+"""Waiting for an input's answer, woken by events instead of polling the database.
+
+The wait reads the session's events from a cursor taken *before* its first look at the
+input row, so an ending that happens in between is seen either by that look or as an
+event. A `turn_finished`, `turn_stopped` or `input_cancelled` triggers one confirming read
+of the row (the database is the truth; the event only says when to look). Events are best
+effort, so the row is also re-read every `recheck_s` as a backstop — every `poll_s` until
+the session's events have shown they flow (workers that publish none, as during a rolling
+upgrade, must not make a waiter slow). With no working event source it polls every `poll_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lash_tasks.errors import EventsUnavailable, InvalidCursor, NotFound, WaitTimeout
+from lash_tasks.events.sources import EventSource
+from lash_tasks.events.vocabulary import TURN_ENDS, SessionEvent
+from lash_tasks.store.records import InputState
+from lash_tasks.store.sql_store import SqlStore
+
+log = logging.getLogger(__name__)
+EventCallback = Callable[[SessionEvent], None]
+_WAKING = (*TURN_ENDS, "input_cancelled")
+
+
+@dataclass(frozen=True)
+class TurnAnswer:
+    input_id: str
+    state: str
+    turn_id: str | None
+    outcome: dict[str, Any] | None
+
+    @property
+    def text(self) -> str:
+        return str((self.outcome or {}).get("text", ""))
+
+    @property
+    def done(self) -> bool:
+        return self.state in (InputState.COMPLETED, InputState.CANCELLED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_id": self.input_id,
+            "state": self.state,
+            "turn_id": self.turn_id,
+            "outcome": self.outcome,
+        }
+
+
+def input_answer(store: SqlStore, session_id: str, input_id: str) -> TurnAnswer:
+    """The input's state now, with its turn's outcome once it ended."""
+    row = store.get_input(session_id, input_id)
+    if row is None:
+        raise NotFound(f"input {input_id!r} of session {session_id!r} does not exist")
+    outcome = None
+    if row.state in (InputState.COMPLETED, InputState.CANCELLED) and row.turn_id is not None:
+        stamp = store.turn_result(session_id, row.turn_id)
+        outcome = (stamp or {}).get("outcome")
+    return TurnAnswer(input_id, row.state, row.turn_id, outcome)
+
+
+def wait_for_input(
+    store: SqlStore,
+    source: EventSource | None,
+    session_id: str,
+    input_id: str,
+    *,
+    timeout: float = 60.0,
+    cursor: str | None = None,
+    on_event: EventCallback | None = None,
+    poll_s: float = 0.1,
+    recheck_s: float = 1.0,
+) -> TurnAnswer:
+    """Block until the input's turn ended or it was cancelled; `WaitTimeout` after `timeout`.
+
+    `on_event` sees every event from `cursor` (from `source.tail`, taken before the input
+    was enqueued) up to the answer, even when the turn ended before the wait began."""
+    deadline = time.monotonic() + timeout
+    if source is not None and cursor is None:
+        try:
+            cursor = source.tail(session_id)
+        except EventsUnavailable as exc:
+            log.warning("waiting by polling the database: %s", exc.message)
+            source = None
+    answer = input_answer(store, session_id, input_id)
+    if source is not None and not answer.done:
+        try:
+            answer, cursor = _wait_on_events(
+                store, source, session_id, answer, cursor, deadline, on_event, poll_s, recheck_s
+            )
+        except EventsUnavailable as exc:
+            log.warning("events stopped; waiting by polling the database: %s", exc.message)
+            source = None
+    while not answer.done and time.monotonic() < deadline:
+        time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+        answer = input_answer(store, session_id, input_id)
+    if not answer.done:
+        raise WaitTimeout(
+            f"input {input_id!r} still {answer.state} after {timeout:.0f} s",
+            session_id=session_id,
+            input_id=input_id,
+        )
+    if source is not None and on_event is not None:
+        _drain(source, session_id, cursor, on_event)
+    return answer
+
+
+def _wait_on_events(
+    store: SqlStore,
+    source: EventSource,
+    session_id: str,
+    answer: TurnAnswer,
+    cursor: str | None,
+    deadline: float,
+    on_event: EventCallback | None,
+    poll_s: float,
+    recheck_s: float,
+) -> tuple[TurnAnswer, str | None]:
+    left = max(0.0, deadline - time.monotonic())
+    flowing = False
+    next_check = time.monotonic() + poll_s
+    for event in source.follow(session_id, cursor, timeout=left, idle_s=poll_s):
+        if event is not None:
+            flowing = True
+            cursor = event.cursor
+            if on_event is not None:
+                on_event(event)
+        now = time.monotonic()
+        woken = event is not None and event.type in _WAKING
+        if woken or now >= next_check:
+            answer = input_answer(store, session_id, answer.input_id)
+            if answer.done:
+                break
+            next_check = now + (recheck_s if flowing else poll_s)
+    return answer, cursor
+
+
+def _drain(
+    source: EventSource, session_id: str, cursor: str | None, on_event: EventCallback
+) -> None:
+    """Hand over the events already published after `cursor` without waiting for more: a
+    turn that ended before (or while) the database said so still shows all of itself."""
+    try:
+        for event in source.follow(session_id, cursor, timeout=0):
+            if event is not None:
+                on_event(event)
+    except (EventsUnavailable, InvalidCursor) as exc:
+        log.warning("could not show the turn's last events: %s", exc.message)

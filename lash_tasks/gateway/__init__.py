@@ -1,0 +1,1 @@
+"""The HTTP/SSE gateway (`lash-tasks serve`): sessions, inputs and live events over HTTP."""
