@@ -34,6 +34,8 @@ LashError                               (retryable: bool attribute on every erro
 │   └── ReplayMismatch                  recorded envelope differs: terminal, never retried
 ├── ProviderError                       an LLM provider failed; `retryable` set per status
 ├── ToolError                           a tool failed; surfaced to the model as a tool result
+├── Interrupted                         the turn was interrupted on request; its call was cut
+├── StepAttemptsExhausted               a turn step kept failing; the turn ends stopped
 └── StoreUnavailable                    (retryable) transient database / blob-store failure
 """
 
@@ -230,6 +232,19 @@ class ProviderError(LashError):
 
 class ToolError(LashError):
     code = "tool_error"
+
+
+class Interrupted(LashError):
+    """An interrupt cut a running LLM call. Journaled as the call's outcome, so a re-run of
+    the step replays the interruption instead of calling the model again."""
+
+    code = "interrupted"
+
+
+class StepAttemptsExhausted(LashError):
+    """A turn step was started `LASH_STEP_MAX_ATTEMPTS` times without committing."""
+
+    code = "step_attempts_exhausted"
 
 
 class StoreUnavailable(LashError):
