@@ -75,6 +75,8 @@ class LashCore:
     tracer: Tracer
     budget: ToolOutputBudget = field(default_factory=ToolOutputBudget)
     step_time_limit_ms: int | None = None
+    # How often a running step reads its turn's cancel flag.
+    interrupt_poll_ms: int = 500
     cache: RuntimeCache = field(default_factory=RuntimeCache)
 
     @staticmethod

@@ -28,6 +28,7 @@ from lash_tasks.runtime.commands import run_session_command
 from lash_tasks.runtime.core import LashCore
 from lash_tasks.runtime.iteration import run_iteration, stopped_iteration
 from lash_tasks.runtime.lease_keeper import LeaseKeeper
+from lash_tasks.runtime.step_control import StepControl
 from lash_tasks.runtime.turn_commit import commit_step
 from lash_tasks.runtime.turn_start import StepWork, resume_or_claim
 from lash_tasks.store.records import Busy, Lease, check_session_id
@@ -101,6 +102,7 @@ def _run_step(core: LashCore, session_id: str, final_attempt: bool) -> StepResul
     if isinstance(lease, Busy):
         return StepResult(session_id, "busy", retry_after_ms=lease.retry_after_ms)
     released_by_commit = False
+    control = StepControl()
     try:
         with LeaseKeeper(
             store,
@@ -109,6 +111,8 @@ def _run_step(core: LashCore, session_id: str, final_attempt: bool) -> StepResul
             core.lease.renew_ms,
             core.effects,
             max_hold_ms=core.step_time_limit_ms,
+            control=control,
+            poll_ms=core.interrupt_poll_ms,
         ) as keeper:
             try:
                 result = _run_leased(core, lease, keeper, final_attempt)
@@ -160,8 +164,11 @@ def _run_leased(
         revision = run_session_command(core, runtime, lease.fence, started.command, keeper)
         return StepResult(lease.session_id, "command", more_work=True, head_revision=revision)
     work: StepWork = started.work
+    keeper.control.begin_turn_step(work.turn_id, work.step_index)
     try:
-        iteration = run_iteration(core, runtime, lease.fence, work, final_attempt=final_attempt)
+        iteration = run_iteration(
+            core, runtime, lease.fence, work, final_attempt=final_attempt, control=keeper.control
+        )
     except LashError as exc:
         if not _is_terminal(exc):
             raise

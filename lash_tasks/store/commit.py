@@ -65,6 +65,8 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                     f"commit expected {draft.expected_head_revision}",
                     session_id=draft.session_id,
                 )
+            if draft.returned_input_ids:
+                _return_to_pending(conn, draft.session_id, draft.returned_input_ids, now)
             self._settle_claims(conn, draft, now)
             graph_changed = self._write_graph(conn, draft)
             new_revision = draft.expected_head_revision + 1
@@ -330,6 +332,31 @@ def _defer_unaccepted_inputs(conn: Connection, session_id: str, now: int) -> Non
         update(p)
         .where(p.c.session_id == session_id, p.c.state == InputState.PENDING_ACTIVE)
         .values(state=InputState.PENDING, ingress="next_turn", updated_at=now)
+    )
+
+
+def _return_to_pending(
+    conn: Connection, session_id: str, input_ids: Sequence[str], now: int
+) -> None:
+    """Accepted steer inputs the turn never answered wait for the next turn instead; done
+    before the claim is settled, which completes whatever the turn still holds."""
+    p = t.pending_inputs
+    conn.execute(
+        update(p)
+        .where(
+            p.c.session_id == session_id,
+            p.c.input_id.in_(list(input_ids)),
+            p.c.state == InputState.ACCEPTED,
+        )
+        .values(
+            state=InputState.PENDING,
+            ingress="next_turn",
+            claim_id=None,
+            claim_token=None,
+            claim_generation=None,
+            turn_id=None,
+            updated_at=now,
+        )
     )
 
 
