@@ -69,7 +69,7 @@ class StepResult:
 # incarnation re-enter a lease it holds, so two threads of one worker (threads pool) would
 # otherwise share a lease: run one session's step concurrently, and release the lease
 # under each other's feet. A second poke for a session this process is stepping is `busy`.
-_running: set[tuple[str, str, str]] = set()
+_running: dict[tuple[str, str, str], StepControl] = {}
 _running_lock = threading.Lock()
 
 
@@ -83,26 +83,31 @@ def run_step(core: LashCore, session_id: str, *, final_attempt: bool = True) -> 
     check_session_id(session_id)
     key = (core.owner_id, core.incarnation_id, session_id)
     with _running_lock:
-        if key in _running:
-            return StepResult(session_id, "busy", retry_after_ms=core.lease.ttl_ms)
-        _running.add(key)
+        running = _running.get(key)
+        if running is not None:
+            # A step of ours that gave its lease up (hung past its limit) holds the session no
+            # more: hand the poke back soon, for a worker that can take the session over.
+            wait = core.lease.renew_ms if running.lease_lost else core.lease.ttl_ms
+            return StepResult(session_id, "busy", retry_after_ms=wait)
+        control = _running[key] = StepControl()
     try:
-        return _run_step(core, session_id, final_attempt)
+        return _run_step(core, session_id, final_attempt, control)
     finally:
         with _running_lock:
-            _running.discard(key)
+            _running.pop(key, None)
 
 
 _COMMITTED = frozenset({"progressed", "finished", "command"})
 
 
-def _run_step(core: LashCore, session_id: str, final_attempt: bool) -> StepResult:
+def _run_step(
+    core: LashCore, session_id: str, final_attempt: bool, control: StepControl
+) -> StepResult:
     store = core.require_store()
     lease = store.try_claim_lease(session_id, core.owner_id, core.incarnation_id, core.lease.ttl_ms)
     if isinstance(lease, Busy):
         return StepResult(session_id, "busy", retry_after_ms=lease.retry_after_ms)
     released_by_commit = False
-    control = StepControl()
     try:
         with LeaseKeeper(
             store,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from lash_tasks.errors import Interrupted
+from lash_tasks.errors import Interrupted, LeaseLost
 from lash_tasks.providers.interrupt import Interrupt
 
 
@@ -38,6 +38,11 @@ class StepControl:
     def cancelled(self) -> bool:
         """The turn was interrupted on request (not merely its lease lost)."""
         return isinstance(self.interrupt.error, Interrupted)
+
+    @property
+    def lease_lost(self) -> bool:
+        """The keeper gave the step's lease up (or saw it taken): it can commit nothing."""
+        return isinstance(self.interrupt.error, LeaseLost)
 
     def track(self, effect: InflightEffect) -> None:
         with self._lock:

@@ -87,6 +87,8 @@ def test_a_hung_step_is_not_kept_alive_by_another_sessions_step(harness: Harness
                 time.sleep(0.05)
         took = time.monotonic() - started
         b_still_running = busy.is_alive()
+        # A poke for A reaching the worker whose step of A hangs is handed back quickly.
+        bounced = run_step(worker, "a")
     finally:
         hang.release.set()
         hung.join(timeout=10)
@@ -97,6 +99,7 @@ def test_a_hung_step_is_not_kept_alive_by_another_sessions_step(harness: Harness
     assert finished.outcome["text"] == "done: unhung"
     assert took < (STEP_LIMIT_MS + FAST_LEASE.ttl_ms) / 1000 + 1.0, f"took {took:.1f} s"
     assert b_still_running, "B's step should still be running"
+    assert (bounced.status, bounced.retry_after_ms) == ("busy", FAST_LEASE.renew_ms)
     assert hang.calls == 2
     assert results["a"].status == "lease_lost"
     assert results["b"].status == "finished"
