@@ -47,6 +47,7 @@ class Settings:
     input_retention_s: int = 24 * 3600
     process_retention_s: int = 7 * 24 * 3600
     step_time_limit_s: int = 600
+    step_max_attempts: int = 5
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -85,6 +86,7 @@ class Settings:
             input_retention_s=_int(env, "LASH_INPUT_RETENTION_S", 24 * 3600),
             process_retention_s=_int(env, "LASH_PROCESS_RETENTION_S", 7 * 24 * 3600),
             step_time_limit_s=_int(env, "LASH_STEP_TIME_LIMIT_S", 600, 10),
+            step_max_attempts=_int(env, "LASH_STEP_MAX_ATTEMPTS", 5, 1),
             env=env,
         )
 

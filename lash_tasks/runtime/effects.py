@@ -135,6 +135,11 @@ class DurableEffectHost:
                     raise
                 self.store.journal_finalize(*key, decision.lease_token, error=exc.to_dict())
                 raise
+            except Exception:
+                # A bug is not the effect's outcome either; the row is freed for the next
+                # attempt rather than left to block it until the effect lease runs out.
+                self.store.journal_release(*key, decision.lease_token)
+                raise
             self.store.journal_finalize(*key, decision.lease_token, outcome=outcome)
             return outcome
         finally:

@@ -128,6 +128,16 @@ class LeaseKeeper:
             self.lease.session_id,
             limit_s,
         )
+        self.control.timed_out = True
+        if self.control.turn_id is not None:
+            error = {
+                "code": "step_time_limit",
+                "message": f"the step ran past its time limit of {limit_s:.0f} s",
+            }
+            try:
+                self.store.record_step_failure(self.lease.fence, self.control.turn_id, error)
+            except Exception as exc:
+                log.warning("could not record the hung step on %s: %s", self.lease.session_id, exc)
         self._lose(LeaseLost(f"step on session {self.lease.session_id!r} ran past its time limit"))
 
     def _lose(self, error: LeaseLost) -> None:

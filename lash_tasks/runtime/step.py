@@ -21,6 +21,7 @@ from lash_tasks.errors import (
     LeaseLost,
     ReplayMismatch,
     StaleClaim,
+    StepAttemptsExhausted,
     TurnCommitConflict,
 )
 from lash_tasks.runtime.assembly import SessionRuntime, assemble_runtime
@@ -146,13 +147,26 @@ def _run_step(
     except (LeaseLost, StaleClaim) as exc:
         core.cache.forget(session_id)
         log.info("step on %s discarded: %s", session_id, exc.code)
+        if control.timed_out:
+            pass  # the keeper recorded the step's own failure: it ran past its time limit
+        elif isinstance(exc, LeaseLost):
+            _forgive(core, session_id, control)  # another worker has the session now
+        else:
+            _record_failure(core, lease, control, exc)
         return StepResult(session_id, "lease_lost", more_work=True, detail=exc.to_dict())
     except HeadRevisionConflict as exc:
         core.cache.forget(session_id)
+        _forgive(core, session_id, control)
         return StepResult(session_id, "conflict", more_work=True, detail=exc.to_dict())
     except EffectBusy as exc:
+        _forgive(core, session_id, control)
         retry = int(exc.details.get("retry_after_ms") or core.lease.ttl_ms)
         return StepResult(session_id, "effect_busy", more_work=True, retry_after_ms=retry)
+    except Exception as exc:
+        # Retried (by Celery or the sweeper) until the step's attempts run out; the stopped
+        # outcome then names this error.
+        _record_failure(core, lease, control, exc)
+        raise
     finally:
         if not released_by_commit:
             _release_quietly(core, lease)
@@ -171,8 +185,16 @@ def _run_leased(
     work: StepWork = started.work
     keeper.control.begin_turn_step(work.turn_id, work.step_index)
     try:
+        if work.attempt > core.step_max_attempts:
+            raise _exhausted(work)
         iteration = run_iteration(
-            core, runtime, lease.fence, work, final_attempt=final_attempt, control=keeper.control
+            core,
+            runtime,
+            lease.fence,
+            work,
+            # The step's last attempt records a transient LLM failure instead of raising it.
+            final_attempt=final_attempt or work.attempt >= core.step_max_attempts,
+            control=keeper.control,
         )
     except LashError as exc:
         if not _is_terminal(exc):
@@ -210,6 +232,46 @@ def _is_terminal(exc: LashError) -> bool:
     if isinstance(exc, ReplayMismatch):
         return True
     return not (exc.retryable or isinstance(exc, (LeaseError, ConflictError, EffectError)))
+
+
+def _exhausted(work: StepWork) -> StepAttemptsExhausted:
+    failures = work.attempt - 1
+    last = work.last_error
+    reason = (
+        f"{last.get('code')}: {last.get('message')}"
+        if last
+        else "the step never finished (its worker was lost)"
+    )
+    return StepAttemptsExhausted(
+        f"step {work.step_index} failed {failures} times; last error: {reason}",
+        step_index=work.step_index,
+        attempts=failures,
+        last_error=last,
+    )
+
+
+def _record_failure(core: LashCore, lease: Lease, control: StepControl, exc: Exception) -> None:
+    """Note why the turn's step failed, for the stopped outcome once its attempts run out."""
+    if control.turn_id is None:
+        return
+    if isinstance(exc, LashError):
+        error = {"code": exc.code, "message": exc.message}
+    else:
+        error = {"code": "unexpected_error", "message": f"{type(exc).__name__}: {exc}"}
+    try:
+        core.require_store().record_step_failure(lease.fence, control.turn_id, error)
+    except Exception as record_exc:  # the failure itself is what the caller must see
+        log.warning("could not record the failed step on %s: %s", lease.session_id, record_exc)
+
+
+def _forgive(core: LashCore, session_id: str, control: StepControl) -> None:
+    """Take back the attempt of a step that only met another worker in its way."""
+    if control.turn_id is None or control.step_index is None:
+        return
+    try:
+        core.require_store().forgive_step_attempt(session_id, control.turn_id, control.step_index)
+    except Exception as exc:  # at worst the turn runs out of attempts one step sooner
+        log.warning("could not take back a step attempt: %s", exc)
 
 
 def _remember(core: LashCore, runtime: SessionRuntime, head_revision: int) -> None:

@@ -27,6 +27,9 @@ class StepControl:
         self.interrupt = Interrupt()
         self.turn_id: str | None = None
         self.step_index: int | None = None
+        # Set by the keeper when the step ran past its time limit: that loss of the lease is
+        # the step's own failure, not a sign that another worker took over.
+        self.timed_out = False
         self._inflight: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, insert, null, select, update
 
 from lash_tasks.errors import (
     HeadRevisionConflict,
@@ -230,6 +230,9 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                 "input_claim_id": change.input_claim_id,
                 "queue_claim_id": change.queue_claim_id,
                 "state": change.state,
+                # The step committed: the next one starts counting its attempts afresh.
+                "attempts": 0,
+                "last_error": null(),
             }
             updated = conn.execute(
                 update(table).where(table.c.session_id == draft.session_id).values(**values)
