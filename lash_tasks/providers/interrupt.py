@@ -179,6 +179,9 @@ class _AbortableBackend(httpcore.NetworkBackend):
 class _AbortableStream(httpcore.NetworkStream):
     def __init__(self, inner: httpcore.NetworkStream) -> None:
         self._inner = inner
+        # The interrupt of the call reading or writing now. A pooled connection serves one
+        # call after another: an abort fired a moment late must not cut the next call.
+        self._user: Interrupt | None = None
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         with self._abortable():
@@ -208,10 +211,16 @@ class _AbortableStream(httpcore.NetworkStream):
         if interrupt is None:
             yield
             return
-        with interrupt.aborting(self._shut_down):
-            yield
+        self._user = interrupt
+        try:
+            with interrupt.aborting(lambda: self._shut_down(interrupt)):
+                yield
+        finally:
+            self._user = None
 
-    def _shut_down(self) -> None:
+    def _shut_down(self, interrupt: Interrupt) -> None:
+        if self._user is not interrupt:
+            return
         sock = self._inner.get_extra_info("socket")
         if sock is None:
             return
