@@ -9,13 +9,17 @@ import time
 from typing import Any
 
 from lash_tasks.machine import ToolManifest
+from lash_tasks.runtime.core import LeaseTimings
 from lash_tasks.runtime.step import StepResult, run_step
 from lash_tasks.tools.base import ToolContext, ToolResult
 from lash_tasks.tools.builtins import BuiltinTools
 from lash_tasks.tools.registry import ToolRegistry
-from tests.runtime.conftest import FAST_LEASE, Harness
+from tests.runtime.conftest import Harness
 
-STEP_LIMIT_MS = 1000
+# Leases long enough that a loaded machine does not lose them by accident.
+LEASE = LeaseTimings(ttl_ms=3000, renew_ms=1000)
+STEP_LIMIT_MS = 2000
+B_STEP_S = 9
 
 
 class HangOnce:
@@ -48,11 +52,13 @@ def test_a_hung_step_is_not_kept_alive_by_another_sessions_step(harness: Harness
     rules = json.dumps(
         [
             {"match": "hang", "tool_calls": [{"name": "hang", "arguments": {}}]},
-            {"match": "long", "delay_ms": 4000},
+            {"match": "long", "delay_ms": B_STEP_S * 1000},
         ]
     )
-    worker, llm = harness.core(rules, tools=lambda: ToolRegistry([BuiltinTools(), hang]))
-    other, _ = harness.core(provider=llm, owner="worker-b", tools=worker.tools_factory)
+    worker, llm = harness.core(
+        rules, lease=LEASE, tools=lambda: ToolRegistry([BuiltinTools(), hang])
+    )
+    other, _ = harness.core(provider=llm, owner="worker-b", lease=LEASE, tools=worker.tools_factory)
     store = harness.store
     harness.session("a")
     harness.session("b")
@@ -79,7 +85,7 @@ def test_a_hung_step_is_not_kept_alive_by_another_sessions_step(harness: Harness
     # When another worker keeps poking A, as the sweeper would,
     finished: StepResult | None = None
     try:
-        while finished is None and time.monotonic() - started < 10:
+        while finished is None and time.monotonic() - started < B_STEP_S + 5:
             result = run_step(other, "a")
             if result.status == "finished":
                 finished = result
@@ -97,9 +103,9 @@ def test_a_hung_step_is_not_kept_alive_by_another_sessions_step(harness: Harness
     # Then A is finished from the journal within its limit and one lease ttl.
     assert finished is not None and finished.outcome is not None
     assert finished.outcome["text"] == "done: unhung"
-    assert took < (STEP_LIMIT_MS + FAST_LEASE.ttl_ms) / 1000 + 1.0, f"took {took:.1f} s"
+    assert took < (STEP_LIMIT_MS + LEASE.ttl_ms) / 1000 + 1.5, f"took {took:.1f} s"
     assert b_still_running, "B's step should still be running"
-    assert (bounced.status, bounced.retry_after_ms) == ("busy", FAST_LEASE.renew_ms)
+    assert (bounced.status, bounced.retry_after_ms) == ("busy", LEASE.renew_ms)
     assert hang.calls == 2
     assert results["a"].status == "lease_lost"
     assert results["b"].status == "finished"
