@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lash_tasks.store.attempts import AttemptsMixin
 from lash_tasks.store.commit import CommitMixin
 from lash_tasks.store.dialects import make_engine
 from lash_tasks.store.inputs import InputsMixin
@@ -22,6 +23,7 @@ class SqlStore(
     ManifestMixin,
     TurnsMixin,
     MaintenanceRunsMixin,
+    AttemptsMixin,
 ):
     """Every store capability over one SQLAlchemy engine. Build one per worker process."""
 

@@ -61,6 +61,7 @@ def build_resources(settings: Settings | None = None) -> Resources:
         .owner(f"{os.uname().nodename}:{os.getpid()}")
         .trace_sink(trace_sink_from_env(env))
         .step_time_limit(settings.step_time_limit_s)
+        .step_max_attempts(settings.step_max_attempts)
         .build()
     )
     redis_client = None
