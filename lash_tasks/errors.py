@@ -42,6 +42,8 @@ LashError                               (retryable: bool attribute on every erro
 ├── ToolError                           a tool failed; surfaced to the model as a tool result
 ├── MessageRejected                     a task message that can never succeed (bad payload,
 │                                       unknown session): the task FAILS, never retried
+├── Interrupted                         the turn was interrupted on request; its call was cut
+├── StepAttemptsExhausted               a turn step kept failing; the turn ends stopped
 ├── StoreUnavailable                    (retryable) transient database / blob-store failure
 ├── EventsUnavailable                   (retryable) the live event stream cannot be read
 └── WaitTimeout                         (retryable) an input did not end within the wait
@@ -278,6 +280,19 @@ class MessageRejected(LashError):
     @classmethod
     def because(cls, what: str, cause: LashError) -> MessageRejected:
         return cls(f"{what} rejected ({cause.code}): {cause.message}", cause=cause.code)
+
+
+class Interrupted(LashError):
+    """An interrupt cut a running LLM call. Journaled as the call's outcome, so a re-run of
+    the step replays the interruption instead of calling the model again."""
+
+    code = "interrupted"
+
+
+class StepAttemptsExhausted(LashError):
+    """A turn step was started `LASH_STEP_MAX_ATTEMPTS` times without committing."""
+
+    code = "step_attempts_exhausted"
 
 
 class StoreUnavailable(LashError):

@@ -55,6 +55,7 @@ class Settings:
     # `events_db_keep`, so a cursor can always be told apart from one of the future.
     events_db_retention_s: int = 24 * 3600
     events_db_keep: int = 100
+    step_max_attempts: int = 5
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -98,6 +99,7 @@ class Settings:
             events_max_age_s=_int(env, "LASH_EVENTS_MAX_AGE_S", 900, 1),
             events_db_retention_s=_int(env, "LASH_EVENTS_DB_RETENTION_S", 24 * 3600),
             events_db_keep=_int(env, "LASH_EVENTS_DB_KEEP", 100, 1),
+            step_max_attempts=_int(env, "LASH_STEP_MAX_ATTEMPTS", 5, 1),
             env=env,
         )
 

@@ -120,6 +120,9 @@ class CommitDraft:
     carries_claimed_content: bool = False
     turn_stamp: TurnStamp | None = None
     defer_active_inputs: bool = False
+    # Steer inputs the turn accepted but never got an answer to (it was interrupted before
+    # its LLM call returned): back to pending, for the next turn.
+    returned_input_ids: tuple[str, ...] = ()
     committed_attachment_ids: tuple[str, ...] = ()
     outbox: tuple[QueuedWorkDraft, ...] = ()
     release_lease: bool = False
@@ -131,7 +134,7 @@ class CommitDraft:
     def hashable_content(self) -> dict[str, Any]:
         """The commit's meaningful content, for `turn_commit_hash` (no fence, no revision)."""
         graph_nodes = [] if isinstance(self.graph, GraphUnchanged) else list(self.graph.nodes)
-        return {
+        content: dict[str, Any] = {
             "session_id": self.session_id,
             "graph_kind": self.graph.kind,
             "nodes": [n.to_json() for n in graph_nodes],
@@ -141,6 +144,9 @@ class CommitDraft:
             ],
             "attachments": sorted(self.committed_attachment_ids),
         }
+        if self.returned_input_ids:  # only when present: other turns keep their hashes
+            content["returned_inputs"] = sorted(self.returned_input_ids)
+        return content
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,10 @@ class StepDecision:
 
 
 TURN_LIMIT_NOTE = "[turn stopped: reached the limit of {n} model calls for one turn]"
+# The error code of an LLM call cut by an interrupt (`lash_tasks.errors.Interrupted`).
+INTERRUPTED = "interrupted"
+INTERRUPTED_TEXT = "turn interrupted on request"
+NOT_RUN_TEXT = "tool call not run: the turn was interrupted"
 
 
 def begin_step(history: Sequence[Message], ctx: StepContext) -> CallLlm | StopBeforeCall:
@@ -98,6 +102,11 @@ def begin_step(history: Sequence[Message], ctx: StepContext) -> CallLlm | StopBe
 
 def after_llm(response: LlmResponse | None, error: dict[str, Any] | None) -> StepDecision:
     """Turn the LLM's answer (or its failure) into messages, tool calls or an outcome."""
+    if error is not None and error.get("code") == INTERRUPTED:
+        # Cut mid-call on request, now or (replayed from the journal) by an earlier run.
+        return StepDecision(
+            messages=(), outcome=TurnOutcome("stopped", "cancelled", INTERRUPTED_TEXT, detail=error)
+        )
     if error is not None or response is None:
         err = error or {"message": "no response"}
         return StepDecision(
@@ -126,8 +135,15 @@ def after_llm(response: LlmResponse | None, error: dict[str, Any] | None) -> Ste
     return StepDecision(messages=(assistant,), outcome=TurnOutcome("finished", None, response.text))
 
 
-def after_tools(results: Sequence[Message], ctx: StepContext) -> StepDecision:
-    """Append tool results; stop with `max_turns` when the model-call budget is spent."""
+def after_tools(
+    results: Sequence[Message], ctx: StepContext, *, interrupted: bool = False
+) -> StepDecision:
+    """Append tool results; stop when interrupted (the results of calls that had started
+    are kept) or with `max_turns` when the model-call budget is spent."""
+    if interrupted:
+        return StepDecision(
+            messages=tuple(results), outcome=TurnOutcome("stopped", "cancelled", INTERRUPTED_TEXT)
+        )
     if ctx.step_index + 1 >= ctx.max_turns:
         note = Message("assistant", TURN_LIMIT_NOTE.format(n=ctx.max_turns))
         return StepDecision(

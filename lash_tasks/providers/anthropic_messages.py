@@ -16,6 +16,7 @@ from lash_tasks.machine.messages import LlmRequest, LlmResponse
 from lash_tasks.providers import anthropic_wire
 from lash_tasks.providers._http import HttpProvider
 from lash_tasks.providers.base import RetryPolicy
+from lash_tasks.providers.interrupt import Interrupt, interruptible
 
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
@@ -54,10 +55,14 @@ class AnthropicMessagesProvider(HttpProvider):
         return headers
 
     def complete(
-        self, request: LlmRequest, on_text_delta: Callable[[str], None] | None = None
+        self,
+        request: LlmRequest,
+        on_text_delta: Callable[[str], None] | None = None,
+        interrupt: Interrupt | None = None,
     ) -> LlmResponse:
         body = anthropic_wire.build_messages_request(request, max_tokens=self.max_tokens)
-        response = self._post(self.url, body)
+        with interruptible(interrupt):
+            response = self._post(self.url, body)
         try:
             answer = anthropic_wire.parse_messages_response(response.content)
         except ProviderError as exc:

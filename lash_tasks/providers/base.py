@@ -13,6 +13,7 @@ import httpx
 
 from lash_tasks.errors import ProviderError
 from lash_tasks.machine.messages import LlmRequest, LlmResponse
+from lash_tasks.providers.interrupt import Interrupt, abortable_transport, check_bound, pause
 
 BODY_EXCERPT_LIMIT = 500
 REDACTED = "[REDACTED]"
@@ -29,12 +30,18 @@ class LlmProvider(Protocol):
     `complete` calls `on_text_delta` with pieces of the answer text as they become available;
     the pieces always concatenate to `LlmResponse.text`. A provider that does not stream
     delivers the whole text in one piece, so callers need not care which kind they hold.
+
+    When `interrupt` fires, `complete` gives up at once, even mid-request, and raises the
+    interrupt's error.
     """
 
     name: str
 
     def complete(
-        self, request: LlmRequest, on_text_delta: Callable[[str], None] | None = None
+        self,
+        request: LlmRequest,
+        on_text_delta: Callable[[str], None] | None = None,
+        interrupt: Interrupt | None = None,
     ) -> LlmResponse: ...
 
     def close(self) -> None: ...
@@ -118,7 +125,8 @@ def body_excerpt(body: bytes, secrets: Sequence[str]) -> str:
 
 
 def new_http_client() -> httpx.Client:
-    return httpx.Client(timeout=DEFAULT_TIMEOUT)
+    """A client whose sockets an `Interrupt` bound with `interruptible` can cut."""
+    return httpx.Client(timeout=DEFAULT_TIMEOUT, transport=abortable_transport())
 
 
 def send_with_retry(
@@ -146,6 +154,7 @@ def send_with_retry(
     attempt = 0
     while True:
         attempt += 1
+        check_bound()
         try:
             response = client.send(request, stream=stream)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
@@ -161,7 +170,7 @@ def send_with_retry(
             )
             if attempt >= policy.max_attempts:
                 raise error from exc
-            sleep(policy.retry_delay(attempt, None, rand()))
+            pause(policy.retry_delay(attempt, None, rand()), sleep)
             continue
 
         if response.is_success:
@@ -189,7 +198,7 @@ def send_with_retry(
             raise error
         if retry_after is not None and retry_after > policy.max_delay:
             raise error
-        sleep(policy.retry_delay(attempt, retry_after, rand()))
+        pause(policy.retry_delay(attempt, retry_after, rand()), sleep)
 
 
 def scrub_error(error: ProviderError, secrets: Sequence[str]) -> ProviderError:

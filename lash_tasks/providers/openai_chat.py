@@ -17,6 +17,7 @@ from lash_tasks.machine.messages import LlmRequest, LlmResponse
 from lash_tasks.providers import openai_wire
 from lash_tasks.providers._http import HttpProvider
 from lash_tasks.providers.base import RetryPolicy
+from lash_tasks.providers.interrupt import Interrupt, interruptible
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -61,7 +62,16 @@ class OpenAIChatProvider(HttpProvider):
         return headers
 
     def complete(
-        self, request: LlmRequest, on_text_delta: Callable[[str], None] | None = None
+        self,
+        request: LlmRequest,
+        on_text_delta: Callable[[str], None] | None = None,
+        interrupt: Interrupt | None = None,
+    ) -> LlmResponse:
+        with interruptible(interrupt):
+            return self._complete(request, on_text_delta)
+
+    def _complete(
+        self, request: LlmRequest, on_text_delta: Callable[[str], None] | None
     ) -> LlmResponse:
         body = openai_wire.build_chat_request(
             request, stream=self.stream, max_tokens_field=self.max_tokens_field

@@ -24,6 +24,7 @@ from typing import Any
 from lash_tasks.errors import InvalidEnvironment, ProviderError, ValidationError
 from lash_tasks.machine.messages import LlmRequest, LlmResponse, Message, ToolCall, Usage
 from lash_tasks.providers.base import is_retryable_status
+from lash_tasks.providers.interrupt import Interrupt
 
 RULES_ENV = "LASH_SCRIPTED_RULES"
 CALL_LOG_ENV = "LASH_SCRIPTED_CALL_LOG"
@@ -195,8 +196,13 @@ class ScriptedProvider:
         pass
 
     def complete(
-        self, request: LlmRequest, on_text_delta: Callable[[str], None] | None = None
+        self,
+        request: LlmRequest,
+        on_text_delta: Callable[[str], None] | None = None,
+        interrupt: Interrupt | None = None,
     ) -> LlmResponse:
+        if interrupt is not None:
+            interrupt.check()
         digest = request_hash(request)
         user_text = last_user_text(request.messages)
         with self._lock:
@@ -206,7 +212,7 @@ class ScriptedProvider:
 
         index, rule = self._select_rule(request.messages, user_text)
         if rule is not None and rule.delay_ms > 0:
-            self._sleep(rule.delay_ms / 1000.0)
+            self._pause(rule.delay_ms / 1000.0, interrupt)
         if rule is not None and self._should_fail(index, rule):
             raise ProviderError(
                 f"scripted: deliberate failure with HTTP {rule.fail_status}",
@@ -232,6 +238,14 @@ class ScriptedProvider:
             if rule.match in user_text and (rule.repeat_tool or not after_tools):
                 return index, rule
         return -1, None
+
+    def _pause(self, seconds: float, interrupt: Interrupt | None) -> None:
+        """The scripted "thinking" time; an interrupt ends it like it cuts a real call."""
+        if interrupt is None:
+            self._sleep(seconds)
+            return
+        interrupt.wait(seconds)
+        interrupt.check()
 
     def _should_fail(self, index: int, rule: ScriptRule) -> bool:
         with self._lock:

@@ -75,6 +75,10 @@ class LashCore:
     tracer: Tracer
     budget: ToolOutputBudget = field(default_factory=ToolOutputBudget)
     step_time_limit_ms: int | None = None
+    # A turn step started this many times without committing ends its turn stopped.
+    step_max_attempts: int = 5
+    # How often a running step reads its turn's cancel flag.
+    interrupt_poll_ms: int = 500
     cache: RuntimeCache = field(default_factory=RuntimeCache)
 
     @staticmethod
@@ -117,6 +121,7 @@ class CoreBuilder:
         self._trigger_store: Facet | None = None
         self._budget = ToolOutputBudget()
         self._step_limit_ms: int | None = None
+        self._step_max_attempts = 5
         self._full_host = False
 
     def session_store(self, store: SqlStore | None) -> CoreBuilder:
@@ -174,6 +179,13 @@ class CoreBuilder:
     def step_time_limit(self, seconds: float | None) -> CoreBuilder:
         """Longest a step may hold its session; None for no limit."""
         self._step_limit_ms = None if seconds is None else int(seconds * 1000)
+        return self
+
+    def step_max_attempts(self, attempts: int) -> CoreBuilder:
+        """Starts of one turn step (crashes included) before its turn ends stopped."""
+        if attempts < 1:
+            raise ConfigurationError(f"step_max_attempts must be at least 1, got {attempts}")
+        self._step_max_attempts = attempts
         return self
 
     def trace_sink(self, sink: TraceSink) -> CoreBuilder:
@@ -243,6 +255,7 @@ class CoreBuilder:
             tracer=Tracer(self._trace),
             budget=self._budget,
             step_time_limit_ms=self._step_limit_ms,
+            step_max_attempts=self._step_max_attempts,
         )
 
 

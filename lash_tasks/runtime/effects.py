@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from lash_tasks.errors import LashError
 from lash_tasks.machine import stable_hash
+from lash_tasks.runtime.step_control import InflightEffect, StepControl
 from lash_tasks.store.journal import ExecuteEffect
 from lash_tasks.store.sql_store import SqlStore
 
@@ -50,11 +51,18 @@ class RecordedFailure(LashError):
 
 
 class EffectHost(Protocol):
+    """Runs effects; `control` is the running step's, whose keeper renews their leases."""
+
     durability_tier: str
 
-    def run(self, effect: EffectRequest, execute: Callable[[], Outcome]) -> Outcome: ...
+    def run(
+        self,
+        effect: EffectRequest,
+        execute: Callable[[], Outcome],
+        control: StepControl | None = None,
+    ) -> Outcome: ...
 
-    def renew_inflight(self) -> None: ...
+    def renew(self, control: StepControl) -> None: ...
 
 
 class InlineEffectHost:
@@ -65,11 +73,16 @@ class InlineEffectHost:
     def __init__(self) -> None:
         self.executed = 0
 
-    def run(self, effect: EffectRequest, execute: Callable[[], Outcome]) -> Outcome:
+    def run(
+        self,
+        effect: EffectRequest,
+        execute: Callable[[], Outcome],
+        control: StepControl | None = None,
+    ) -> Outcome:
         self.executed += 1
         return execute()
 
-    def renew_inflight(self) -> None:
+    def renew(self, control: StepControl) -> None:
         return None
 
 
@@ -91,10 +104,14 @@ class DurableEffectHost:
         self.ttl_ms = ttl_ms
         self.executed = 0
         self.replayed = 0
-        self._inflight: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
-    def run(self, effect: EffectRequest, execute: Callable[[], Outcome]) -> Outcome:
+    def run(
+        self,
+        effect: EffectRequest,
+        execute: Callable[[], Outcome],
+        control: StepControl | None = None,
+    ) -> Outcome:
         decision = self.store.journal_prepare(
             scope_id=effect.scope_id,
             replay_key=effect.replay_key,
@@ -112,8 +129,9 @@ class DurableEffectHost:
             return decision.outcome or {}
         key = (effect.scope_id, effect.replay_key)
         with self._lock:
-            self._inflight[key] = decision.lease_token
             self.executed += 1
+        if control is not None:
+            control.track(InflightEffect(*key, decision.lease_token))
         try:
             try:
                 outcome = execute()
@@ -125,19 +143,25 @@ class DurableEffectHost:
                     raise
                 self.store.journal_finalize(*key, decision.lease_token, error=exc.to_dict())
                 raise
+            except Exception:
+                # A bug is not the effect's outcome either; the row is freed for the next
+                # attempt rather than left to block it until the effect lease runs out.
+                self.store.journal_release(*key, decision.lease_token)
+                raise
             self.store.journal_finalize(*key, decision.lease_token, outcome=outcome)
             return outcome
         finally:
-            with self._lock:
-                self._inflight.pop(key, None)
+            if control is not None:
+                control.untrack(*key)
 
-    def renew_inflight(self) -> None:
-        """Keep effect leases alive during long calls (called by the session lease keeper)."""
-        with self._lock:
-            inflight = list(self._inflight.items())
-        for (scope_id, replay_key), token in inflight:
+    def renew(self, control: StepControl) -> None:
+        """Keep the effect leases of one step alive during its long calls (called by that
+        step's lease keeper, and no other: a hung step must not outlive its time limit)."""
+        for effect in control.inflight():
             try:
-                self.store.journal_renew(scope_id, replay_key, token, self.ttl_ms)
+                self.store.journal_renew(
+                    effect.scope_id, effect.replay_key, effect.lease_token, self.ttl_ms
+                )
             except LashError as exc:
                 # One lost effect lease must not stop the renewal of every other one.
-                log.warning("effect lease for %s not renewed: %s", replay_key, exc.code)
+                log.warning("effect lease for %s not renewed: %s", effect.replay_key, exc.code)

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lash_tasks.errors import EffectError, LashError, ProviderError
+from lash_tasks.errors import EffectError, Interrupted, LashError, ProviderError
 from lash_tasks.machine import Fence, LlmRequest, LlmResponse, Message, Node, NodeDraft, Usage
 from lash_tasks.machine.turn_step import (
+    NOT_RUN_TEXT,
     CallLlm,
     StepContext,
     TurnOutcome,
@@ -22,6 +23,7 @@ from lash_tasks.runtime.assembly import SessionRuntime
 from lash_tasks.runtime.attachment_content import with_attachment_content
 from lash_tasks.runtime.core import LashCore
 from lash_tasks.runtime.effects import EffectRequest, RecordedFailure
+from lash_tasks.runtime.step_control import StepControl
 from lash_tasks.runtime.turn_start import StepWork, user_message
 from lash_tasks.store.sql_store import SqlStore
 from lash_tasks.tools.base import ToolContext, ToolResult
@@ -35,6 +37,18 @@ class Iteration:
     outcome: TurnOutcome | None = None
     usage: Usage = field(default_factory=Usage)
     attachment_ids: list[str] = field(default_factory=list)
+    # Accepted steer inputs no LLM answer came back for (interrupted): the final commit
+    # returns them to pending instead of completing them.
+    returned_input_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Steer:
+    """An accepted steer input that is not in the graph yet."""
+
+    input_id: str
+    node_id: str
+    message: Message
 
 
 class _Appender:
@@ -69,9 +83,12 @@ def run_iteration(
     work: StepWork,
     *,
     final_attempt: bool = True,
+    control: StepControl | None = None,
 ) -> Iteration:
+    control = control if control is not None else StepControl()
     iteration = Iteration()
     add = _Appender(runtime, work, iteration)
+    steer: list[_Steer] = []
     if work.is_new_turn:
         if work.branch_from:
             runtime.branch_to(work.branch_from)
@@ -84,10 +101,13 @@ def run_iteration(
         store = core.require_store()
         llm_key = _llm_replay_key(runtime.session_id, work)
         # A re-run whose LLM call is already journaled must send the very same request, so
-        # it takes no new steer input; those wait for the next step boundary.
-        if not store.journal_has(f"turn:{runtime.session_id}:{work.turn_id}", llm_key):
+        # it takes no new steer input; those wait for the next step boundary. A cancelled
+        # turn takes none either: its final commit defers them to the next turn.
+        if not work.cancel_requested and not store.journal_has(
+            f"turn:{runtime.session_id}:{work.turn_id}", llm_key
+        ):
             store.accept_active_inputs(fence, work.input_claim_id, work.turn_id)
-        _add_accepted_steer(store, runtime, work, add)
+        steer = _unanswered_steer(store, runtime, work)
     policy = runtime.policy
     ctx = StepContext(
         model=policy.model.id,
@@ -98,22 +118,25 @@ def run_iteration(
         cancel_requested=work.cancel_requested,
     )
     history = [_model_view(core, m) for m in runtime.graph.active_messages()]
+    history += [s.message for s in steer]
     start = begin_step(history, ctx)
     if not isinstance(start, CallLlm):
+        _take_steer(iteration, add, steer, answered=not _cancelled(start.outcome))
         iteration.outcome = start.outcome
     else:
-        response, error = _call_llm(core, runtime, work, start.request, final_attempt)
+        response, error = _call_llm(core, runtime, work, start.request, final_attempt, control)
         if response is not None:
             iteration.usage = response.usage
         decision = after_llm(response, error)
+        _take_steer(iteration, add, steer, answered=not _cancelled(decision.outcome))
         for message in decision.messages:
             add.message(message)
         iteration.outcome = decision.outcome
         if decision.tool_calls:
-            results, failure = _run_tools(core, runtime, work, decision.tool_calls)
+            results, failure = _run_tools(core, runtime, work, decision.tool_calls, control)
             for result in results:
                 iteration.attachment_ids.extend(result.attachments)
-            closing = after_tools(results, ctx)
+            closing = after_tools(results, ctx, interrupted=control.cancelled)
             for message in closing.messages:
                 add.message(message)
             iteration.outcome = failure or closing.outcome
@@ -122,16 +145,30 @@ def run_iteration(
     return iteration
 
 
-def _add_accepted_steer(
-    store: SqlStore, runtime: SessionRuntime, work: StepWork, add: _Appender
-) -> None:
+def _unanswered_steer(store: SqlStore, runtime: SessionRuntime, work: StepWork) -> list[_Steer]:
     """Every accepted steer input not yet in the graph: this step's, and any that a step
     which died before its commit accepted. Ids name the input, so none repeats."""
     assert work.input_claim_id is not None
+    steer = []
     for accepted in store.accepted_turn_inputs(runtime.session_id, work.input_claim_id):
         node_id = f"{work.turn_id}.steer.{accepted.input_id}"
         if node_id not in runtime.graph.nodes:
-            add.message(user_message(accepted.input), node_id=node_id)
+            steer.append(_Steer(accepted.input_id, node_id, user_message(accepted.input)))
+    return steer
+
+
+def _cancelled(outcome: TurnOutcome | None) -> bool:
+    return outcome is not None and outcome.reason == "cancelled"
+
+
+def _take_steer(iteration: Iteration, add: _Appender, steer: list[_Steer], answered: bool) -> None:
+    """Steer inputs enter the transcript with the answer they got; interrupted before any
+    answer, they go back to pending for the next turn and stay out of this one."""
+    for item in steer:
+        if answered:
+            add.message(item.message, node_id=item.node_id)
+        else:
+            iteration.returned_input_ids.append(item.input_id)
 
 
 def _llm_replay_key(session_id: str, work: StepWork) -> str:
@@ -144,6 +181,7 @@ def _call_llm(
     work: StepWork,
     request: LlmRequest,
     final_attempt: bool,
+    control: StepControl,
 ) -> tuple[LlmResponse | None, dict[str, Any] | None]:
     effect = EffectRequest(
         session_id=runtime.session_id,
@@ -155,16 +193,19 @@ def _call_llm(
     attachments = _attachments(core, runtime, work)
 
     def call() -> dict[str, Any]:
-        return core.llm.complete(with_attachment_content(attachments, request)).to_json()
+        return core.llm.complete(
+            with_attachment_content(attachments, request), interrupt=control.interrupt
+        ).to_json()
 
     try:
-        outcome = core.effects.run(effect, call)
+        outcome = core.effects.run(effect, call, control)
     except RecordedFailure as exc:
         return None, exc.error
     except LashError as exc:
         if isinstance(exc, ProviderError) and exc.retryable and not final_attempt:
             raise  # the effect was released; the caller retries the step later
-        if isinstance(exc, ProviderError) or exc.code == "validation_error":
+        # An interrupt's cut is journaled like a failure, so a re-run replays it.
+        if isinstance(exc, (ProviderError, Interrupted)) or exc.code == "validation_error":
             core.tracer.emit("llm_call_failed", runtime.session_id, work.turn_id, error=exc.code)
             return None, exc.to_dict()
         raise
@@ -181,13 +222,20 @@ def _call_llm(
 
 
 def _run_tools(
-    core: LashCore, runtime: SessionRuntime, work: StepWork, calls: Any
+    core: LashCore, runtime: SessionRuntime, work: StepWork, calls: Any, control: StepControl
 ) -> tuple[list[Message], TurnOutcome | None]:
-    """Run the step's tool calls concurrently; results keep the calls' order."""
+    """Run the step's tool calls concurrently; results keep the calls' order. Once the
+    step is interrupted no further call starts (running ones finish and are kept)."""
     attachments = _attachments(core, runtime, work)
 
     def run_one(index: int) -> Message:
         call = calls[index]
+        if control.interrupt.fired:
+            if not control.cancelled:
+                control.interrupt.check()  # the lease is lost: the step is discarded
+            return Message(
+                "tool", NOT_RUN_TEXT, tool_call_id=call.call_id, name=call.name, is_error=True
+            )
         effect = EffectRequest(
             session_id=runtime.session_id,
             turn_id=work.turn_id,
@@ -203,7 +251,7 @@ def _run_tools(
             result = runtime.tools.execute(call, context)
             return _budgeted(core, result, attachments).to_json()
 
-        outcome = core.effects.run(effect, execute)
+        outcome = core.effects.run(effect, execute, control)
         core.tracer.emit("tool_call_completed", runtime.session_id, work.turn_id, tool=call.name)
         return ToolResult.from_json(outcome).to_message(call.call_id, call.name)
 
@@ -290,7 +338,8 @@ def stopped_iteration(runtime: SessionRuntime, work: StepWork, error: LashError)
         for message in work.new_messages:
             add.message(message)
     if work.input_claim_id is not None and core_store is not None:
-        _add_accepted_steer(core_store, runtime, work, add)
+        steer = _unanswered_steer(core_store, runtime, work)
+        _take_steer(iteration, add, steer, answered=True)
     assert iteration.outcome is not None
     add.event({"type": "turn_stopped", **iteration.outcome.to_json()})
     return iteration

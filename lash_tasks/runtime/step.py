@@ -21,6 +21,7 @@ from lash_tasks.errors import (
     LeaseLost,
     ReplayMismatch,
     StaleClaim,
+    StepAttemptsExhausted,
     TurnCommitConflict,
 )
 from lash_tasks.machine import CommitResult
@@ -34,6 +35,7 @@ from lash_tasks.runtime.iteration import (
     unrecorded_stop,
 )
 from lash_tasks.runtime.lease_keeper import LeaseKeeper
+from lash_tasks.runtime.step_control import StepControl
 from lash_tasks.runtime.turn_commit import commit_step
 from lash_tasks.runtime.turn_start import StepWork, resume_or_claim
 from lash_tasks.store.records import Busy, Lease, check_session_id
@@ -74,7 +76,7 @@ class StepResult:
 # incarnation re-enter a lease it holds, so two threads of one worker (threads pool) would
 # otherwise share a lease: run one session's step concurrently, and release the lease
 # under each other's feet. A second poke for a session this process is stepping is `busy`.
-_running: set[tuple[str, str, str]] = set()
+_running: dict[tuple[str, str, str], StepControl] = {}
 _running_lock = threading.Lock()
 
 
@@ -88,20 +90,26 @@ def run_step(core: LashCore, session_id: str, *, final_attempt: bool = True) -> 
     check_session_id(session_id)
     key = (core.owner_id, core.incarnation_id, session_id)
     with _running_lock:
-        if key in _running:
-            return StepResult(session_id, "busy", retry_after_ms=core.lease.ttl_ms)
-        _running.add(key)
+        running = _running.get(key)
+        if running is not None:
+            # A step of ours that gave its lease up (hung past its limit) holds the session no
+            # more: hand the poke back soon, for a worker that can take the session over.
+            wait = core.lease.renew_ms if running.lease_lost else core.lease.ttl_ms
+            return StepResult(session_id, "busy", retry_after_ms=wait)
+        control = _running[key] = StepControl()
     try:
-        return _run_step(core, session_id, final_attempt)
+        return _run_step(core, session_id, final_attempt, control)
     finally:
         with _running_lock:
-            _running.discard(key)
+            _running.pop(key, None)
 
 
 _COMMITTED = frozenset({"progressed", "finished", "command"})
 
 
-def _run_step(core: LashCore, session_id: str, final_attempt: bool) -> StepResult:
+def _run_step(
+    core: LashCore, session_id: str, final_attempt: bool, control: StepControl
+) -> StepResult:
     store = core.require_store()
     lease = store.try_claim_lease(session_id, core.owner_id, core.incarnation_id, core.lease.ttl_ms)
     if isinstance(lease, Busy):
@@ -115,6 +123,8 @@ def _run_step(core: LashCore, session_id: str, final_attempt: bool) -> StepResul
             core.lease.renew_ms,
             core.effects,
             max_hold_ms=core.step_time_limit_ms,
+            control=control,
+            poll_ms=core.interrupt_poll_ms,
         ) as keeper:
             try:
                 result = _run_leased(core, lease, keeper, final_attempt)
@@ -143,13 +153,26 @@ def _run_step(core: LashCore, session_id: str, final_attempt: bool) -> StepResul
     except (LeaseLost, StaleClaim) as exc:
         core.cache.forget(session_id)
         log.info("step on %s discarded: %s", session_id, exc.code)
+        if control.timed_out:
+            pass  # the keeper recorded the step's own failure: it ran past its time limit
+        elif isinstance(exc, LeaseLost):
+            _forgive(core, session_id, control)  # another worker has the session now
+        else:
+            _record_failure(core, lease, control, exc)
         return StepResult(session_id, "lease_lost", more_work=True, detail=exc.to_dict())
     except HeadRevisionConflict as exc:
         core.cache.forget(session_id)
+        _forgive(core, session_id, control)
         return StepResult(session_id, "conflict", more_work=True, detail=exc.to_dict())
     except EffectBusy as exc:
+        _forgive(core, session_id, control)
         retry = int(exc.details.get("retry_after_ms") or core.lease.ttl_ms)
         return StepResult(session_id, "effect_busy", more_work=True, retry_after_ms=retry)
+    except Exception as exc:
+        # Retried (by Celery or the sweeper) until the step's attempts run out; the stopped
+        # outcome then names this error.
+        _record_failure(core, lease, control, exc)
+        raise
     finally:
         if not released_by_commit:
             _release_quietly(core, lease)
@@ -166,8 +189,19 @@ def _run_leased(
         revision = run_session_command(core, runtime, lease.fence, started.command, keeper)
         return StepResult(lease.session_id, "command", more_work=True, head_revision=revision)
     work: StepWork = started.work
+    keeper.control.begin_turn_step(work.turn_id, work.step_index)
     try:
-        iteration = run_iteration(core, runtime, lease.fence, work, final_attempt=final_attempt)
+        if work.attempt > core.step_max_attempts:
+            raise _exhausted(work)
+        iteration = run_iteration(
+            core,
+            runtime,
+            lease.fence,
+            work,
+            # The step's last attempt records a transient LLM failure instead of raising it.
+            final_attempt=final_attempt or work.attempt >= core.step_max_attempts,
+            control=keeper.control,
+        )
         keeper.check()
         result = commit_step(core, runtime, lease.fence, work, iteration)
     except LashError as exc:
@@ -228,6 +262,46 @@ def _is_terminal(exc: LashError) -> bool:
     if isinstance(exc, ReplayMismatch):
         return True
     return not (exc.retryable or isinstance(exc, (LeaseError, ConflictError, EffectError)))
+
+
+def _exhausted(work: StepWork) -> StepAttemptsExhausted:
+    failures = work.attempt - 1
+    last = work.last_error
+    reason = (
+        f"{last.get('code')}: {last.get('message')}"
+        if last
+        else "the step never finished (its worker was lost)"
+    )
+    return StepAttemptsExhausted(
+        f"step {work.step_index} failed {failures} times; last error: {reason}",
+        step_index=work.step_index,
+        attempts=failures,
+        last_error=last,
+    )
+
+
+def _record_failure(core: LashCore, lease: Lease, control: StepControl, exc: Exception) -> None:
+    """Note why the turn's step failed, for the stopped outcome once its attempts run out."""
+    if control.turn_id is None:
+        return
+    if isinstance(exc, LashError):
+        error = {"code": exc.code, "message": exc.message}
+    else:
+        error = {"code": "unexpected_error", "message": f"{type(exc).__name__}: {exc}"}
+    try:
+        core.require_store().record_step_failure(lease.fence, control.turn_id, error)
+    except Exception as record_exc:  # the failure itself is what the caller must see
+        log.warning("could not record the failed step on %s: %s", lease.session_id, record_exc)
+
+
+def _forgive(core: LashCore, session_id: str, control: StepControl) -> None:
+    """Take back the attempt of a step that only met another worker in its way."""
+    if control.turn_id is None or control.step_index is None:
+        return
+    try:
+        core.require_store().forgive_step_attempt(session_id, control.turn_id, control.step_index)
+    except Exception as exc:  # at worst the turn runs out of attempts one step sooner
+        log.warning("could not take back a step attempt: %s", exc)
 
 
 def _remember(core: LashCore, runtime: SessionRuntime, head_revision: int) -> None:

@@ -75,6 +75,7 @@ def commit_step(
             queue_completions=_completion(work.queue_claim_id, work.queue_claim_token),
             carries_claimed_content=True,
             defer_active_inputs=True,
+            returned_input_ids=tuple(iteration.returned_input_ids),
             committed_attachment_ids=attachment_ids,
             release_lease=True,
         )

@@ -27,6 +27,9 @@ class StepWork:
     new_messages: tuple[Message, ...] = ()
     branch_from: str | None = None
     cancel_requested: bool = False
+    # Which start of this step this is (1 = first), and the last failure of an earlier one.
+    attempt: int = 1
+    last_error: dict[str, Any] | None = None
 
     @property
     def is_new_turn(self) -> bool:
@@ -54,7 +57,7 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
     store = core.require_store()
     active = runtime.active_turn
     if active is not None:
-        store.restamp_turn_claims(fence, active.input_claim_id, active.queue_claim_id)
+        attempt = store.restamp_turn_claims(fence, active.input_claim_id, active.queue_claim_id)
         state = active.state
         # A turn whose first step never committed opens again with the same messages, so the
         # re-run builds the same nodes and replays its journaled effects.
@@ -74,6 +77,8 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
                 ),
                 branch_from=state.get("branch_from") if first else None,
                 cancel_requested=active.cancel_requested,
+                attempt=attempt.number,
+                last_error=attempt.last_error,
             )
         )
     command = store.claim_leading_command(fence)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, null, select, update
 
 from lash_tasks.errors import (
     HeadRevisionConflict,
@@ -66,6 +66,8 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                     f"commit expected {draft.expected_head_revision}",
                     session_id=draft.session_id,
                 )
+            if draft.returned_input_ids:
+                _return_to_pending(conn, draft.session_id, draft.returned_input_ids, now)
             self._settle_claims(conn, draft, now)
             graph_changed = self._write_graph(conn, draft, head.leaf_node_id, now)
             new_revision = draft.expected_head_revision + 1
@@ -259,6 +261,9 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                 "input_claim_id": change.input_claim_id,
                 "queue_claim_id": change.queue_claim_id,
                 "state": change.state,
+                # The step committed: the next one starts counting its attempts afresh.
+                "attempts": 0,
+                "last_error": null(),
             }
             updated = conn.execute(
                 update(table).where(table.c.session_id == draft.session_id).values(**values)
@@ -382,6 +387,31 @@ def _append_events(conn: Connection, draft: CommitDraft, now: int) -> None:
         for i, event in enumerate(draft.events)
     ]
     conn.execute(insert(e), rows)
+
+
+def _return_to_pending(
+    conn: Connection, session_id: str, input_ids: Sequence[str], now: int
+) -> None:
+    """Accepted steer inputs the turn never answered wait for the next turn instead; done
+    before the claim is settled, which completes whatever the turn still holds."""
+    p = t.pending_inputs
+    conn.execute(
+        update(p)
+        .where(
+            p.c.session_id == session_id,
+            p.c.input_id.in_(list(input_ids)),
+            p.c.state == InputState.ACCEPTED,
+        )
+        .values(
+            state=InputState.PENDING,
+            ingress="next_turn",
+            claim_id=None,
+            claim_token=None,
+            claim_generation=None,
+            turn_id=None,
+            updated_at=now,
+        )
+    )
 
 
 def _release(conn: Connection, draft: CommitDraft) -> None:

@@ -150,6 +150,10 @@ active_turns = Table(
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("state", JSON, nullable=False),
     Column("started_at", BigInteger, nullable=False),
+    # Starts of the current step since the turn's last commit, and the last failure seen:
+    # a step that keeps failing ends its turn instead of being re-poked for ever.
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", JSON),
 )
 
 effect_journal = Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lash_tasks.store.attempts import AttemptsMixin
 from lash_tasks.store.commit import CommitMixin
 from lash_tasks.store.dialects import make_engine
 from lash_tasks.store.heartbeats import HeartbeatsMixin
@@ -23,6 +24,7 @@ class SqlStore(
     ManifestMixin,
     TurnsMixin,
     MaintenanceRunsMixin,
+    AttemptsMixin,
     HeartbeatsMixin,
 ):
     """Every store capability over one SQLAlchemy engine. Build one per worker process."""

@@ -11,6 +11,7 @@ from lash_tasks.errors import ConflictError
 from lash_tasks.machine import ActiveTurn, Fence
 from lash_tasks.machine.turn_step import derive_turn_id
 from lash_tasks.store import schema as t
+from lash_tasks.store.attempts import StepAttempt, start_step_attempt
 from lash_tasks.store.base import SqlStoreBase, decode_active_turn, decode_input
 from lash_tasks.store.records import InputState, PendingInput
 
@@ -18,8 +19,9 @@ from lash_tasks.store.records import InputState, PendingInput
 class TurnsMixin(SqlStoreBase):
     def restamp_turn_claims(
         self, fence: Fence, input_claim_id: str | None, queue_claim_id: str | None
-    ) -> None:
-        """Carry the active turn's claims into this lease generation.
+    ) -> StepAttempt:
+        """Carry the active turn's claims into this lease generation, and count the start
+        of another attempt at its current step.
 
         The turn is continuing durable work, not stealing it: its claims keep their ids
         and tokens, and only their generation moves to the new fencing token.
@@ -27,6 +29,7 @@ class TurnsMixin(SqlStoreBase):
         with self.tx() as conn:
             self.dialect.lock_session(conn, fence.session_id)
             self._check_fence(conn, fence, self.now_ms(conn))
+            attempt = start_step_attempt(conn, fence.session_id)
             if input_claim_id is not None:
                 p = t.pending_inputs
                 conn.execute(
@@ -49,6 +52,7 @@ class TurnsMixin(SqlStoreBase):
                     )
                     .values(claim_generation=fence.fencing_token)
                 )
+            return attempt
 
     def has_waiting_work(self, session_id: str) -> bool:
         """Pending next-turn input or ready queued work (what a re-poke would find)."""
@@ -153,6 +157,7 @@ class TurnsMixin(SqlStoreBase):
                     cancel_requested=False,
                     state=turn.state,
                     started_at=now,
+                    attempts=1,  # the step beginning the turn is its first attempt
                 )
             )
             return turn

@@ -78,6 +78,7 @@ def build_resources(
         .owner(identity.owner_id, identity.incarnation_id)
         .trace_sink(trace_sink_from_env(env))
         .step_time_limit(settings.step_time_limit_s)
+        .step_max_attempts(settings.step_max_attempts)
         .build()
     )
     redis_client = None

@@ -45,6 +45,8 @@ def test_production_urls_are_taken_as_given(tmp_path: Path) -> None:
         ({"LASH_SWEEP_INTERVAL_S": "0"}, "LASH_SWEEP_INTERVAL_S"),
         ({"LASH_HEARTBEAT_MS": "10"}, "LASH_HEARTBEAT_MS"),
         ({"LASH_HEARTBEAT_MS": "1s"}, "LASH_HEARTBEAT_MS"),
+        ({"LASH_STEP_MAX_ATTEMPTS": "0"}, "LASH_STEP_MAX_ATTEMPTS"),
+        ({"LASH_STEP_MAX_ATTEMPTS": "five"}, "LASH_STEP_MAX_ATTEMPTS"),
     ],
 )
 def test_bad_values_raise_a_typed_error_naming_the_variable(
@@ -60,3 +62,10 @@ def test_heartbeat_interval_defaults_to_one_second(tmp_path: Path) -> None:
     """LASH_HEARTBEAT_MS unset → 1000 ms; set → taken as given."""
     assert Settings.from_env({"LASH_HOME": str(tmp_path)}).heartbeat_ms == 1000
     assert Settings.from_env({"LASH_HEARTBEAT_MS": "250"}).heartbeat_ms == 250
+
+
+def test_step_max_attempts_defaults_to_five_and_is_read(tmp_path: Path) -> None:
+    """LASH_STEP_MAX_ATTEMPTS bounds a failing step's starts; unset it is 5."""
+    assert Settings.from_env({"LASH_HOME": str(tmp_path)}).step_max_attempts == 5
+    env = {"LASH_HOME": str(tmp_path), "LASH_STEP_MAX_ATTEMPTS": "2"}
+    assert Settings.from_env(env).step_max_attempts == 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import select
+import socket
 import sys
 import threading
 import time
@@ -32,6 +34,11 @@ class Reply:
     delay: float = 0.0
     # Announce more bytes than are sent and hang up: a connection cut mid-body.
     truncate: bool = False
+    # A model that stalls: hold the answer this long, or until the client hangs up (seen in
+    # `LocalServer.hangups`), before the status line or, with `hold_after`, after that many
+    # body bytes.
+    hold: float = 0.0
+    hold_after: int | None = None
 
     @classmethod
     def json(cls, data: Any, status: int = 200, **kwargs: Any) -> Reply:
@@ -69,6 +76,8 @@ class LocalServer:
     def __init__(self) -> None:
         self.replies: deque[Reply] = deque()
         self.requests: list[Recorded] = []
+        # When (time.monotonic()) a held request's client closed its connection.
+        self.hangups: list[float] = []
         self._lock = threading.Lock()
         self._httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
         self._thread = threading.Thread(
@@ -97,6 +106,14 @@ class LocalServer:
         self._thread.join(timeout=5)
 
 
+def _peek(sock: socket.socket) -> bytes:
+    """The next byte the client sent, without taking it; b"" once it hung up."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK)
+    except ConnectionError:
+        return b""
+
+
 def _make_handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -109,6 +126,8 @@ def _make_handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
             reply = server.take(Recorded("POST", self.path, headers, body))
             if reply.delay:
                 time.sleep(reply.delay)
+            if reply.hold and reply.hold_after is None and self._held(reply.hold):
+                return
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
             extra = 100 if reply.truncate else 0
@@ -120,9 +139,27 @@ def _make_handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
             self.end_headers()
             size = max(1, -(-len(reply.body) // reply.chunks))
-            for start in range(0, len(reply.body), size):
-                self.wfile.write(reply.body[start : start + size])
+            body = reply.body
+            if reply.hold and reply.hold_after is not None:
+                self.wfile.write(body[: reply.hold_after])
                 self.wfile.flush()
+                if self._held(reply.hold):
+                    return
+                body = body[reply.hold_after :]
+            for start in range(0, len(body), size):
+                self.wfile.write(body[start : start + size])
+                self.wfile.flush()
+
+        def _held(self, seconds: float) -> bool:
+            """Wait up to `seconds` for the client to hang up; True (and recorded) if it did."""
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                readable, _, _ = select.select([self.connection], [], [], left)
+                if readable and not _peek(self.connection):
+                    server.hangups.append(time.monotonic())
+                    self.close_connection = True
+                    return True
+            return False
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

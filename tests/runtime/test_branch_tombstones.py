@@ -28,9 +28,9 @@ def test_orphan_tombstoning_during_a_branched_turn_never_cuts_its_history(
     real_complete = core.llm.complete
     tombstoned: list[int] = []
 
-    def racing_orphan_job(request: Any) -> Any:
+    def racing_orphan_job(request: Any, **options: Any) -> Any:
         tombstoned.append(store.tombstone_nodes(sid, store.orphaned_node_ids(sid)))
-        return real_complete(request)
+        return real_complete(request, **options)
 
     monkeypatch.setattr(core.llm, "complete", racing_orphan_job)
     result = run_step(core, sid)

@@ -251,6 +251,13 @@ def test_lease_ttl_below_three_renewals_is_a_configuration_error(
         LeaseTimings(ttl_ms=ttl_ms, renew_ms=renew_ms)
 
 
+@pytest.mark.parametrize("attempts", [0, -1])
+def test_step_max_attempts_below_one_is_a_configuration_error(attempts: int) -> None:
+    """A turn step must be allowed at least one attempt."""
+    with pytest.raises(ConfigurationError, match="step_max_attempts"):
+        LashCore.builder().step_max_attempts(attempts)
+
+
 def test_lease_ttl_of_exactly_three_renewals_is_accepted() -> None:
     """ttl == 3 x renew is the smallest accepted lease."""
     assert LeaseTimings(ttl_ms=900, renew_ms=300).ttl_ms == 900

@@ -3,13 +3,14 @@ inline host: an effect runs at most once per replay key; replays return the reco
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from lash_tasks.errors import EffectBusy, EffectError, ReplayMismatch, ToolError
+from lash_tasks.errors import EffectBusy, EffectError, Interrupted, ReplayMismatch, ToolError
 from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.runtime.effects import (
     DurableEffectHost,
@@ -18,6 +19,7 @@ from lash_tasks.runtime.effects import (
     Outcome,
     RecordedFailure,
 )
+from lash_tasks.runtime.step_control import StepControl
 from lash_tasks.store.sql_store import SqlStore
 
 EFFECT = EffectRequest(
@@ -240,3 +242,78 @@ def test_provider_errors_journal_only_when_final(store: SqlStore) -> None:
     assert replay.calls == 0
     assert info.value.retryable is False
     assert (overloaded.calls, unauthorized.calls) == (1, 1)
+
+
+def test_interrupted_call_is_journaled_and_replayed_without_executing(store: SqlStore) -> None:
+    """A call cut by an interrupt is recorded failed(interrupted); a re-run gets that record
+    back as a RecordedFailure and never executes the call again."""
+    host = DurableEffectHost(store, "worker-a")
+    with pytest.raises(Interrupted):
+        host.run(EFFECT, Counter(error=Interrupted("turn interrupted on request")))
+    entry = _entry(store)
+    assert (entry["status"], entry["error"]["code"]) == ("failed", "interrupted")
+    again = Counter()
+    with pytest.raises(RecordedFailure) as info:
+        DurableEffectHost(store, "worker-b").run(EFFECT, again)
+    assert info.value.error["code"] == "interrupted"
+    assert again.calls == 0
+
+
+def test_unexpected_exception_frees_the_effect_for_the_next_attempt(store: SqlStore) -> None:
+    """A bug (not a LashError) is no outcome: the row is freed, so the next attempt runs the
+    effect at once instead of meeting effect_busy until the effect lease runs out."""
+    host = DurableEffectHost(store, "worker-a", ttl_ms=30_000)
+    with pytest.raises(KeyError):
+        host.run(EFFECT, Counter(error=KeyError("bug")))
+    assert _entry(store)["status"] == "in_progress"
+    again = Counter({"text": "second"})
+    assert DurableEffectHost(store, "worker-b").run(EFFECT, again) == {"text": "second"}
+    assert again.calls == 1
+
+
+def test_a_step_control_renews_only_the_effects_of_its_own_step(store: SqlStore) -> None:
+    """renew(control) extends the leases of effects run under that control, and no other."""
+    host = DurableEffectHost(store, "worker-a", ttl_ms=1000)
+    store.create_session("s2", SessionPolicy(model=ModelSpec(id="test-model")))
+    mine, other = StepControl(), StepControl()
+    other_effect = EffectRequest("s2", "turn_2", "s2:turn_2:0:llm_call:0", EFFECT.envelope)
+    entered = threading.Barrier(3)
+    release = threading.Event()
+
+    def hold() -> Outcome:
+        entered.wait(5)
+        release.wait(10)
+        return {"text": "late"}
+
+    ended: dict[str, object] = {}
+
+    def run(name: str, effect: EffectRequest, control: StepControl) -> None:
+        try:
+            ended[name] = host.run(effect, hold, control)
+        except EffectError as exc:
+            ended[name] = exc
+
+    threads = [
+        threading.Thread(target=run, args=("mine", EFFECT, mine)),
+        threading.Thread(target=run, args=("other", other_effect, other)),
+    ]
+    for thread in threads:
+        thread.start()
+    entered.wait(5)
+    try:
+        deadline = time.monotonic() + 2.1  # two ttls, renewing one of the two every 100 ms
+        while time.monotonic() < deadline:
+            host.renew(mine)
+            time.sleep(0.1)
+        with pytest.raises(EffectBusy):
+            DurableEffectHost(store, "worker-b").run(EFFECT, Counter())
+        taken = Counter({"text": "taken over"})
+        assert DurableEffectHost(store, "worker-b").run(other_effect, taken) == {
+            "text": "taken over"
+        }
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=5)
+    assert ended["mine"] == {"text": "late"}
+    assert isinstance(ended["other"], EffectError)  # its lease lapsed: it cannot record

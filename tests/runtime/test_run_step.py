@@ -546,10 +546,11 @@ def test_a_step_past_its_time_limit_gives_up_its_lease(harness: Harness) -> None
     assert [i.state for i in harness.store.list_inputs(sid)] == ["claimed"]
 
 
-def test_interrupt_during_the_first_step_stops_the_turn_at_its_boundary(
+def test_interrupt_during_the_first_step_stops_the_turn_in_that_step(
     harness: Harness,
 ) -> None:
-    """A turn is interruptible from its first step: the cancel lands at the next boundary."""
+    """A turn is interruptible from its first step: its running tool call finishes and is
+    kept, and the turn stops in the same step instead of calling the model again."""
 
     core, llm = harness.core(
         '[{"match": "slow", "repeat_tool": true,'
@@ -565,10 +566,11 @@ def test_interrupt_during_the_first_step_stops_the_turn_at_its_boundary(
         time.sleep(0.01)
     assert harness.store.request_cancel(sid) is True
     runner.join(timeout=10)
-    assert [r.status for r in results] == ["progressed"]
-    final = run_step(core, sid)
-    assert final.status == "finished"
+    assert [r.status for r in results] == ["finished"]
+    final = results[0]
     assert final.outcome is not None
     assert (final.outcome["status"], final.outcome["reason"]) == ("stopped", "cancelled")
+    assert [(m.role, m.text) for m in harness.messages(sid)][-1] == ("tool", "slept 400 ms")
+    assert run_step(core, sid).status == "idle"
     assert llm.call_count == 1
     assert_settled(harness.store, sid)

@@ -132,7 +132,7 @@ def test_stopped_turn_whose_nodes_are_refused_still_ends(
     harness.turn(core, sid, "before")
     harness.enqueue(sid, "doomed")
 
-    def dying_call(request: Any) -> Any:
+    def dying_call(request: Any, **options: Any) -> Any:
         raise Crash("killed during the LLM call")
 
     monkeypatch.setattr(core.llm, "complete", dying_call)

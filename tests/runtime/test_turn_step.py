@@ -141,3 +141,22 @@ def test_outcome_round_trips_through_json_and_node_ids_are_deterministic() -> No
     assert TurnOutcome.from_json(outcome.to_json()) == outcome
     assert node_id_for("turn_a", 1, 2) == node_id_for("turn_a", 1, 2)
     assert node_id_for("turn_a", 1, 2) != node_id_for("turn_a", 2, 1)
+
+
+def test_an_interrupted_llm_call_stops_the_turn_cancelled() -> None:
+    """An LLM call cut by an interrupt (live or replayed from the journal) ends the turn
+    stopped(cancelled), not provider_error."""
+    error = {"code": "interrupted", "message": "turn interrupted", "retryable": False}
+    decision = after_llm(None, error)
+    assert decision.messages == () and decision.tool_calls == ()
+    assert decision.outcome is not None
+    assert (decision.outcome.status, decision.outcome.reason) == ("stopped", "cancelled")
+
+
+def test_interrupted_tools_keep_their_results_and_stop_cancelled() -> None:
+    """Interrupted during its tools, the step keeps the results it has and stops, even with
+    model calls left in the budget."""
+    results = [Message("tool", "5", tool_call_id="c1", name="calculator")]
+    decision = after_tools(results, _ctx(step_index=0, max_turns=4), interrupted=True)
+    assert decision.messages == tuple(results)
+    assert decision.outcome is not None and decision.outcome.reason == "cancelled"

@@ -57,8 +57,7 @@ def test_upgrade_is_idempotent(fresh_url: str) -> None:
 
 def test_upgrade_from_0001_keeps_rows_and_fills_the_new_columns(fresh_url: str) -> None:
     """Rows written under 0001 survive the upgrade to head: nodes get a database-clock
-    created_ms, sessions turn_seq 0, and input ids become unique per session instead of across
-    sessions."""
+    created_ms, sessions turn_seq 0, and input ids become unique per session."""
     upgrade(fresh_url, "0001")
     engine = create_engine(fresh_url)
     try:
