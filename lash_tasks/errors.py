@@ -7,7 +7,9 @@ LashError                               (retryable: bool attribute on every erro
 │   ├── ResidencyRequiresStore          active_path_only without a persistent store
 │   ├── DurabilityMismatch              a durable store wired to an inline peer
 │   ├── InvalidEnvironment              a bad LASH_* variable
-│   └── SchemaMissing                   the database was never migrated
+│   ├── SchemaMissing                   the database was never migrated
+│   │   └── SchemaOutdated              ... or not up to this build's revision
+│   └── WorkerIdentityInUse             a live process already runs under this worker name
 ├── ValidationError                     bad input at an interface; nothing was written
 │   ├── InvalidModelSpec
 │   ├── InvalidSessionId
@@ -109,6 +111,14 @@ class InvalidEnvironment(ConfigurationError):
 
 class SchemaMissing(ConfigurationError):
     code = "schema_missing"
+
+
+class SchemaOutdated(SchemaMissing):
+    code = "schema_outdated"
+
+
+class WorkerIdentityInUse(ConfigurationError):
+    code = "worker_identity_in_use"
 
 
 class ValidationError(LashError):

@@ -47,6 +47,7 @@ class Settings:
     input_retention_s: int = 24 * 3600
     process_retention_s: int = 7 * 24 * 3600
     step_time_limit_s: int = 600
+    heartbeat_ms: int = 1_000
     # Live events: the Redis Stream per session keeps about this many, for at most this long.
     events_maxlen: int = 4096
     events_max_age_s: int = 900
@@ -93,6 +94,7 @@ class Settings:
             input_retention_s=_int(env, "LASH_INPUT_RETENTION_S", 24 * 3600),
             process_retention_s=_int(env, "LASH_PROCESS_RETENTION_S", 7 * 24 * 3600),
             step_time_limit_s=_int(env, "LASH_STEP_TIME_LIMIT_S", 600, 10),
+            heartbeat_ms=_int(env, "LASH_HEARTBEAT_MS", 1_000, 50),
             events_maxlen=_int(env, "LASH_EVENTS_MAXLEN", 4096, 1),
             events_max_age_s=_int(env, "LASH_EVENTS_MAX_AGE_S", 900, 1),
             events_db_retention_s=_int(env, "LASH_EVENTS_DB_RETENTION_S", 24 * 3600),

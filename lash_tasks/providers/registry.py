@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -30,17 +31,17 @@ def llm_provider_from_env(
     if choice == "scripted":
         return ScriptedProvider.from_env(env)
     if choice == "openai":
-        return OpenAIChatProvider(
-            _base_url(env, "OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL),
-            _api_key(env, "OPENAI_API_KEY", choice),
-            client=client,
+        url = _base_url(env, "OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL)
+        key = _api_key(
+            env, "OPENAI_API_KEY", choice, required=_vendor(url, DEFAULT_OPENAI_BASE_URL)
         )
+        return OpenAIChatProvider(url, key, client=client)
     if choice == "anthropic":
-        return AnthropicMessagesProvider(
-            _base_url(env, "ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_BASE_URL),
-            _api_key(env, "ANTHROPIC_API_KEY", choice),
-            client=client,
+        url = _base_url(env, "ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_BASE_URL)
+        key = _api_key(
+            env, "ANTHROPIC_API_KEY", choice, required=_vendor(url, DEFAULT_ANTHROPIC_BASE_URL)
         )
+        return AnthropicMessagesProvider(url, key, client=client)
     # The bad value is only echoed when short: a secret pasted into the wrong variable
     # should not end up in a log.
     shown = f" {choice!r}" if len(choice) <= 20 else ""
@@ -51,13 +52,21 @@ def llm_provider_from_env(
     )
 
 
-def _api_key(env: Mapping[str, str], variable: str, choice: str) -> str:
+def _api_key(env: Mapping[str, str], variable: str, choice: str, *, required: bool) -> str | None:
+    """The key, if set. The vendor's own endpoint always needs one; a server of your own
+    (OPENAI_BASE_URL pointing at vLLM, Ollama, ...) may not, and says so with a 401 that
+    ends the turn `stopped(provider_error)`."""
     key = env.get(variable, "").strip()
-    if not key:
+    if not key and required:
         raise InvalidEnvironment(
-            f"{variable} must be set when {PROVIDER_ENV}={choice}", variable=variable
+            f"{variable} must be set when {PROVIDER_ENV}={choice} uses the vendor's endpoint",
+            variable=variable,
         )
-    return key
+    return key or None
+
+
+def _vendor(url: str, default: str) -> bool:
+    return urlsplit(url).hostname == urlsplit(default).hostname
 
 
 def _base_url(env: Mapping[str, str], variable: str, default: str) -> str:

@@ -211,7 +211,9 @@ class CoreBuilder:
             raise MissingDependency("a core needs an LLM provider (builder.llm_provider(...))")
         effects = self._effects
         if effects is None and self._full_host and self._store is not None:
-            effects = DurableEffectHost(self._store, self._owner_id, self._lease.ttl_ms)
+            effects = DurableEffectHost(
+                self._store, self._owner_id, self._lease.ttl_ms, self._incarnation_id
+            )
         if effects is None:
             raise MissingDependency("a core needs an effect host (or a full host config)")
         if self._blobs is None:

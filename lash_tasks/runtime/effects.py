@@ -91,9 +91,16 @@ class DurableEffectHost:
 
     durability_tier = "durable"
 
-    def __init__(self, store: SqlStore, owner: str, ttl_ms: int = 30_000) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        owner: str,
+        ttl_ms: int = 30_000,
+        incarnation_id: str | None = None,
+    ) -> None:
         self.store = store
         self.owner = owner
+        self.incarnation_id = incarnation_id
         self.ttl_ms = ttl_ms
         self.executed = 0
         self.replayed = 0
@@ -113,6 +120,7 @@ class DurableEffectHost:
             envelope_hash=stable_hash(effect.envelope),
             owner=self.owner,
             ttl_ms=self.ttl_ms,
+            incarnation_id=self.incarnation_id,
         )
         if not isinstance(decision, ExecuteEffect):
             self.replayed += 1

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import ColumnElement, Connection, Engine, Row, exists, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
@@ -90,6 +90,26 @@ class SqlStoreBase:
         return conn.execute(
             select(t.active_turns).where(t.active_turns.c.session_id == session_id)
         ).first()
+
+
+def holder_is_dead(incarnation_id: Any, now: int) -> ColumnElement[bool]:
+    """SQL: the incarnation `incarnation_id` (a column or value) has an expired heartbeat."""
+    return exists().where(
+        t.worker_heartbeats.c.incarnation_id == incarnation_id,
+        t.worker_heartbeats.c.expires_at <= now,
+    )
+
+
+def holder_deadline(conn: Connection, incarnation_id: str | None) -> int | None:
+    """When the holder is (or was) declared dead unless it beats again; None without a row."""
+    if incarnation_id is None:
+        return None
+    value = conn.execute(
+        select(t.worker_heartbeats.c.expires_at).where(
+            t.worker_heartbeats.c.incarnation_id == incarnation_id
+        )
+    ).scalar()
+    return None if value is None else int(value)
 
 
 def explain_database_error(exc: Exception) -> Exception:

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, exists, insert, select, update
 
 from lash_tasks.errors import EffectBusy, EffectError, ReplayMismatch
 from lash_tasks.store import schema as t
-from lash_tasks.store.base import SqlStoreBase
+from lash_tasks.store.base import SqlStoreBase, holder_deadline
 
 _j = t.effect_journal
 
@@ -43,8 +43,13 @@ class JournalMixin(SqlStoreBase):
         envelope_hash: str,
         owner: str,
         ttl_ms: int,
+        incarnation_id: str | None = None,
     ) -> ExecuteEffect | RecordedEffect:
-        """Decide, in one transaction, whether to execute an effect or replay its record."""
+        """Decide, in one transaction, whether to execute an effect or replay its record.
+
+        An in-progress effect whose lease is live is busy, unless the incarnation holding it
+        is provably dead (its heartbeat expired): then it is taken over at once.
+        """
         with self.tx() as conn:
             # The session lock orders this against delete_session and the final commit, so
             # the checks in `_may_execute` cannot go stale before the insert lands.
@@ -68,6 +73,7 @@ class JournalMixin(SqlStoreBase):
                         envelope_hash=envelope_hash,
                         status="in_progress",
                         lease_owner=owner,
+                        lease_incarnation_id=incarnation_id,
                         lease_token=token,
                         lease_expires_at=now + ttl_ms,
                         created_at=now,
@@ -86,17 +92,25 @@ class JournalMixin(SqlStoreBase):
             if row.status in ("completed", "failed"):
                 return RecordedEffect(row.status, row.outcome, row.error)
             if row.lease_expires_at is not None and row.lease_expires_at > now:
-                raise EffectBusy(
-                    f"effect {replay_key!r} is being executed by {row.lease_owner!r}",
-                    replay_key=replay_key,
-                    retry_after_ms=row.lease_expires_at - now,
-                )
+                deadline = holder_deadline(conn, row.lease_incarnation_id)
+                if deadline is None or deadline > now:
+                    free_at = (
+                        row.lease_expires_at
+                        if deadline is None
+                        else min(row.lease_expires_at, deadline)
+                    )
+                    raise EffectBusy(
+                        f"effect {replay_key!r} is being executed by {row.lease_owner!r}",
+                        replay_key=replay_key,
+                        retry_after_ms=free_at - now,
+                    )
             _may_execute(conn, session_id, turn_id, replay_key)
             conn.execute(
                 update(_j)
                 .where(_j.c.scope_id == scope_id, _j.c.replay_key == replay_key)
                 .values(
                     lease_owner=owner,
+                    lease_incarnation_id=incarnation_id,
                     lease_token=token,
                     lease_expires_at=now + ttl_ms,
                     updated_at=now,
@@ -138,6 +152,7 @@ class JournalMixin(SqlStoreBase):
                     outcome=outcome,
                     error=error,
                     lease_owner=None,
+                    lease_incarnation_id=None,
                     lease_token=None,
                     lease_expires_at=None,
                     updated_at=now,

@@ -9,7 +9,7 @@ from sqlalchemy import Update, insert, select, update
 from lash_tasks.errors import LeaseLost, ValidationError
 from lash_tasks.machine import Fence
 from lash_tasks.store import schema as t
-from lash_tasks.store.base import SqlStoreBase
+from lash_tasks.store.base import SqlStoreBase, holder_deadline
 from lash_tasks.store.records import Busy, Lease, check_session_id
 
 DEFAULT_TTL_MS = 30_000
@@ -19,7 +19,12 @@ class LeasesMixin(SqlStoreBase):
     def try_claim_lease(
         self, session_id: str, owner_id: str, incarnation_id: str, ttl_ms: int = DEFAULT_TTL_MS
     ) -> Lease | Busy:
-        """Take the lease, re-enter it (same owner and incarnation), or report who holds it."""
+        """Take the lease, re-enter it (same owner and incarnation), or report who holds it.
+
+        A live lease whose holder is provably dead (its heartbeat expired) is taken over
+        like an expired one. `Busy.retry_after_ms` is when the lease would be free: at its
+        expiry, or earlier when the holder would be declared dead if it stopped beating now.
+        """
         check_session_id(session_id)
         if not owner_id or not incarnation_id:
             raise ValidationError("lease owner id and incarnation id must not be empty")
@@ -48,7 +53,11 @@ class LeasesMixin(SqlStoreBase):
                         row.claimed_at,
                         now + ttl_ms,
                     )
-                return Busy(session_id, row.owner_id, row.expires_at, max(0, row.expires_at - now))
+                # A holder whose heartbeat stopped is dead: take over now, not at expiry.
+                deadline = holder_deadline(conn, row.incarnation_id)
+                if deadline is None or deadline > now:
+                    retry_at = row.expires_at if deadline is None else min(row.expires_at, deadline)
+                    return Busy(session_id, row.owner_id, row.expires_at, max(0, retry_at - now))
             fencing = (row.fencing_token if row is not None else 0) + 1
             token = uuid.uuid4().hex
             values = {

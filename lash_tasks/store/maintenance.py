@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import CTE, Connection, and_, delete, exists, func, or_, select, update
 
 from lash_tasks.store import schema as t
+from lash_tasks.store.base import holder_is_dead
 from lash_tasks.store.leases import DEFAULT_TTL_MS
 from lash_tasks.store.records import (
     TERMINAL_INPUT_STATES,
@@ -187,6 +188,7 @@ class MaintenanceMixin(SessionsMixin):
                 leases.c.session_id == t.sessions.c.session_id,
                 leases.c.owner_id.is_not(None),
                 leases.c.expires_at > now,
+                ~holder_is_dead(leases.c.incarnation_id, now),
             )
             p = t.pending_inputs
             has_input = exists().where(

@@ -172,6 +172,7 @@ effect_journal = Table(
     Column("lease_expires_at", BigInteger),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("lease_incarnation_id", String(200)),
     Index("ix_lash_effect_journal_session_turn", "session_id", "turn_id"),
 )
 
@@ -230,6 +231,21 @@ maintenance_runs = Table(
     Column("started_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger),
     Column("report", JSON),
+)
+
+# One row per worker process incarnation: a lease whose holder's row has expired belongs to
+# a provably dead process and is taken over at once instead of after its ttl.
+worker_heartbeats = Table(
+    "lash_worker_heartbeats",
+    metadata,
+    Column("incarnation_id", String(200), primary_key=True),
+    Column("owner_id", String(200), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("reaped_at", BigInteger),
+    Column("liveness", JSON),
+    Index("ix_lash_worker_heartbeats_owner", "owner_id"),
 )
 
 # Committed events for readers when there is no Redis (written by the step's commit).

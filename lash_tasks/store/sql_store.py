@@ -5,6 +5,7 @@ from __future__ import annotations
 from lash_tasks.store.attempts import AttemptsMixin
 from lash_tasks.store.commit import CommitMixin
 from lash_tasks.store.dialects import make_engine
+from lash_tasks.store.heartbeats import HeartbeatsMixin
 from lash_tasks.store.inputs import InputsMixin
 from lash_tasks.store.journal import JournalMixin
 from lash_tasks.store.leases import LeasesMixin
@@ -24,6 +25,7 @@ class SqlStore(
     TurnsMixin,
     MaintenanceRunsMixin,
     AttemptsMixin,
+    HeartbeatsMixin,
 ):
     """Every store capability over one SQLAlchemy engine. Build one per worker process."""
 

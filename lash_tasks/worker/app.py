@@ -33,5 +33,6 @@ def on_signal(signal: Any) -> Callable[[F], F]:
     return cast(Callable[[F], F], signal.connect)
 
 
-# Last: the tasks module imports the helpers above.
+# Last: the tasks and lifecycle modules import the helpers above.
 app.autodiscover_tasks(["lash_tasks.worker"], related_name="tasks", force=True)
+import lash_tasks.worker.lifecycle  # noqa: E402, F401  (worker start-up checks and heartbeat)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +20,10 @@ from lash_tasks.providers import llm_provider_from_env
 from lash_tasks.runtime.core import LashCore, LeaseTimings
 from lash_tasks.runtime.trace import JsonlTraceSink, NullTraceSink, TraceSink
 from lash_tasks.settings import Settings
+from lash_tasks.store.migrate import require_current_schema
 from lash_tasks.store.sql_store import SqlStore
 from lash_tasks.tools.loading import registry_from_env
+from lash_tasks.worker.heartbeat import Heartbeat
 
 
 @dataclass
@@ -45,8 +49,21 @@ def trace_sink_from_env(env: dict[str, str]) -> TraceSink:
     return JsonlTraceSink(path) if path else NullTraceSink()
 
 
-def build_resources(settings: Settings | None = None) -> Resources:
+@dataclass(frozen=True)
+class WorkerIdentity:
+    """The lease owner of a worker process: stable across restarts (`owner_id`), and one
+    incarnation per process start."""
+
+    owner_id: str
+    incarnation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def build_resources(
+    settings: Settings | None = None, identity: WorkerIdentity | None = None
+) -> Resources:
+    """Build and validate everything a step needs; any wiring error raises here."""
     settings = settings or Settings.from_env()
+    identity = identity or WorkerIdentity(f"{os.uname().nodename}:{os.getpid()}")
     store = SqlStore.from_url(settings.database_url)
     blobs = blob_store_from_url(settings.attachments_url)
     env = dict(settings.env)
@@ -58,7 +75,7 @@ def build_resources(settings: Settings | None = None) -> Resources:
         .model(ModelSpec(id=settings.model))
         .tools(lambda: registry_from_env(env))
         .lease_timings(LeaseTimings(settings.lease_ttl_ms, settings.lease_renew_ms))
-        .owner(f"{os.uname().nodename}:{os.getpid()}")
+        .owner(identity.owner_id, identity.incarnation_id)
         .trace_sink(trace_sink_from_env(env))
         .step_time_limit(settings.step_time_limit_s)
         .step_max_attempts(settings.step_max_attempts)
@@ -77,6 +94,7 @@ class _ProcessResources:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._resources: Resources | None = None
+        self._heartbeat: Heartbeat | None = None
         self._pid = os.getpid()
 
     def get(self) -> Resources:
@@ -86,17 +104,65 @@ class _ProcessResources:
                 self._pid = os.getpid()
             return self._resources
 
+    def start_worker(
+        self,
+        owner_id: str,
+        poke: Callable[[Resources, Sequence[str]], None],
+        *,
+        check_schema: bool = True,
+    ) -> Resources:
+        """Build this worker process's resources under a stable owner id and a new
+        incarnation, register its heartbeat (taking over from a dead predecessor) and
+        start beating. Any wiring error or a live namesake raises, before any task runs."""
+        settings = Settings.from_env()
+        res = build_resources(settings, WorkerIdentity(owner_id))
+        # Its own engine: a pool busy with steps must not delay a beat into a false death.
+        beats = SqlStore.from_url(settings.database_url)
+        try:
+            if check_schema:
+                require_current_schema(res.store.engine)
+            heartbeat = Heartbeat(
+                beats,
+                res.core.owner_id,
+                res.core.incarnation_id,
+                interval_ms=settings.heartbeat_ms,
+                lease_ttl_ms=settings.lease_ttl_ms,
+                poke=lambda sessions: poke(res, sessions),
+            )
+            heartbeat.register()
+        except BaseException:
+            beats.close()
+            res.close()
+            raise
+        with self._lock:
+            self._resources, self._heartbeat, self._pid = res, heartbeat.start(), os.getpid()
+        return res
+
     def reset_after_fork(self) -> None:
-        # The parent's engine and HTTP client belong to the parent; drop, never reuse.
+        # The parent's engines, HTTP client and heartbeat belong to the parent: drop them,
+        # never reuse or close them (closing would end the parent's connections).
+        if self._pid != os.getpid():
+            for store in self._stores():
+                store.engine.dispose(close=False)
         self._resources = None
+        self._heartbeat = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
     def shutdown(self) -> None:
         with self._lock:
-            if self._resources is not None and self._pid == os.getpid():
-                self._resources.close()
+            if self._pid == os.getpid():
+                if self._heartbeat is not None:
+                    self._heartbeat.stop(retire=True)
+                    self._heartbeat.store.close()
+                if self._resources is not None:
+                    self._resources.close()
             self._resources = None
+            self._heartbeat = None
+
+    def _stores(self) -> list[SqlStore]:
+        stores = [self._resources.store] if self._resources is not None else []
+        return stores + ([self._heartbeat.store] if self._heartbeat is not None else [])
 
 
 process_resources = _ProcessResources()

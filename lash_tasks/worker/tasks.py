@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 from sqlalchemy.exc import SQLAlchemyError
 
 from lash_tasks import service
@@ -19,24 +18,13 @@ from lash_tasks.ingress import (
 )
 from lash_tasks.runtime.step import run_step
 from lash_tasks.store.records import check_session_id
-from lash_tasks.worker.app import app, lash_task, on_signal
+from lash_tasks.worker.app import app, lash_task
 from lash_tasks.worker.maintenance import JOBS, run_job
 from lash_tasks.worker.pokes import clear_poke_mark, poke_session, repoke_later, retry_delay_s
 from lash_tasks.worker.resources import process_resources
 
 log = logging.getLogger(__name__)
 MAX_TRANSIENT_RETRIES = 8
-
-
-@on_signal(worker_process_init)
-def _after_fork(**_: Any) -> None:
-    process_resources.reset_after_fork()
-
-
-@on_signal(worker_shutdown)  # threads and solo pools: the main process did the work
-@on_signal(worker_process_shutdown)  # prefork: each child
-def _on_shutdown(**_: Any) -> None:
-    process_resources.shutdown()
 
 
 # Celery logs these without a traceback ("raised expected") and still records FAILURE.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,6 +91,7 @@ class Fleet:
         concurrency: int = 4,
         pool: str = "threads",
         queues: str = "lash.turns,lash.ingress,lash.maintenance",
+        log_name: str | None = None,
         **env: str,
     ) -> CeleryProcess:
         args = [
@@ -107,7 +109,8 @@ class Fleet:
             "-l",
             "info",
         ]
-        proc = CeleryProcess.start(name, args, self.env(**env), self.home / f"{name}.log")
+        log = self.home / f"{log_name or name}.log"
+        proc = CeleryProcess.start(name, args, self.env(**env), log)
         self.processes.append(proc)
         return proc
 
@@ -175,8 +178,8 @@ class CeleryProcess:
 
     @property
     def owner_id(self) -> str:
-        """The lease owner id a worker process writes (`resources.build_resources`)."""
-        return f"{os.uname().nodename}:{self.popen.pid}"
+        """The lease owner id of a threads-pool worker: its Celery node name (`-n name@%h`)."""
+        return f"{self.name}@{socket.gethostname()}"
 
     def alive(self) -> bool:
         return self.popen.poll() is None

@@ -43,6 +43,8 @@ def test_production_urls_are_taken_as_given(tmp_path: Path) -> None:
         ({"LASH_LEASE_TTL_MS": "abc"}, "LASH_LEASE_TTL_MS"),
         ({"LASH_LEASE_TTL_MS": "3000", "LASH_LEASE_RENEW_MS": "2000"}, "LASH_LEASE_TTL_MS"),
         ({"LASH_SWEEP_INTERVAL_S": "0"}, "LASH_SWEEP_INTERVAL_S"),
+        ({"LASH_HEARTBEAT_MS": "10"}, "LASH_HEARTBEAT_MS"),
+        ({"LASH_HEARTBEAT_MS": "1s"}, "LASH_HEARTBEAT_MS"),
         ({"LASH_STEP_MAX_ATTEMPTS": "0"}, "LASH_STEP_MAX_ATTEMPTS"),
         ({"LASH_STEP_MAX_ATTEMPTS": "five"}, "LASH_STEP_MAX_ATTEMPTS"),
     ],
@@ -54,6 +56,12 @@ def test_bad_values_raise_a_typed_error_naming_the_variable(
     with pytest.raises(InvalidEnvironment) as info:
         Settings.from_env(env)
     assert names in info.value.message
+
+
+def test_heartbeat_interval_defaults_to_one_second(tmp_path: Path) -> None:
+    """LASH_HEARTBEAT_MS unset → 1000 ms; set → taken as given."""
+    assert Settings.from_env({"LASH_HOME": str(tmp_path)}).heartbeat_ms == 1000
+    assert Settings.from_env({"LASH_HEARTBEAT_MS": "250"}).heartbeat_ms == 250
 
 
 def test_step_max_attempts_defaults_to_five_and_is_read(tmp_path: Path) -> None:

@@ -95,3 +95,37 @@ def test_bad_base_url() -> None:
     with pytest.raises(InvalidEnvironment) as caught:
         llm_provider_from_env(env)
     assert caught.value.details["variable"] == "OPENAI_BASE_URL"
+
+
+@pytest.mark.parametrize(
+    ("name", "variable", "url"),
+    [
+        ("openai", "OPENAI_BASE_URL", "http://127.0.0.1:11434/v1"),
+        ("anthropic", "ANTHROPIC_BASE_URL", "http://127.0.0.1:8080"),
+    ],
+)
+def test_own_endpoint_without_key_sends_no_authorization(
+    name: str, variable: str, url: str, http_client: httpx.Client
+) -> None:
+    """A server of your own may need no key: the provider is built without one."""
+    provider = llm_provider_from_env({"LASH_PROVIDER": name, variable: url}, http_client)
+    assert "api_key=None" in repr(provider)
+    headers = {k.lower() for k in provider._headers()}  # type: ignore[attr-defined]
+    assert not headers & {"authorization", "x-api-key"}
+
+
+@pytest.mark.parametrize(
+    ("name", "variable", "url"),
+    [
+        ("openai", "OPENAI_BASE_URL", "https://api.openai.com/v1/"),
+        ("anthropic", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+    ],
+)
+def test_vendor_endpoint_spelled_out_still_needs_its_key(
+    name: str, variable: str, url: str
+) -> None:
+    """Naming the vendor's endpoint explicitly does not waive its key."""
+    key_variable = "OPENAI_API_KEY" if name == "openai" else "ANTHROPIC_API_KEY"
+    with pytest.raises(InvalidEnvironment) as caught:
+        llm_provider_from_env({"LASH_PROVIDER": name, variable: url})
+    assert caught.value.details["variable"] == key_variable
