@@ -19,7 +19,7 @@ from lash_tasks.attachments.ids import (
     attachment_uri,
     check_attachment_id,
 )
-from lash_tasks.attachments.manifest import AttachmentManifest, ManifestEntry
+from lash_tasks.attachments.manifest import AttachmentManifest, ManifestEntry, ManifestRoots
 from lash_tasks.attachments.memory import InMemoryBlobStore
 from lash_tasks.attachments.session_store import (
     InlineSessionAttachments,
@@ -40,6 +40,7 @@ __all__ = [
     "InMemoryBlobStore",
     "InlineSessionAttachments",
     "ManifestEntry",
+    "ManifestRoots",
     "OwnerKind",
     "ReclaimReport",
     "SessionAttachmentStore",
