@@ -17,7 +17,7 @@ from lash_tasks.errors import LashError
 from lash_tasks.machine import stable_hash
 from lash_tasks.runtime.step_control import InflightEffect, StepControl
 from lash_tasks.store.contracts import JournalStore
-from lash_tasks.store.journal import ExecuteEffect
+from lash_tasks.store.records import ExecuteEffect
 
 log = logging.getLogger(__name__)
 Outcome = dict[str, Any]

@@ -13,18 +13,19 @@ from typing import Any, Protocol
 
 from lash_tasks.attachments.manifest import AttachmentManifest
 from lash_tasks.machine import ActiveTurn, CommitDraft, CommitResult, Fence, Node, SessionPolicy
-from lash_tasks.store.journal import ExecuteEffect, RecordedEffect
 from lash_tasks.store.records import (
     Busy,
+    ExecuteEffect,
     InputClaim,
     Lease,
     LoadedSession,
     PendingInput,
     QueueClaim,
     ReadScope,
+    RecordedEffect,
     SessionRecord,
+    StepAttempt,
 )
-from lash_tasks.store.turns import StepAttempt
 
 
 class SessionLoader(Protocol):

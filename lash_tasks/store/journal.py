@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Connection, exists, insert, select, update
 
@@ -12,25 +11,9 @@ from lash_tasks.errors import EffectBusy, EffectError, ReplayMismatch
 from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
 from lash_tasks.store.heartbeats import holder_deadline
+from lash_tasks.store.records import ExecuteEffect, RecordedEffect
 
 _j = t.effect_journal
-
-
-@dataclass(frozen=True)
-class ExecuteEffect:
-    """No usable record: the caller must execute, then finalize with this lease token."""
-
-    lease_token: str
-    took_over: bool = False
-
-
-@dataclass(frozen=True)
-class RecordedEffect:
-    """A finished record: replay its outcome (or error) instead of executing."""
-
-    status: Literal["completed", "failed"]
-    outcome: dict[str, Any] | None
-    error: dict[str, Any] | None
 
 
 class EffectJournal:

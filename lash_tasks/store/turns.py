@@ -10,7 +10,6 @@ flag asks the running turn to stop at its next step boundary.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -20,20 +19,12 @@ from lash_tasks.machine import ActiveTurn, Fence
 from lash_tasks.machine.turn_step import derive_turn_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
-from lash_tasks.store.records import InputState, check_session_id
+from lash_tasks.store.records import InputState, StepAttempt, check_session_id
 from lash_tasks.store.rows import decode_active_turn
 from lash_tasks.store.work_queue import QueueState
 
 _at = t.active_turns
 ERROR_TEXT_LIMIT = 1000
-
-
-@dataclass(frozen=True)
-class StepAttempt:
-    """The attempt a step is making (1 = first) and the last failure recorded before it."""
-
-    number: int
-    last_error: dict[str, Any] | None = None
 
 
 def start_step_attempt(conn: Connection, session_id: str) -> StepAttempt:

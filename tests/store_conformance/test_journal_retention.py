@@ -9,7 +9,7 @@ from sqlalchemy import insert, update
 from lash_tasks.errors import EffectError
 from lash_tasks.machine import TurnStamp
 from lash_tasks.store import schema as t
-from lash_tasks.store.journal import ExecuteEffect, RecordedEffect
+from lash_tasks.store.records import ExecuteEffect, RecordedEffect
 from lash_tasks.store.store import Store
 from tests.store_conformance.support import new_session, take_lease, unchanged
 

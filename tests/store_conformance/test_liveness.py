@@ -10,8 +10,7 @@ from sqlalchemy import select, update
 
 from lash_tasks.errors import EffectBusy, LeaseLost, ValidationError
 from lash_tasks.store import schema as t
-from lash_tasks.store.journal import ExecuteEffect
-from lash_tasks.store.records import Busy
+from lash_tasks.store.records import Busy, ExecuteEffect
 from lash_tasks.store.store import Store
 from tests.store_conformance.support import (
     append,
