@@ -21,8 +21,8 @@ from lash_tasks.machine.turn_step import (
 )
 from lash_tasks.runtime.assembly import SessionRuntime
 from lash_tasks.runtime.attachment_content import with_attachment_content
-from lash_tasks.runtime.core import LashCore
 from lash_tasks.runtime.effects import EffectRequest, RecordedFailure
+from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.runtime.step_control import StepControl
 from lash_tasks.runtime.turn_start import StepWork, user_message
 from lash_tasks.store.sql_store import SqlStore

@@ -17,7 +17,7 @@ from lash_tasks.errors import InvalidCursor, ValidationError, WaitTimeout
 from lash_tasks.events.emitter import StepEvents
 from lash_tasks.events.publisher import NullEventPublisher, RedisEventPublisher
 from lash_tasks.ingress import EnqueueTurnPayload
-from lash_tasks.runtime.core import LeaseTimings
+from lash_tasks.runtime.lash_core import LeaseTimings
 from lash_tasks.settings import Settings
 from lash_tasks.store.migrate import upgrade
 from lash_tasks.store.records import Lease

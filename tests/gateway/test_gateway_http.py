@@ -20,7 +20,7 @@ from lash_tasks.errors import ValidationError
 from lash_tasks.events.emitter import StepEvents
 from lash_tasks.events.publisher import RedisEventPublisher, stream_key
 from lash_tasks.ingress import CreateSessionPayload, EnqueueTurnPayload, parse_payload
-from lash_tasks.runtime.core import LeaseTimings
+from lash_tasks.runtime.lash_core import LeaseTimings
 from lash_tasks.store.sql_store import SqlStore
 from tests.events.private_redis import free_port
 from tests.gateway.conftest import Gateway, clean_env, serve_command
