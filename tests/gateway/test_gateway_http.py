@@ -145,7 +145,7 @@ def test_sessions_inputs_cancel_view_and_long_poll_work_against_the_database(
     gateway: Gateway, store: SqlStore
 ) -> None:
     """Create, idempotent enqueue, cancel, the view and a long poll that returns the answer
-    once the turn commits, all through the same service code as the Python client."""
+    once the turn commits, all through the same ingress operations as the Python client."""
     sid = new_id()
     with gateway.client() as http:
         assert http.post("/sessions", json={"session_id": sid}).json()["head_revision"] == 0
