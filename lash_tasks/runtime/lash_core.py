@@ -28,7 +28,7 @@ from lash_tasks.errors import (
 )
 from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.machine.tool_budget import ToolOutputBudget
-from lash_tasks.providers.base import LlmProvider
+from lash_tasks.providers.llm_provider import LlmProvider
 from lash_tasks.runtime.cache import RuntimeCache
 from lash_tasks.runtime.effects import DurableEffectHost, EffectHost
 from lash_tasks.runtime.process_envs import BlobProcessEnvStore, Facet, ProcessEnvStore

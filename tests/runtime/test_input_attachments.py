@@ -11,7 +11,7 @@ import pytest
 
 from lash_tasks.attachments import SessionAttachments, reclaim_unreferenced_attachments
 from lash_tasks.ingress import EnqueueTurnPayload, operations
-from lash_tasks.providers.base import RetryPolicy
+from lash_tasks.providers.http_send import RetryPolicy
 from lash_tasks.providers.openai_chat import OpenAIChatProvider
 from lash_tasks.runtime.step import run_step
 from lash_tasks.store.records import InputState
