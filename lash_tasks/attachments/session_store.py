@@ -27,7 +27,7 @@ from lash_tasks.machine.messages import AttachmentContent
 
 
 class SessionAttachmentStore(Protocol):
-    """What the runtime and tools use. Satisfies `lash_tasks.tools.base.AttachmentSink`."""
+    """What the runtime and tools use. Satisfies `lash_tasks.tools.contract.AttachmentSink`."""
 
     session_id: str
 

@@ -26,7 +26,7 @@ from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.runtime.step_control import StepControl
 from lash_tasks.runtime.turn_start import StepWork, user_message
 from lash_tasks.store.sql_store import SqlStore
-from lash_tasks.tools.base import ToolContext, ToolResult
+from lash_tasks.tools.contract import ToolContext, ToolResult
 
 MAX_PARALLEL_TOOLS = 8
 

@@ -16,7 +16,7 @@ from lash_tasks.attachments import (
 )
 from lash_tasks.errors import AttachmentNotFound, SessionNotFound, ValidationError
 from lash_tasks.store.sql_store import SqlStore
-from lash_tasks.tools.base import AttachmentSink
+from lash_tasks.tools.contract import AttachmentSink
 from tests.attachments.helpers import commit_turn, make_session
 
 
