@@ -32,8 +32,8 @@ from lash_tasks.ingress import (
     operations,
     parse_payload,
 )
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.settings import Settings
-from lash_tasks.store.records import check_session_id
 from lash_tasks.store.sql_store import SqlStore
 
 __all__ = ["Client", "TurnAnswer", "WaitTimeout"]

@@ -9,6 +9,7 @@ from typing import Any
 
 from lash_tasks.errors import EffectError, Interrupted, LashError, ProviderError
 from lash_tasks.machine import Fence, LlmRequest, LlmResponse, Message, Node, NodeDraft, Usage
+from lash_tasks.machine.ids import node_id_for
 from lash_tasks.machine.turn_step import (
     NOT_RUN_TEXT,
     CallLlm,
@@ -17,7 +18,6 @@ from lash_tasks.machine.turn_step import (
     after_llm,
     after_tools,
     begin_step,
-    node_id_for,
 )
 from lash_tasks.runtime.assembly import SessionRuntime
 from lash_tasks.runtime.attachment_content import with_attachment_content

@@ -16,8 +16,8 @@ from lash_tasks.ingress import (
     operations,
     parse_payload,
 )
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.runtime.step import run_step
-from lash_tasks.store.records import check_session_id
 from lash_tasks.worker.app import app, lash_task
 from lash_tasks.worker.maintenance import JOBS, run_job
 from lash_tasks.worker.pokes import clear_poke_mark, poke_session, repoke_later, retry_delay_s
