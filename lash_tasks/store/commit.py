@@ -32,11 +32,12 @@ from lash_tasks.machine import (
     GraphUnchanged,
     Node,
 )
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import encode_node_payload
 from lash_tasks.store.leases import release_statement
 from lash_tasks.store.queued import QueuedWorkMixin
-from lash_tasks.store.records import InputState, check_session_id
+from lash_tasks.store.records import InputState
 from lash_tasks.store.sessions import SessionsMixin
 
 

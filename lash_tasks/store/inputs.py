@@ -15,17 +15,11 @@ from sqlalchemy import ColumnElement, Connection, and_, false, insert, or_, sele
 
 from lash_tasks.errors import InputIdConflict, SourceKeyConflict, ValidationError
 from lash_tasks.machine import Fence, stable_hash
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import SqlStoreBase, decode_input
 from lash_tasks.store.manifest import hold_input_attachments, input_attachment_ids
-from lash_tasks.store.records import (
-    CancelOutcome,
-    InputClaim,
-    InputDraft,
-    InputState,
-    PendingInput,
-    check_session_id,
-)
+from lash_tasks.store.records import CancelOutcome, InputClaim, InputDraft, InputState, PendingInput
 
 MAX_INPUTS_PER_TURN = 64
 _p = t.pending_inputs

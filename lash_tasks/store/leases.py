@@ -8,9 +8,10 @@ from sqlalchemy import Update, insert, select, update
 
 from lash_tasks.errors import LeaseLost, ValidationError
 from lash_tasks.machine import Fence
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import SqlStoreBase, holder_deadline
-from lash_tasks.store.records import Busy, Lease, check_session_id
+from lash_tasks.store.records import Busy, Lease
 
 DEFAULT_TTL_MS = 30_000
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import CTE, Connection, and_, delete, exists, func, or_, select, update
 
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import holder_is_dead
 from lash_tasks.store.leases import DEFAULT_TTL_MS
@@ -14,7 +15,6 @@ from lash_tasks.store.records import (
     InputState,
     RunnableSession,
     VacuumReport,
-    check_session_id,
 )
 from lash_tasks.store.sessions import SessionsMixin
 

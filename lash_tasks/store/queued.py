@@ -12,9 +12,10 @@ from sqlalchemy import Connection, and_, delete, false, insert, or_, select, upd
 from lash_tasks.errors import SourceKeyConflict, ValidationError
 from lash_tasks.machine import Fence, QueuedWorkDraft, stable_hash
 from lash_tasks.machine.claims import Candidate, select_leading_command, select_turn_work_prefix
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import SqlStoreBase, decode_batch
-from lash_tasks.store.records import QueueClaim, QueuedBatch, check_session_id
+from lash_tasks.store.records import QueueClaim, QueuedBatch
 
 _q = t.queued_work
 _items = t.queued_work_items

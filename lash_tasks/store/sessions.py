@@ -20,16 +20,10 @@ from sqlalchemy import (
 
 from lash_tasks.errors import SessionExists, SessionNotFound
 from lash_tasks.machine import Node, SessionGraph, SessionPolicy, Usage, parse_policy
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.base import SqlStoreBase, decode_active_turn, decode_node, decode_policy
-from lash_tasks.store.records import (
-    ActivePath,
-    FullGraph,
-    LoadedSession,
-    ReadScope,
-    SessionRecord,
-    check_session_id,
-)
+from lash_tasks.store.records import ActivePath, FullGraph, LoadedSession, ReadScope, SessionRecord
 
 
 class SessionsMixin(SqlStoreBase):

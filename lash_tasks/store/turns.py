@@ -9,7 +9,7 @@ from sqlalchemy import insert, select, update
 
 from lash_tasks.errors import ConflictError
 from lash_tasks.machine import ActiveTurn, Fence
-from lash_tasks.machine.turn_step import derive_turn_id
+from lash_tasks.machine.ids import derive_turn_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.attempts import StepAttempt, start_step_attempt
 from lash_tasks.store.base import SqlStoreBase, decode_active_turn, decode_input
