@@ -68,3 +68,9 @@ def derive_turn_id(
 def node_id_for(turn_id: str, step_index: int, position: int) -> str:
     """Deterministic node ids: a replayed step produces the very same nodes."""
     return f"{turn_id}.{step_index}.{position}"
+
+
+def steer_node_id(turn_id: str, input_id: str) -> str:
+    """The node of a steer input a running turn accepted: named by the input, so a step
+    re-run after a crash never adds it twice."""
+    return f"{turn_id}.steer.{input_id}"
