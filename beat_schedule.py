@@ -1,24 +1,7 @@
-"""The beat schedule only: which maintenance job runs how often (seconds)."""
+"""Entry point kept beside celeryconfig.py. Not installed: the schedule is built from `Settings`
+in lash_tasks/worker/beat_schedule.py."""
 
-from __future__ import annotations
+from lash_tasks.settings import Settings
+from lash_tasks.worker.beat_schedule import beat_schedule_for
 
-import os
-
-_SWEEP = float(os.environ.get("LASH_SWEEP_INTERVAL_S") or 15)
-
-JOB_INTERVALS_S: dict[str, float] = {
-    "sweep": _SWEEP,
-    "tombstone_orphans": 300.0,
-    "vacuum": 3600.0,
-    "reclaim_attachments": 3600.0,
-    "prune_processes": 3600.0,
-}
-
-beat_schedule = {
-    f"lash-{job}": {
-        "task": f"lash.maintenance.{job}",
-        "schedule": interval,
-        "options": {"queue": "lash.maintenance", "expires": interval},
-    }
-    for job, interval in JOB_INTERVALS_S.items()
-}
+beat_schedule = beat_schedule_for(Settings.from_env())

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from lash_tasks.attachments.ids import DEFAULT_MEDIA_TYPE
+from lash_tasks.attachments.values import DEFAULT_MEDIA_TYPE
 from lash_tasks.errors import EventsUnavailable, InvalidEnvironment, LashError, ValidationError
 from lash_tasks.events.render import TranscriptRenderer
 from lash_tasks.events.vocabulary import SessionEvent, event_json

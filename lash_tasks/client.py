@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from lash_tasks import service
 from lash_tasks.attachments import (
     DEFAULT_MEDIA_TYPE,
     BlobStore,
@@ -30,10 +29,11 @@ from lash_tasks.ingress import (
     CancelInputPayload,
     CreateSessionPayload,
     EnqueueTurnPayload,
+    operations,
     parse_payload,
 )
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.settings import Settings
-from lash_tasks.store.records import check_session_id
 from lash_tasks.store.store import Store
 
 __all__ = ["Client", "TurnAnswer", "WaitTimeout"]
@@ -113,14 +113,14 @@ class Client:
 
     def create_session(self, session_id: str, **options: Any) -> str:
         payload = parse_payload(CreateSessionPayload, {"session_id": session_id, **options})
-        return service.create_session(self.store, payload, self.settings).session_id
+        return operations.create_session(self.store, payload, self.settings).session_id
 
     def enqueue_turn(self, session_id: str, text: str, **options: Any) -> str:
         """Record the input durably, then poke a worker. Returns the input id."""
         payload = parse_payload(
             EnqueueTurnPayload, {"session_id": session_id, "text": text, **options}
         )
-        return service.enqueue_and_poke(self.store, payload, self.poke).input_id
+        return operations.enqueue_and_poke(self.store, payload, self.poke).input_id
 
     def put_attachment(
         self, session_id: str, data: bytes, media_type: str = DEFAULT_MEDIA_TYPE
@@ -173,7 +173,7 @@ class Client:
         )
 
     def session_view(self, session_id: str) -> dict[str, Any]:
-        return service.session_view(self.store, session_id)
+        return operations.session_view(self.store, session_id)
 
     def cancel_input(
         self, session_id: str, input_id: str | None = None, *, interrupt: bool = False
@@ -182,7 +182,7 @@ class Client:
             CancelInputPayload,
             {"session_id": session_id, "input_id": input_id, "interrupt": interrupt},
         )
-        return service.cancel_input(self.store, payload, self.publisher)
+        return operations.cancel_input(self.store, payload, self.publisher)
 
     def delete_session(self, session_id: str) -> bool:
         return self.store.sessions.delete(session_id)

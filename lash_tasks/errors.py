@@ -22,7 +22,8 @@ LashError                               (retryable: bool attribute on every erro
 ├── NotFound
 │   ├── SessionNotFound
 │   ├── NodeNotFound
-│   └── AttachmentNotFound
+│   ├── AttachmentNotFound
+│   └── ProcessNotFound
 ├── ConflictError                       the world changed under the caller
 │   ├── SessionExists
 │   ├── HeadRevisionConflict            (retryable) lost a head_revision compare-and-set
@@ -38,6 +39,8 @@ LashError                               (retryable: bool attribute on every erro
 ├── EffectError
 │   ├── EffectBusy                      (retryable) another live executor holds the effect
 │   └── ReplayMismatch                  recorded envelope differs: terminal, never retried
+├── RecordedFailure                     a journaled effect failed before; its replay raises
+│                                       the same failure (`retryable` as recorded)
 ├── ProviderError                       an LLM provider failed; `retryable` set per status
 ├── ToolError                           a tool failed; surfaced to the model as a tool result
 ├── MessageRejected                     a task message that can never succeed (bad payload,
@@ -240,6 +243,19 @@ class EffectBusy(EffectError):
 
 class ReplayMismatch(EffectError):
     code = "replay_mismatch"
+
+
+class RecordedFailure(LashError):
+    """A journaled effect failed before; replaying it yields the same failure."""
+
+    code = "recorded_failure"
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        # `message` is the positional argument; the rest of the record travels as details.
+        details = {k: v for k, v in error.items() if k != "message"}
+        super().__init__(str(error.get("message", "effect failed")), **details)
+        self.error = error
+        self.retryable = bool(error.get("retryable", False))
 
 
 class ProviderError(LashError):

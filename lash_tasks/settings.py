@@ -41,7 +41,13 @@ class Settings:
     model: str
     lease_ttl_ms: int = 30_000
     lease_renew_ms: int = 10_000
+    # Maintenance job intervals (seconds). Beat fires by them and workers derive a firing's
+    # slot from them, so every beat and worker of a fleet must share them.
     sweep_interval_s: int = 15
+    tombstone_orphans_interval_s: int = 300
+    vacuum_interval_s: int = 3600
+    reclaim_attachments_interval_s: int = 3600
+    prune_processes_interval_s: int = 3600
     orphan_retention_s: int = 3600
     attachment_grace_s: int = 3600
     input_retention_s: int = 24 * 3600
@@ -89,6 +95,12 @@ class Settings:
             lease_ttl_ms=ttl,
             lease_renew_ms=renew,
             sweep_interval_s=_int(env, "LASH_SWEEP_INTERVAL_S", 15, 1),
+            tombstone_orphans_interval_s=_int(env, "LASH_TOMBSTONE_ORPHANS_INTERVAL_S", 300, 1),
+            vacuum_interval_s=_int(env, "LASH_VACUUM_INTERVAL_S", 3600, 1),
+            reclaim_attachments_interval_s=_int(
+                env, "LASH_RECLAIM_ATTACHMENTS_INTERVAL_S", 3600, 1
+            ),
+            prune_processes_interval_s=_int(env, "LASH_PRUNE_PROCESSES_INTERVAL_S", 3600, 1),
             orphan_retention_s=_int(env, "LASH_ORPHAN_RETENTION_S", 3600),
             attachment_grace_s=_int(env, "LASH_ATTACHMENT_GRACE_S", 3600),
             input_retention_s=_int(env, "LASH_INPUT_RETENTION_S", 24 * 3600),

@@ -10,15 +10,6 @@ from lash_tasks.attachments.blobs import (
 )
 from lash_tasks.attachments.filesystem import FilesystemBlobStore
 from lash_tasks.attachments.gc import ReclaimReport, reclaim_unreferenced_attachments
-from lash_tasks.attachments.ids import (
-    DEFAULT_MEDIA_TYPE,
-    URI_PREFIX,
-    DurabilityTier,
-    OwnerKind,
-    attachment_id_for,
-    attachment_uri,
-    check_attachment_id,
-)
 from lash_tasks.attachments.manifest import AttachmentManifest, ManifestEntry, ManifestRoots
 from lash_tasks.attachments.memory import InMemoryBlobStore
 from lash_tasks.attachments.session_store import (
@@ -26,6 +17,13 @@ from lash_tasks.attachments.session_store import (
     SessionAttachments,
     SessionAttachmentStore,
     attachments_for,
+)
+from lash_tasks.attachments.values import (
+    DEFAULT_MEDIA_TYPE,
+    URI_PREFIX,
+    DurabilityTier,
+    OwnerKind,
+    attachment_uri,
 )
 
 __all__ = [
@@ -47,10 +45,8 @@ __all__ = [
     "SessionAttachments",
     "TrashedBlob",
     "TrashingBlobStore",
-    "attachment_id_for",
     "attachment_uri",
     "attachments_for",
     "blob_store_from_url",
-    "check_attachment_id",
     "reclaim_unreferenced_attachments",
 ]

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from lash_tasks.attachments.ids import DurabilityTier, attachment_id_for, attachment_uri
+from lash_tasks.attachments.values import DurabilityTier, attachment_uri
+from lash_tasks.machine.ids import attachment_id_for
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lash_tasks.attachments.blobs import BlobInfo, BlobRef, TrashedBlob
-from lash_tasks.attachments.ids import DurabilityTier, as_bytes, check_attachment_id
+from lash_tasks.attachments.values import DurabilityTier, as_bytes
 from lash_tasks.errors import AttachmentNotFound, StoreUnavailable, ValidationError
+from lash_tasks.machine.ids import check_attachment_id
 
 _HEX = frozenset("0123456789abcdef")
 TEMP_SUFFIX = ".tmp"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from lash_tasks.attachments.ids import OwnerKind
+from lash_tasks.attachments.values import OwnerKind
 
 
 class ManifestEntry(Protocol):

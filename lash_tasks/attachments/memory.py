@@ -7,8 +7,9 @@ import time
 from collections.abc import Iterator
 
 from lash_tasks.attachments.blobs import BlobInfo, BlobRef
-from lash_tasks.attachments.ids import DurabilityTier, as_bytes, check_attachment_id
+from lash_tasks.attachments.values import DurabilityTier, as_bytes
 from lash_tasks.errors import AttachmentNotFound
+from lash_tasks.machine.ids import check_attachment_id
 
 
 class InMemoryBlobStore:

@@ -12,22 +12,21 @@ import threading
 from typing import Protocol
 
 from lash_tasks.attachments.blobs import BlobStore
-from lash_tasks.attachments.ids import (
+from lash_tasks.attachments.manifest import AttachmentManifest
+from lash_tasks.attachments.values import (
     DEFAULT_MEDIA_TYPE,
     OwnerKind,
     as_bytes,
-    attachment_id_for,
     attachment_uri,
-    check_attachment_id,
     check_media_type,
 )
-from lash_tasks.attachments.manifest import AttachmentManifest
 from lash_tasks.errors import AttachmentNotFound, StoreUnavailable
+from lash_tasks.machine.ids import attachment_id_for, check_attachment_id
 from lash_tasks.machine.messages import AttachmentContent
 
 
 class SessionAttachmentStore(Protocol):
-    """What the runtime and tools use. Satisfies `lash_tasks.tools.base.AttachmentSink`."""
+    """What the runtime and tools use. Satisfies `lash_tasks.tools.contract.AttachmentSink`."""
 
     session_id: str
 

@@ -10,7 +10,7 @@ from typing import Any
 from lash_tasks.attachments import InMemoryBlobStore
 from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.providers import ScriptedProvider, load_rules
-from lash_tasks.runtime.core import LashCore
+from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.store.store import Store
 
 BENCH_MODEL = ModelSpec(id="bench")

@@ -17,7 +17,7 @@ from lash_tasks.errors import InvalidCursor
 from lash_tasks.events.cursors import db_cursor, parse_db_cursor
 from lash_tasks.events.sources import Deadline, ViewProvider, now_ms
 from lash_tasks.events.vocabulary import Gap, SessionEvent, event_from_record
-from lash_tasks.store.records import check_session_id
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store.session_events import SessionEvents
 
 

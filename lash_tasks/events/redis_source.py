@@ -25,7 +25,7 @@ from lash_tasks.events.cursors import STREAM_START, StreamId, parse_stream_curso
 from lash_tasks.events.publisher import STREAM_FIELD, stream_key
 from lash_tasks.events.sources import Deadline, ViewProvider, now_ms
 from lash_tasks.events.vocabulary import Gap, GapReason, SessionEvent, event_from_record
-from lash_tasks.store.records import check_session_id
+from lash_tasks.machine.ids import check_session_id
 
 T = TypeVar("T")
 Entries = list[tuple[StreamId, dict[bytes, bytes]]]

@@ -1,4 +1,4 @@
-"""The gateway's routes: thin views over the same service code the Python client uses.
+"""The gateway's routes: thin views over the same ingress operations the Python client uses.
 
 Request bodies are the ingress payload models (lash_tasks.ingress), validated by
 `parse_payload`, so a bad body fails with the message an ingress task would give, as 422,
@@ -20,7 +20,6 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from lash_tasks import service
 from lash_tasks.client import Client
 from lash_tasks.errors import ValidationError, WaitTimeout
 from lash_tasks.events.waiting import TurnAnswer, input_answer
@@ -31,6 +30,7 @@ from lash_tasks.ingress import (
     CancelInputPayload,
     CreateSessionPayload,
     EnqueueTurnPayload,
+    operations,
     parse_payload,
 )
 
@@ -66,13 +66,13 @@ def create_app(client: Client, token: str | None, threads: int = 128) -> FastAPI
     async def create_session(request: Request) -> dict[str, Any]:
         payload = await _payload(request, CreateSessionPayload)
         record = await run_in_threadpool(
-            service.create_session, client.store, payload, client.settings
+            operations.create_session, client.store, payload, client.settings
         )
         return {"session_id": record.session_id, "head_revision": record.head_revision}
 
     @router.get("/sessions/{session_id}")
     async def session_view(session_id: str) -> dict[str, Any]:
-        return await run_in_threadpool(service.session_view, client.store, session_id)
+        return await run_in_threadpool(operations.session_view, client.store, session_id)
 
     @router.post(
         "/sessions/{session_id}/inputs",
@@ -82,7 +82,9 @@ def create_app(client: Client, token: str | None, threads: int = 128) -> FastAPI
     async def enqueue_turn(session_id: str, request: Request) -> dict[str, Any]:
         """Submit user input; idempotent by `source_key` (same key and text: same input)."""
         payload = await _payload(request, EnqueueTurnPayload, session_id=session_id)
-        row = await run_in_threadpool(service.enqueue_and_poke, client.store, payload, client.poke)
+        row = await run_in_threadpool(
+            operations.enqueue_and_poke, client.store, payload, client.poke
+        )
         return {"session_id": session_id, "input_id": row.input_id, "state": row.state}
 
     @router.get("/sessions/{session_id}/inputs/{input_id}")
@@ -110,7 +112,7 @@ def create_app(client: Client, token: str | None, threads: int = 128) -> FastAPI
         """Cancel a pending input (`input_id` or `source_key`) and/or interrupt the turn."""
         payload = await _payload(request, CancelInputPayload, session_id=session_id)
         return await run_in_threadpool(
-            service.cancel_input, client.store, payload, client.publisher
+            operations.cancel_input, client.store, payload, client.publisher
         )
 
     @router.get("/sessions/{session_id}/events", response_class=StreamingResponse)

@@ -1,4 +1,7 @@
-"""Pure session core: graph, policy, commit drafts, the turn step. No I/O, clock or randomness."""
+"""Pure session core: graph, policy, commit drafts, the turn step, ids.
+
+No I/O, clock or randomness.
+"""
 
 from lash_tasks.machine.commit_hash import canonical_json, stable_hash, turn_commit_hash
 from lash_tasks.machine.commits import (

@@ -7,7 +7,6 @@ calls, `after_tools` closes the step. Ids and timestamps come in as arguments.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -151,23 +150,3 @@ def after_tools(
             outcome=TurnOutcome("stopped", "max_turns", note.text),
         )
     return StepDecision(messages=tuple(results))
-
-
-def derive_turn_id(
-    kind: str, claimed_ids: Sequence[str], *, turn_seq: int, session_created_at: int
-) -> str:
-    """A turn's id: the session's turn number and what the turn claimed.
-
-    Input ids and batch ids come back after vacuum (a caller's own id, a reused source
-    key), so they alone do not name a turn. `turn_seq` never repeats within a session,
-    and `session_created_at` tells a session from an earlier one under the same id.
-    The id is stored with the active turn, so every re-run resumes it unchanged.
-    """
-    claimed = ",".join(sorted(claimed_ids))
-    identity = f"{kind}:{session_created_at}:{turn_seq}:{claimed}"
-    return f"turn_{hashlib.sha256(identity.encode()).hexdigest()[:24]}"
-
-
-def node_id_for(turn_id: str, step_index: int, position: int) -> str:
-    """Deterministic node ids: a replayed step produces the very same nodes."""
-    return f"{turn_id}.{step_index}.{position}"

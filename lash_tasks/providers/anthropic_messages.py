@@ -14,8 +14,8 @@ import httpx
 from lash_tasks.errors import ProviderError
 from lash_tasks.machine.messages import LlmRequest, LlmResponse
 from lash_tasks.providers import anthropic_wire
-from lash_tasks.providers._http import HttpProvider
-from lash_tasks.providers.base import RetryPolicy
+from lash_tasks.providers.http_provider import HttpProvider
+from lash_tasks.providers.http_send import RetryPolicy
 from lash_tasks.providers.interrupt import Interrupt, interruptible
 
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"

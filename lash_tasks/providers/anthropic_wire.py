@@ -25,13 +25,13 @@ from lash_tasks.machine.messages import (
     ToolCall,
     Usage,
 )
-from lash_tasks.providers._json import as_int, excerpt_of, loads_body, malformed
 from lash_tasks.providers.attachment_parts import (
     AttachmentPart,
     ImagePart,
     attachment_index,
     attachment_parts,
 )
+from lash_tasks.providers.response_json import as_int, excerpt_of, loads_body, malformed
 
 PROVIDER = "anthropic"
 DEFAULT_MAX_TOKENS = 4096

@@ -15,8 +15,8 @@ import httpx
 from lash_tasks.errors import ProviderError
 from lash_tasks.machine.messages import LlmRequest, LlmResponse
 from lash_tasks.providers import openai_wire
-from lash_tasks.providers._http import HttpProvider
-from lash_tasks.providers.base import RetryPolicy
+from lash_tasks.providers.http_provider import HttpProvider
+from lash_tasks.providers.http_send import RetryPolicy
 from lash_tasks.providers.interrupt import Interrupt, interruptible
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"

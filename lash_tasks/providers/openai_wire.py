@@ -29,8 +29,8 @@ from lash_tasks.machine.messages import (
     ToolCall,
     Usage,
 )
-from lash_tasks.providers._json import as_int, excerpt_of, loads_body, malformed
 from lash_tasks.providers.attachment_parts import ImagePart, attachment_index, attachment_parts
+from lash_tasks.providers.response_json import as_int, excerpt_of, loads_body, malformed
 
 PROVIDER = "openai"
 

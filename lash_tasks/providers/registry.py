@@ -12,7 +12,7 @@ from lash_tasks.providers.anthropic_messages import (
     DEFAULT_ANTHROPIC_BASE_URL,
     AnthropicMessagesProvider,
 )
-from lash_tasks.providers.base import LlmProvider
+from lash_tasks.providers.llm_provider import LlmProvider
 from lash_tasks.providers.openai_chat import DEFAULT_OPENAI_BASE_URL, OpenAIChatProvider
 from lash_tasks.providers.scripted import ScriptedProvider
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from lash_tasks.errors import InvalidEnvironment, ProviderError, ValidationError
 from lash_tasks.machine.messages import LlmRequest, LlmResponse, Message, ToolCall, Usage
-from lash_tasks.providers.base import is_retryable_status
+from lash_tasks.providers.http_send import is_retryable_status
 from lash_tasks.providers.interrupt import Interrupt
 
 RULES_ENV = "LASH_SCRIPTED_RULES"

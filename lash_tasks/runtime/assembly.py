@@ -18,7 +18,7 @@ from lash_tasks.machine import (
     SessionGraph,
     SessionPolicy,
 )
-from lash_tasks.runtime.core import LashCore
+from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.store.records import ActivePath, Busy, FullGraph, LoadedSession, SessionRecord
 from lash_tasks.tools.registry import ToolRegistry
 

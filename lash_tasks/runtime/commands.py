@@ -14,7 +14,7 @@ from lash_tasks.machine import (
     SessionSnapshot,
 )
 from lash_tasks.runtime.assembly import SessionRuntime
-from lash_tasks.runtime.core import LashCore
+from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.runtime.lease_keeper import LeaseKeeper
 from lash_tasks.store.records import QueueClaim
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lash_tasks.errors import LashError
+from lash_tasks.errors import LashError, RecordedFailure
 from lash_tasks.machine import stable_hash
 from lash_tasks.runtime.step_control import InflightEffect, StepControl
 from lash_tasks.store.contracts import JournalStore
@@ -35,19 +35,6 @@ class EffectRequest:
     @property
     def scope_id(self) -> str:
         return f"turn:{self.session_id}:{self.turn_id}"
-
-
-class RecordedFailure(LashError):
-    """A journaled effect failed before; replaying it yields the same failure."""
-
-    code = "recorded_failure"
-
-    def __init__(self, error: dict[str, Any]) -> None:
-        # `message` is the positional argument; the rest of the record travels as details.
-        details = {k: v for k, v in error.items() if k != "message"}
-        super().__init__(str(error.get("message", "effect failed")), **details)
-        self.error = error
-        self.retryable = bool(error.get("retryable", False))
 
 
 class EffectHost(Protocol):

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lash_tasks.errors import EffectError, Interrupted, LashError, ProviderError
+from lash_tasks.errors import EffectError, Interrupted, LashError, ProviderError, RecordedFailure
 from lash_tasks.machine import Fence, LlmRequest, LlmResponse, Message, Node, NodeDraft, Usage
+from lash_tasks.machine.ids import node_id_for
 from lash_tasks.machine.turn_step import (
     NOT_RUN_TEXT,
     CallLlm,
@@ -17,16 +18,15 @@ from lash_tasks.machine.turn_step import (
     after_llm,
     after_tools,
     begin_step,
-    node_id_for,
 )
 from lash_tasks.runtime.assembly import SessionRuntime
 from lash_tasks.runtime.attachment_content import with_attachment_content
-from lash_tasks.runtime.core import LashCore
-from lash_tasks.runtime.effects import EffectRequest, RecordedFailure
+from lash_tasks.runtime.effects import EffectRequest
+from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.runtime.step_control import StepControl
 from lash_tasks.runtime.turn_start import StepWork, user_message
 from lash_tasks.store.contracts import InputClaims
-from lash_tasks.tools.base import ToolContext, ToolResult
+from lash_tasks.tools.contract import ToolContext, ToolResult
 
 MAX_PARALLEL_TOOLS = 8
 

@@ -25,20 +25,21 @@ from lash_tasks.errors import (
     TurnCommitConflict,
 )
 from lash_tasks.machine import CommitResult
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.runtime.assembly import SessionRuntime, assemble_runtime
 from lash_tasks.runtime.commands import run_session_command
-from lash_tasks.runtime.core import LashCore
 from lash_tasks.runtime.iteration import (
     Iteration,
     run_iteration,
     stopped_iteration,
     unrecorded_stop,
 )
+from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.runtime.lease_keeper import LeaseKeeper
 from lash_tasks.runtime.step_control import StepControl
 from lash_tasks.runtime.turn_commit import commit_step
 from lash_tasks.runtime.turn_start import StepWork, resume_or_claim
-from lash_tasks.store.records import Busy, Lease, check_session_id
+from lash_tasks.store.records import Busy, Lease
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from lash_tasks.machine import (
     turn_commit_hash,
 )
 from lash_tasks.runtime.assembly import SessionRuntime
-from lash_tasks.runtime.core import LashCore
 from lash_tasks.runtime.iteration import Iteration
+from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.runtime.turn_start import StepWork
 from lash_tasks.store.records import FullGraph
 

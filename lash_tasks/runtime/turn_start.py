@@ -7,7 +7,7 @@ from typing import Any
 
 from lash_tasks.machine import Fence, Message
 from lash_tasks.runtime.assembly import SessionRuntime
-from lash_tasks.runtime.core import LashCore
+from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.store.contracts import TurnStore
 from lash_tasks.store.records import QueueClaim
 

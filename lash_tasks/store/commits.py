@@ -26,13 +26,14 @@ from lash_tasks.machine import (
     CommitResult,
     GraphUnchanged,
 )
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.claiming import settle
 from lash_tasks.store.database import Database
 from lash_tasks.store.graph_writes import write_graph
 from lash_tasks.store.inputs import INPUT_CLAIMS
 from lash_tasks.store.leases import release_statement
-from lash_tasks.store.records import InputState, check_session_id
+from lash_tasks.store.records import InputState
 from lash_tasks.store.session_events import append_events
 from lash_tasks.store.work_queue import QUEUE_CLAIMS, QueueState, enqueue_batch
 

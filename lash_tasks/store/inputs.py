@@ -11,18 +11,12 @@ from sqlalchemy import ColumnElement, Connection, insert, select, update
 
 from lash_tasks.errors import InputIdConflict, SourceKeyConflict, ValidationError
 from lash_tasks.machine import Fence, stable_hash
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.claiming import ClaimTable, live_claim_filter, take
 from lash_tasks.store.database import Database
 from lash_tasks.store.manifest import hold_input_attachments, input_attachment_ids
-from lash_tasks.store.records import (
-    CancelOutcome,
-    InputClaim,
-    InputDraft,
-    InputState,
-    PendingInput,
-    check_session_id,
-)
+from lash_tasks.store.records import CancelOutcome, InputClaim, InputDraft, InputState, PendingInput
 from lash_tasks.store.rows import decode_input
 
 MAX_INPUTS_PER_TURN = 64

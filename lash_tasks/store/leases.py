@@ -8,10 +8,11 @@ from sqlalchemy import Update, insert, select, update
 
 from lash_tasks.errors import LeaseLost, ValidationError
 from lash_tasks.machine import Fence
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
 from lash_tasks.store.heartbeats import holder_deadline
-from lash_tasks.store.records import Busy, Lease, check_session_id
+from lash_tasks.store.records import Busy, Lease
 
 DEFAULT_TTL_MS = 30_000
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import CTE, Connection, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
 from lash_tasks.store.heartbeats import holder_is_dead
@@ -18,7 +19,6 @@ from lash_tasks.store.records import (
     InputState,
     RunnableSession,
     VacuumReport,
-    check_session_id,
 )
 from lash_tasks.store.sessions import ancestry
 from lash_tasks.store.work_queue import DONE_QUEUE_STATES, OPEN_QUEUE_STATES

@@ -35,12 +35,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from lash_tasks.attachments.ids import OwnerKind, check_attachment_id, check_media_type
+from lash_tasks.attachments.values import OwnerKind, check_media_type
 from lash_tasks.errors import UnknownAttachment, ValidationError
+from lash_tasks.machine.ids import check_attachment_id, check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
 from lash_tasks.store.dialects import Dialect
-from lash_tasks.store.records import TERMINAL_INPUT_STATES, check_session_id
+from lash_tasks.store.records import TERMINAL_INPUT_STATES
 
 OWNER_KINDS: tuple[str, ...] = ("turn", "process", "input")
 TERMINAL_PROCESS_STATUSES = ("completed", "failed", "cancelled", "abandoned")

@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from lash_tasks.errors import InvalidSessionId
 from lash_tasks.machine import ActiveTurn, Fence, SessionGraph, SessionPolicy, Usage
-
-_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
-
-
-def check_session_id(session_id: object) -> str:
-    """Return `session_id` if it is a usable id, else raise `InvalidSessionId` naming why."""
-    if not isinstance(session_id, str):
-        raise InvalidSessionId(f"session id must be a string, got {type(session_id).__name__}")
-    if not session_id:
-        raise InvalidSessionId("session id must not be empty")
-    if not _SESSION_ID.match(session_id):
-        raise InvalidSessionId(
-            "session id must be 1-200 characters of letters, digits and . _ : @ -, "
-            "starting with a letter or digit"
-        )
-    return session_id
 
 
 @dataclass(frozen=True)

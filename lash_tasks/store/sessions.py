@@ -17,16 +17,10 @@ from sqlalchemy import (
 
 from lash_tasks.errors import SessionExists
 from lash_tasks.machine import Node, SessionGraph, SessionPolicy, parse_policy
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
-from lash_tasks.store.records import (
-    ActivePath,
-    FullGraph,
-    LoadedSession,
-    ReadScope,
-    SessionRecord,
-    check_session_id,
-)
+from lash_tasks.store.records import ActivePath, FullGraph, LoadedSession, ReadScope, SessionRecord
 from lash_tasks.store.rows import decode_active_turn, decode_node, decode_session
 
 

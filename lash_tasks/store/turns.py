@@ -16,10 +16,10 @@ from sqlalchemy import Connection, insert, select, update
 
 from lash_tasks.errors import ConflictError, SessionNotFound
 from lash_tasks.machine import ActiveTurn, Fence
-from lash_tasks.machine.turn_step import derive_turn_id
+from lash_tasks.machine.ids import check_session_id, derive_turn_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
-from lash_tasks.store.records import InputState, StepAttempt, check_session_id
+from lash_tasks.store.records import InputState, StepAttempt
 from lash_tasks.store.rows import decode_active_turn
 from lash_tasks.store.work_queue import QueueState
 

@@ -12,10 +12,11 @@ from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select, upd
 from lash_tasks.errors import SourceKeyConflict, ValidationError
 from lash_tasks.machine import Fence, QueuedWorkDraft, stable_hash
 from lash_tasks.machine.claims import Candidate, select_leading_command, select_turn_work_prefix
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.claiming import ClaimTable, live_claim_filter, take
 from lash_tasks.store.database import Database
-from lash_tasks.store.records import QueueClaim, QueuedBatch, check_session_id
+from lash_tasks.store.records import QueueClaim, QueuedBatch
 from lash_tasks.store.rows import decode_batch
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from lash_tasks.errors import ToolError
 from lash_tasks.machine.messages import ToolManifest
-from lash_tasks.tools.base import ToolContext, ToolResult
+from lash_tasks.tools.contract import ToolContext, ToolResult
 from lash_tasks.tools.schema import validate
 
 MAX_EXPRESSION_CHARS = 1000

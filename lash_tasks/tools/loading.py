@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from lash_tasks.errors import ConfigurationError, InvalidEnvironment
-from lash_tasks.tools.base import ToolProvider
 from lash_tasks.tools.builtins import BuiltinTools
+from lash_tasks.tools.contract import ToolProvider
 from lash_tasks.tools.registry import ToolRegistry
 
 ENV_VAR = "LASH_TOOLS"

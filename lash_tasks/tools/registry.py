@@ -19,7 +19,7 @@ from lash_tasks.errors import (
     ValidationError,
 )
 from lash_tasks.machine.messages import ToolCall, ToolManifest
-from lash_tasks.tools.base import ToolContext, ToolProvider, ToolResult
+from lash_tasks.tools.contract import ToolContext, ToolProvider, ToolResult
 from lash_tasks.tools.schema import check_schema, json_type_name, validate
 
 SNAPSHOT_VERSION = 1

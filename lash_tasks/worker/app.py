@@ -1,4 +1,4 @@
-"""The Celery app: the one module-level singleton, configured from celeryconfig.py."""
+"""The Celery app: the one module-level singleton, configured from worker/celery_config.py."""
 
 from __future__ import annotations
 
@@ -7,18 +7,10 @@ from typing import Any, TypeVar, cast
 
 from celery import Celery
 
-import celeryconfig
-from lash_tasks.errors import ConfigurationError
-
-# A celeryconfig.py of the user's own, earlier on sys.path, would silently replace ours and
-# drop late acks, JSON-only serialisation and the queue routes.
-if not getattr(celeryconfig, "LASH_TASKS_CONFIG", False):
-    raise ConfigurationError(
-        f"{celeryconfig.__file__} shadows lash-tasks' celeryconfig; rename it or run elsewhere"
-    )
+from lash_tasks.worker import celery_config
 
 app = Celery("lash_tasks")
-app.config_from_object(celeryconfig)
+app.config_from_object(celery_config)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

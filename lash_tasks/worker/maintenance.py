@@ -8,6 +8,8 @@ from typing import Any
 
 from lash_tasks.attachments.gc import reclaim_unreferenced_attachments
 from lash_tasks.errors import SessionNotFound
+from lash_tasks.settings import Settings
+from lash_tasks.worker.beat_schedule import job_intervals_s
 from lash_tasks.worker.pokes import poke_session
 from lash_tasks.worker.resources import Resources
 
@@ -16,12 +18,10 @@ JOBS = ("sweep", "tombstone_orphans", "vacuum", "reclaim_attachments", "prune_pr
 ORPHAN_PAGE_SIZE = 500
 
 
-def current_slot(job: str, now_s: float) -> str:
+def current_slot(job: str, now_s: float, settings: Settings) -> str:
     """The schedule slot a beat firing belongs to: two beats in one interval share it."""
-    from beat_schedule import JOB_INTERVALS_S
-
-    interval = JOB_INTERVALS_S[job]
-    return f"{int(now_s // interval) * int(interval)}"
+    interval = job_intervals_s(settings)[job]
+    return f"{int(now_s // interval) * interval}"
 
 
 def run_job(res: Resources, app: Any, job: str, slot: str | None = None) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def run_job(res: Resources, app: Any, job: str, slot: str | None = None) -> dict
         raise ValueError(f"unknown maintenance job {job!r}; known: {', '.join(JOBS)}")
     # The database clock, not this worker's: workers with skewed clocks must agree on
     # the slot, or two beats' firings would both run.
-    slot = slot or current_slot(job, res.store.database.db_now_ms() / 1000)
+    slot = slot or current_slot(job, res.store.database.db_now_ms() / 1000, res.settings)
     if not res.store.maintenance.claim_slot(job, slot):
         return {"job": job, "slot": slot, "skipped": "slot already ran"}
     report: dict[str, Any] = {"job": job, "slot": slot, **_JOBS[job](res, app, slot)}

@@ -17,7 +17,7 @@ from lash_tasks.attachments import blob_store_from_url
 from lash_tasks.events.emitter import StepEventsFactory
 from lash_tasks.machine import ModelSpec
 from lash_tasks.providers import llm_provider_from_env
-from lash_tasks.runtime.core import LashCore, LeaseTimings
+from lash_tasks.runtime.lash_core import LashCore, LeaseTimings
 from lash_tasks.runtime.trace import JsonlTraceSink, NullTraceSink, TraceSink
 from lash_tasks.settings import Settings
 from lash_tasks.store.migrate import require_current_schema

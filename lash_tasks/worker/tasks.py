@@ -8,16 +8,16 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import SQLAlchemyError
 
-from lash_tasks import service
 from lash_tasks.errors import LashError, MessageRejected, NotFound, ValidationError
 from lash_tasks.ingress import (
     CancelInputPayload,
     CreateSessionPayload,
     EnqueueTurnPayload,
+    operations,
     parse_payload,
 )
+from lash_tasks.machine.ids import check_session_id
 from lash_tasks.runtime.step import run_step
-from lash_tasks.store.records import check_session_id
 from lash_tasks.worker.app import app, lash_task
 from lash_tasks.worker.maintenance import JOBS, run_job
 from lash_tasks.worker.pokes import clear_poke_mark, poke_session, repoke_later, retry_delay_s
@@ -72,7 +72,7 @@ def create_session(payload: Any) -> dict[str, Any]:
     try:
         parsed = parse_payload(CreateSessionPayload, payload)
         res = process_resources.get()
-        record = service.create_session(res.store, parsed, res.settings)
+        record = operations.create_session(res.store, parsed, res.settings)
     except LashError as exc:
         if exc.retryable:
             raise
@@ -93,7 +93,7 @@ def enqueue_turn(self: Task, payload: Any) -> dict[str, Any]:
             payload = {**payload, "source_key": f"task:{self.request.id}"}
         parsed = parse_payload(EnqueueTurnPayload, payload)
         res = process_resources.get()
-        row = service.enqueue_turn(res.store, parsed)
+        row = operations.enqueue_turn(res.store, parsed)
     except LashError as exc:
         if exc.retryable:
             raise
@@ -107,7 +107,7 @@ def cancel_input(payload: Any) -> dict[str, Any]:
     try:
         parsed = parse_payload(CancelInputPayload, payload)
         res = process_resources.get()
-        outcome = service.cancel_input(res.store, parsed, res.events.publisher)
+        outcome = operations.cancel_input(res.store, parsed, res.events.publisher)
         return {"status": "ok", **outcome}
     except LashError as exc:
         if exc.retryable:

@@ -16,11 +16,11 @@ from lash_tasks.attachments import (
     ReclaimReport,
     SessionAttachments,
     TrashedBlob,
-    attachment_id_for,
     attachment_uri,
     reclaim_unreferenced_attachments,
 )
 from lash_tasks.errors import StoreUnavailable, ValidationError
+from lash_tasks.machine.ids import attachment_id_for
 from lash_tasks.store.store import Store
 from tests.attachments import _worker
 from tests.attachments.helpers import (

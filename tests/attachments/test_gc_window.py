@@ -20,10 +20,10 @@ from lash_tasks.attachments import (
     FilesystemBlobStore,
     InMemoryBlobStore,
     SessionAttachments,
-    attachment_id_for,
     attachment_uri,
     reclaim_unreferenced_attachments,
 )
+from lash_tasks.machine.ids import attachment_id_for
 from lash_tasks.store.store import Store
 from tests.attachments.helpers import commit_turn, make_session
 

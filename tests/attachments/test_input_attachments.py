@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lash_tasks import service
 from lash_tasks.attachments import FilesystemBlobStore, reclaim_unreferenced_attachments
 from lash_tasks.client import Client
 from lash_tasks.errors import AttachmentNotFound, UnknownAttachment
-from lash_tasks.ingress import EnqueueTurnPayload
+from lash_tasks.ingress import EnqueueTurnPayload, operations
 from lash_tasks.settings import Settings
 from lash_tasks.store.store import Store
 from tests.attachments.helpers import commit_turn, make_session
@@ -33,7 +32,7 @@ def enqueue(store: Store, session_id: str, key: str, attachments: list[str]) -> 
     payload = EnqueueTurnPayload(
         session_id=session_id, text="what is this?", source_key=key, attachments=tuple(attachments)
     )
-    return service.enqueue_turn(store, payload).input_id
+    return operations.enqueue_turn(store, payload).input_id
 
 
 def gc_an_hour_later(store: Store, client: Client) -> None:

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event, insert
 
-from lash_tasks.attachments import attachment_id_for, attachment_uri
+from lash_tasks.attachments import attachment_uri
 from lash_tasks.errors import SessionNotFound, ValidationError
+from lash_tasks.machine.ids import attachment_id_for
 from lash_tasks.store import schema as t
 from lash_tasks.store.store import Store
 from tests.attachments.helpers import commit_turn, make_session

@@ -11,12 +11,12 @@ from lash_tasks.attachments import (
     InlineSessionAttachments,
     InMemoryBlobStore,
     SessionAttachments,
-    attachment_id_for,
     attachments_for,
 )
 from lash_tasks.errors import AttachmentNotFound, SessionNotFound, ValidationError
+from lash_tasks.machine.ids import attachment_id_for
 from lash_tasks.store.store import Store
-from lash_tasks.tools.base import AttachmentSink
+from lash_tasks.tools.contract import AttachmentSink
 from tests.attachments.helpers import commit_turn, make_session
 
 

@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 
-from lash_tasks import service
 from lash_tasks.attachments import FilesystemBlobStore
 from lash_tasks.client import Client, TurnAnswer
 from lash_tasks.errors import InvalidCursor, ValidationError, WaitTimeout
 from lash_tasks.events.emitter import StepEvents
 from lash_tasks.events.publisher import NullEventPublisher, RedisEventPublisher
-from lash_tasks.ingress import EnqueueTurnPayload
-from lash_tasks.runtime.core import LeaseTimings
+from lash_tasks.ingress import EnqueueTurnPayload, operations
+from lash_tasks.runtime.lash_core import LeaseTimings
 from lash_tasks.settings import Settings
 from lash_tasks.store.migrate import upgrade
 from lash_tasks.store.records import Lease
@@ -39,7 +38,7 @@ def make_client(tmp_path: Path, redis_url: str | None) -> Client:
 def enqueue(client: Client, session_id: str, text: str = "hello") -> str:
     """Record an input without poking (no worker runs here; the test steps the turn)."""
     payload = EnqueueTurnPayload(session_id=session_id, text=text)
-    return service.enqueue_turn(client.store, payload).input_id
+    return operations.enqueue_turn(client.store, payload).input_id
 
 
 def run_turn(client: Client, tmp_path: Path, session_id: str) -> dict[str, Any]:

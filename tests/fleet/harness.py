@@ -21,6 +21,9 @@ from lash_tasks.settings import Settings
 from lash_tasks.store.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
+# For fleets whose workers load test-only modules (`LASH_TOOLS=tests.tools...`); a worker of
+# lash-tasks itself needs nothing on PYTHONPATH.
+TESTS_ON_PATH = {"PYTHONPATH": str(REPO)}
 
 
 @dataclass
@@ -34,7 +37,10 @@ class Fleet:
     processes: list[CeleryProcess] = field(default_factory=list)
 
     def env(self, **overrides: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LASH_")}
+        # Nothing of ours on PYTHONPATH: workers find lash_tasks as installed, as in production.
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("LASH_") and k != "PYTHONPATH"
+        }
         env.update(
             {
                 "LASH_HOME": str(self.home),
@@ -48,7 +54,6 @@ class Fleet:
                 "LASH_LEASE_TTL_MS": "3000",
                 "LASH_LEASE_RENEW_MS": "1000",
                 "LASH_SWEEP_INTERVAL_S": "2",
-                "PYTHONPATH": str(REPO),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -110,14 +115,15 @@ class Fleet:
             "info",
         ]
         log = self.home / f"{log_name or name}.log"
-        proc = CeleryProcess.start(name, args, self.env(**env), log)
+        proc = CeleryProcess.start(name, args, self.env(**env), log, cwd=self.home)
         self.processes.append(proc)
         return proc
 
     def start_beat(self, name: str = "beat", **env: str) -> CeleryProcess:
         schedule = self.home / f"{name}-schedule"
         args = ["beat", "-s", str(schedule), "-l", "info"]
-        proc = CeleryProcess.start(name, args, self.env(**env), self.home / f"{name}.log")
+        log = self.home / f"{name}.log"
+        proc = CeleryProcess.start(name, args, self.env(**env), log, cwd=self.home)
         self.processes.append(proc)
         return proc
 
@@ -159,12 +165,16 @@ class CeleryProcess:
     log_path: Path
 
     @classmethod
-    def start(cls, name: str, args: list[str], env: dict[str, str], log: Path) -> CeleryProcess:
+    def start(
+        cls, name: str, args: list[str], env: dict[str, str], log: Path, cwd: Path
+    ) -> CeleryProcess:
+        """Start `celery -A lash_tasks.worker.app ARGS` in `cwd` (the fleet's home, far from
+        the repository: `python -m` puts the working directory first on sys.path)."""
         handle = log.open("ab")
         popen = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "lash_tasks.worker.app", *args],
             env=env,
-            cwd=str(REPO),
+            cwd=str(cwd),
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,

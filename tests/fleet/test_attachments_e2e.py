@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lash_tasks.attachments import attachment_id_for
+from lash_tasks.machine.ids import attachment_id_for
 from tests.fleet.harness import Fleet
 from tests.runtime._llm_server import ScriptedHttpLlm, chat_reply
 

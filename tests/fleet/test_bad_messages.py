@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from celery.result import AsyncResult
 
-from lash_tasks import service
 from lash_tasks.errors import MessageRejected
-from lash_tasks.ingress import EnqueueTurnPayload
+from lash_tasks.ingress import EnqueueTurnPayload, operations
 from tests.fleet.harness import CeleryProcess, Fleet, wait_until
 
 pytestmark = [pytest.mark.fleet, pytest.mark.timeout(120)]
@@ -51,7 +50,7 @@ def test_bad_step_messages_are_rejected_and_write_nothing(fleet: Fleet) -> None:
     app = fleet.publisher()
     client.create_session("pickled")
     # Pending input and no poke: only an accepted step message could ever run it.
-    waiting = service.enqueue_turn(
+    waiting = operations.enqueue_turn(
         client.store, EnqueueTurnPayload(session_id="pickled", text="only via json")
     )
     before = _row_counts(fleet)

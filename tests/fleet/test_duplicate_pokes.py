@@ -6,8 +6,7 @@ from collections import Counter
 
 import pytest
 
-from lash_tasks import service
-from lash_tasks.ingress import EnqueueTurnPayload
+from lash_tasks.ingress import EnqueueTurnPayload, operations
 from tests.fleet.harness import (
     Fleet,
     calc_rules,
@@ -29,7 +28,9 @@ def test_fifty_pokes_for_one_input_run_one_turn(fleet: Fleet) -> None:
     sid = "dup-pokes"
     client.create_session(sid)
     # The input is written without a poke of its own: the 50 pokes below are all there is.
-    row = service.enqueue_turn(client.store, EnqueueTurnPayload(session_id=sid, text="calc once"))
+    row = operations.enqueue_turn(
+        client.store, EnqueueTurnPayload(session_id=sid, text="calc once")
+    )
     for _ in range(POKES):
         client.poke(sid)
     # Coalesced at the source: one message waits, however many pokes were sent.

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.fleet.harness import Fleet, transcript_pairs, wait_until
+from tests.fleet.harness import TESTS_ON_PATH, Fleet, transcript_pairs, wait_until
 
 pytestmark = [pytest.mark.fleet, pytest.mark.timeout(150)]
 
@@ -24,6 +24,7 @@ def test_a_step_that_kills_its_worker_every_time_ends_its_turn(fleet: Fleet) -> 
             [{"match": "crash", "tool_calls": [{"name": "exit_process", "arguments": {}}]}]
         ),
         LASH_TOOLS="tests.tools.lash_test_tool_faults:FaultTools",
+        **TESTS_ON_PATH,
         LASH_STEP_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
         LASH_TEST_FAULT_LOG=str(fault_log),
     )

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from lash_tasks.client import Client
-from tests.fleet.harness import Fleet, transcript_pairs, wait_until
+from tests.fleet.harness import TESTS_ON_PATH, Fleet, transcript_pairs, wait_until
 
 pytestmark = [pytest.mark.fleet, pytest.mark.timeout(180)]
 
@@ -40,6 +40,7 @@ def test_hung_tool_is_taken_over_while_another_session_keeps_its_worker_busy(
             [{"match": "hang", "tool_calls": [{"name": "hang_here", "arguments": {}}]}]
         ),
         LASH_TOOLS="tests.tools.lash_test_tool_faults:FaultTools",
+        **TESTS_ON_PATH,
         LASH_STEP_TIME_LIMIT_S=str(STEP_LIMIT_S),
     )
     stuck = fleet.start_worker("stuck", concurrency=4, LASH_TEST_HANG_TOOL="1")

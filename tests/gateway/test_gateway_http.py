@@ -20,7 +20,7 @@ from lash_tasks.errors import ValidationError
 from lash_tasks.events.emitter import StepEvents
 from lash_tasks.events.publisher import RedisEventPublisher, stream_key
 from lash_tasks.ingress import CreateSessionPayload, EnqueueTurnPayload, parse_payload
-from lash_tasks.runtime.core import LeaseTimings
+from lash_tasks.runtime.lash_core import LeaseTimings
 from lash_tasks.store.store import Store
 from tests.events.private_redis import free_port
 from tests.gateway.conftest import Gateway, clean_env, serve_command
@@ -147,7 +147,7 @@ def test_sessions_inputs_cancel_view_and_long_poll_work_against_the_database(
     gateway: Gateway, store: Store
 ) -> None:
     """Create, idempotent enqueue, cancel, the view and a long poll that returns the answer
-    once the turn commits, all through the same service code as the Python client."""
+    once the turn commits, all through the same ingress operations as the Python client."""
     sid = new_id()
     with gateway.client() as http:
         assert http.post("/sessions", json={"session_id": sid}).json()["head_revision"] == 0

@@ -18,7 +18,7 @@ import redis
 from lash_tasks.attachments import FilesystemBlobStore
 from lash_tasks.events.emitter import StepEvents
 from lash_tasks.events.publisher import NullEventPublisher, RedisEventPublisher, stream_key
-from lash_tasks.runtime.core import LeaseTimings
+from lash_tasks.runtime.lash_core import LeaseTimings
 from lash_tasks.store.records import Lease
 from lash_tasks.store.store import Store
 from tests.fleet.conftest import REDIS_DB, exclusive_redis_db

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from lash_tasks import service
 from lash_tasks.errors import ValidationError
 from lash_tasks.ingress import (
     CancelInputPayload,
     CreateSessionPayload,
     EnqueueTurnPayload,
+    operations,
     parse_payload,
 )
 from lash_tasks.settings import Settings
@@ -62,12 +62,12 @@ def test_non_object_payload_is_refused() -> None:
 def test_enqueue_is_idempotent_by_source_key(store: Store, tmp_path: Any) -> None:
     """The same source key and text twice gives one input row."""
     settings = Settings.from_env({"LASH_HOME": str(tmp_path)})
-    service.create_session(store, CreateSessionPayload(session_id="s1"), settings)
+    operations.create_session(store, CreateSessionPayload(session_id="s1"), settings)
     payload = parse_payload(
         EnqueueTurnPayload, {"session_id": "s1", "text": "hi", "source_key": "req-1"}
     )
-    first = service.enqueue_turn(store, payload)
-    second = service.enqueue_turn(store, payload)
+    first = operations.enqueue_turn(store, payload)
+    second = operations.enqueue_turn(store, payload)
     assert first.input_id == second.input_id
     assert len(store.inputs.list_all("s1")) == 1
 
@@ -78,7 +78,7 @@ def test_enqueue_to_unknown_session_writes_nothing(store: Store) -> None:
 
     payload = parse_payload(EnqueueTurnPayload, {"session_id": "ghost", "text": "hi"})
     with pytest.raises(SessionNotFound):
-        service.enqueue_turn(store, payload)
+        operations.enqueue_turn(store, payload)
     assert store.maintenance.count_rows("lash_pending_inputs") == 0
 
 
@@ -86,11 +86,11 @@ def test_cancel_with_nothing_to_cancel_is_refused(store: Store, tmp_path: Any) -
     """A cancel naming no input, no source key and no interrupt is a ValidationError (the
     ingress task, the client and the gateway share it), and changes nothing."""
     settings = Settings.from_env({"LASH_HOME": str(tmp_path)})
-    service.create_session(store, CreateSessionPayload(session_id="s1"), settings)
-    waiting = service.enqueue_turn(
+    operations.create_session(store, CreateSessionPayload(session_id="s1"), settings)
+    waiting = operations.enqueue_turn(
         store, parse_payload(EnqueueTurnPayload, {"session_id": "s1", "text": "hi"})
     )
     with pytest.raises(ValidationError, match="needs an input_id, a source_key or interrupt"):
-        service.cancel_input(store, parse_payload(CancelInputPayload, {"session_id": "s1"}))
+        operations.cancel_input(store, parse_payload(CancelInputPayload, {"session_id": "s1"}))
     assert [i.state for i in store.inputs.list_all("s1")] == ["pending"]
     assert store.inputs.get("s1", waiting.input_id) is not None

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lash_tasks.attachments import attachment_id_for
+from lash_tasks.machine.ids import attachment_id_for
 from lash_tasks.machine.messages import AttachmentContent, LlmRequest, Message, ToolCall
 from lash_tasks.providers.anthropic_wire import build_messages_request
 from lash_tasks.providers.attachment_parts import (

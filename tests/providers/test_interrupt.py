@@ -18,8 +18,8 @@ from lash_tasks.providers import (
     ScriptedProvider,
     ScriptRule,
 )
-from lash_tasks.providers.base import LlmProvider
 from lash_tasks.providers.interrupt import Interrupt
+from lash_tasks.providers.llm_provider import LlmProvider
 
 from ._server import LocalServer, Reply, fixture_bytes
 

@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from lash_tasks.errors import ProviderError
-from lash_tasks.providers.base import (
+from lash_tasks.providers.http_send import (
     DEFAULT_TIMEOUT,
     RetryPolicy,
     body_excerpt,

@@ -15,8 +15,8 @@ from lash_tasks.attachments import FilesystemBlobStore
 from lash_tasks.machine import Message, ModelSpec, SessionPolicy
 from lash_tasks.machine.tool_budget import ToolOutputBudget
 from lash_tasks.providers import ScriptedProvider, ScriptRule, load_rules
-from lash_tasks.providers.base import LlmProvider
-from lash_tasks.runtime.core import LashCore, LeaseTimings, Residency
+from lash_tasks.providers.llm_provider import LlmProvider
+from lash_tasks.runtime.lash_core import LashCore, LeaseTimings, Residency
 from lash_tasks.runtime.step import StepResult, run_step
 from lash_tasks.runtime.trace import TraceSink
 from lash_tasks.store.records import InputDraft, PendingInput

@@ -18,9 +18,9 @@ from lash_tasks.errors import (
 )
 from lash_tasks.machine import ModelSpec
 from lash_tasks.providers import ScriptedProvider
-from lash_tasks.runtime.core import CoreBuilder, LashCore, LeaseTimings
 from lash_tasks.runtime.effects import DurableEffectHost, InlineEffectHost
-from lash_tasks.runtime.facets import BlobProcessEnvStore, InlineProcessEnvStore
+from lash_tasks.runtime.lash_core import CoreBuilder, LashCore, LeaseTimings
+from lash_tasks.runtime.process_envs import BlobProcessEnvStore, InlineProcessEnvStore
 from lash_tasks.store.store import Store
 
 MODEL = ModelSpec(id="scripted")

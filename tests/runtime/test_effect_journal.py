@@ -10,14 +10,20 @@ from typing import Any
 
 import pytest
 
-from lash_tasks.errors import EffectBusy, EffectError, Interrupted, ReplayMismatch, ToolError
+from lash_tasks.errors import (
+    EffectBusy,
+    EffectError,
+    Interrupted,
+    RecordedFailure,
+    ReplayMismatch,
+    ToolError,
+)
 from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.runtime.effects import (
     DurableEffectHost,
     EffectRequest,
     InlineEffectHost,
     Outcome,
-    RecordedFailure,
 )
 from lash_tasks.runtime.step_control import StepControl
 from lash_tasks.store.store import Store

@@ -8,9 +8,9 @@ import pytest
 
 from lash_tasks.attachments import InMemoryBlobStore
 from lash_tasks.providers import ScriptedProvider, load_rules
-from lash_tasks.runtime.core import LashCore
 from lash_tasks.runtime.effects import InlineEffectHost
-from lash_tasks.runtime.facets import InlineProcessEnvStore
+from lash_tasks.runtime.lash_core import LashCore
+from lash_tasks.runtime.process_envs import InlineProcessEnvStore
 from lash_tasks.runtime.step import run_step
 from lash_tasks.store.records import InputDraft
 from lash_tasks.store.schema import metadata

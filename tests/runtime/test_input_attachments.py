@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from lash_tasks import service
 from lash_tasks.attachments import SessionAttachments, reclaim_unreferenced_attachments
-from lash_tasks.ingress import EnqueueTurnPayload
-from lash_tasks.providers.base import RetryPolicy
+from lash_tasks.ingress import EnqueueTurnPayload, operations
+from lash_tasks.providers.http_send import RetryPolicy
 from lash_tasks.providers.openai_chat import OpenAIChatProvider
 from lash_tasks.runtime.step import run_step
 from lash_tasks.store.records import InputState
@@ -53,7 +52,7 @@ def ask_about(harness: Harness, session_id: str, attachment_id: str) -> str:
     payload = EnqueueTurnPayload(
         session_id=session_id, text="What is in this picture?", attachments=(attachment_id,)
     )
-    return service.enqueue_turn(harness.store, payload).input_id
+    return operations.enqueue_turn(harness.store, payload).input_id
 
 
 def user_content(request: dict[str, Any]) -> Any:

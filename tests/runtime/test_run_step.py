@@ -20,7 +20,7 @@ from lash_tasks.machine import (
     TurnStamp,
 )
 from lash_tasks.providers import ScriptedProvider, load_rules
-from lash_tasks.providers.base import RetryPolicy
+from lash_tasks.providers.http_send import RetryPolicy
 from lash_tasks.providers.openai_chat import OpenAIChatProvider
 from lash_tasks.runtime.effects import DurableEffectHost
 from lash_tasks.runtime.step import StepResult, run_step

@@ -12,13 +12,13 @@ from sqlalchemy import update
 
 from lash_tasks.errors import ProviderError
 from lash_tasks.machine import ToolManifest
-from lash_tasks.runtime.core import LashCore
+from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.runtime.step import StepResult, run_step
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import InputState
 from lash_tasks.store.store import Store
-from lash_tasks.tools.base import ToolContext, ToolResult
 from lash_tasks.tools.builtins import BuiltinTools
+from lash_tasks.tools.contract import ToolContext, ToolResult
 from lash_tasks.tools.registry import ToolRegistry
 from tests.runtime.conftest import Harness
 

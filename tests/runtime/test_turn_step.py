@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lash_tasks.machine import LlmResponse, Message, ToolCall, ToolManifest, Usage
+from lash_tasks.machine.ids import derive_turn_id, node_id_for
 from lash_tasks.machine.turn_step import (
     TURN_LIMIT_NOTE,
     CallLlm,
@@ -14,8 +15,6 @@ from lash_tasks.machine.turn_step import (
     after_llm,
     after_tools,
     begin_step,
-    derive_turn_id,
-    node_id_for,
 )
 
 HISTORY = [Message("user", "what is 2+3?")]

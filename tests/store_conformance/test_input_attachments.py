@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from lash_tasks.attachments import attachment_id_for, attachment_uri
+from lash_tasks.attachments import attachment_uri
 from lash_tasks.errors import UnknownAttachment, ValidationError
+from lash_tasks.machine.ids import attachment_id_for
 from lash_tasks.store.records import CancelOutcome, InputDraft, PendingInput
 from lash_tasks.store.store import Store
 from tests.store_conformance.support import append, msg, new_session, take_lease

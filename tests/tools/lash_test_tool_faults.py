@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from lash_tasks.machine.messages import ToolManifest
-from lash_tasks.tools.base import ToolContext, ToolResult
+from lash_tasks.tools.contract import ToolContext, ToolResult
 
 HANG_ENV = "LASH_TEST_HANG_TOOL"
 LOG_ENV = "LASH_TEST_FAULT_LOG"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lash_tasks.machine.messages import ToolManifest
-from lash_tasks.tools.base import ToolContext, ToolResult
+from lash_tasks.tools.contract import ToolContext, ToolResult
 
 
 class EchoTools:

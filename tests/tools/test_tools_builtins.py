@@ -6,8 +6,8 @@ import time
 import pytest
 
 from lash_tasks.machine.messages import ToolCall
-from lash_tasks.tools.base import AttachmentSink, ToolContext, ToolResult
 from lash_tasks.tools.builtins import MAX_REPEAT_BYTES, BuiltinTools
+from lash_tasks.tools.contract import AttachmentSink, ToolContext, ToolResult
 from lash_tasks.tools.registry import ToolRegistry
 
 

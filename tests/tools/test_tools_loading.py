@@ -6,7 +6,7 @@ import pytest
 
 from lash_tasks.errors import InvalidEnvironment
 from lash_tasks.machine.messages import ToolCall
-from lash_tasks.tools.base import ToolContext, ToolResult
+from lash_tasks.tools.contract import ToolContext, ToolResult
 from lash_tasks.tools.loading import load_tool_providers, registry_from_env
 
 MODULE = "lash_test_tool_providers"

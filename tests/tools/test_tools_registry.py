@@ -15,7 +15,7 @@ from lash_tasks.errors import (
     ValidationError,
 )
 from lash_tasks.machine.messages import ToolCall, ToolManifest
-from lash_tasks.tools.base import ToolContext, ToolProvider, ToolResult
+from lash_tasks.tools.contract import ToolContext, ToolProvider, ToolResult
 from lash_tasks.tools.registry import ToolRegistry
 
 CTX = ToolContext(session_id="s1", turn_id="t1", call_id="c1")

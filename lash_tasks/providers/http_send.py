@@ -1,4 +1,4 @@
-"""The provider protocol and the retrying HTTP send shared by the real providers."""
+"""The retrying HTTP send shared by the HTTP LLM providers: backoff, Retry-After, redaction."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import httpx
 
 from lash_tasks.errors import ProviderError
-from lash_tasks.machine.messages import LlmRequest, LlmResponse
-from lash_tasks.providers.interrupt import Interrupt, abortable_transport, check_bound, pause
+from lash_tasks.providers.interrupt import abortable_transport, check_bound, pause
 
 BODY_EXCERPT_LIMIT = 500
 REDACTED = "[REDACTED]"
@@ -21,30 +19,6 @@ REDACTED = "[REDACTED]"
 # A model can think for a long time before the first byte, so the read timeout is generous;
 # failing to connect at all is worth noticing quickly.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
-
-
-@runtime_checkable
-class LlmProvider(Protocol):
-    """One LLM backend.
-
-    `complete` calls `on_text_delta` with pieces of the answer text as they become available;
-    the pieces always concatenate to `LlmResponse.text`. A provider that does not stream
-    delivers the whole text in one piece, so callers need not care which kind they hold.
-
-    When `interrupt` fires, `complete` gives up at once, even mid-request, and raises the
-    interrupt's error.
-    """
-
-    name: str
-
-    def complete(
-        self,
-        request: LlmRequest,
-        on_text_delta: Callable[[str], None] | None = None,
-        interrupt: Interrupt | None = None,
-    ) -> LlmResponse: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Small JSON helpers shared by the wire modules."""
+"""Small JSON helpers the wire modules read provider responses with: decode, excerpt, coerce."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What the HTTP-backed providers share: client ownership, key hiding, the retrying send."""
+"""`HttpProvider`: what the HTTP-backed LLM providers share: client ownership, key hiding,
+the retrying send."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import httpx
 
 from lash_tasks.errors import ProviderError
-from lash_tasks.providers.base import (
+from lash_tasks.providers.http_send import (
     RetryPolicy,
     new_http_client,
     redact,

@@ -1,12 +1,12 @@
-"""Attachment ids: the sha256 of the bytes, checked before any id reaches a path or a query."""
+"""The small values of the attachment layer: durability tiers, owner kinds, URIs, media types
+and bytes, each checked before use. (The attachment id itself lives in `machine/ids.py`.)"""
 
 from __future__ import annotations
 
-import hashlib
-import re
 from typing import Literal
 
 from lash_tasks.errors import ValidationError
+from lash_tasks.machine.ids import check_attachment_id
 
 DurabilityTier = Literal["durable", "inline"]
 OwnerKind = Literal["turn", "process", "input"]
@@ -14,29 +14,9 @@ OwnerKind = Literal["turn", "process", "input"]
 URI_PREFIX = "lash-attachment://sha256/"
 DEFAULT_MEDIA_TYPE = "application/octet-stream"
 
-_ATTACHMENT_ID = re.compile(r"[0-9a-f]{64}")
-
-
-def attachment_id_for(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
 
 def attachment_uri(attachment_id: str) -> str:
     return URI_PREFIX + check_attachment_id(attachment_id)
-
-
-def check_attachment_id(attachment_id: object) -> str:
-    """Return `attachment_id` if it is 64 lowercase hex characters, else raise `ValidationError`.
-
-    Ids become file names and object keys, so anything else (`../`, separators, upper case
-    aliases of the same hash) is refused here rather than escaped later.
-    """
-    if not isinstance(attachment_id, str) or _ATTACHMENT_ID.fullmatch(attachment_id) is None:
-        shown = attachment_id if isinstance(attachment_id, str) else type(attachment_id).__name__
-        raise ValidationError(
-            f"attachment id must be 64 lowercase hex characters (a sha256), got {shown!r:.80}",
-        )
-    return attachment_id
 
 
 def check_media_type(media_type: object) -> str:

@@ -1,4 +1,4 @@
-"""Operations shared by the Python client, the ingress tasks, the CLI and the HTTP gateway.
+"""Ingress operations shared by the Python client, the ingress tasks, the CLI and the gateway.
 
 Each write takes its rows in one transaction; the caller pokes only after it returns.
 """
@@ -14,7 +14,7 @@ from lash_tasks.errors import ValidationError
 from lash_tasks.events.publisher import EventPublisher
 from lash_tasks.events.sources import now_ms
 from lash_tasks.events.vocabulary import InputCancelled
-from lash_tasks.ingress import CancelInputPayload, CreateSessionPayload, EnqueueTurnPayload
+from lash_tasks.ingress.payloads import CancelInputPayload, CreateSessionPayload, EnqueueTurnPayload
 from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.settings import Settings
 from lash_tasks.store.records import InputDraft, PendingInput, SessionRecord

@@ -1,4 +1,5 @@
-"""Store facets beyond the session store, each declaring its durability tier.
+"""Process-environment stores: where background processes find the environment to rebuild
+their runtime from. Each store (a "facet" of the host) declares its durability tier.
 
 The builder refuses to wire a durable store to an inline peer: a crash would keep
 one half of the state and lose the other.

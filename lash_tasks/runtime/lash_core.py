@@ -1,4 +1,5 @@
-"""`LashCore` and its builder: every wiring rule is checked before anything runs.
+"""`LashCore` and its builder (the lash core: store, LLM provider, tools, effect host); every
+wiring rule is checked before anything runs.
 
 core = (
     LashCore.builder()
@@ -27,10 +28,10 @@ from lash_tasks.errors import (
 )
 from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.machine.tool_budget import ToolOutputBudget
-from lash_tasks.providers.base import LlmProvider
+from lash_tasks.providers.llm_provider import LlmProvider
 from lash_tasks.runtime.cache import RuntimeCache
 from lash_tasks.runtime.effects import DurableEffectHost, EffectHost
-from lash_tasks.runtime.facets import BlobProcessEnvStore, Facet, ProcessEnvStore
+from lash_tasks.runtime.process_envs import BlobProcessEnvStore, Facet, ProcessEnvStore
 from lash_tasks.runtime.trace import Tracer, TraceSink
 from lash_tasks.store.contracts import RuntimeStore
 from lash_tasks.tools.registry import ToolRegistry

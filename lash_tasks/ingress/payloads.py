@@ -7,9 +7,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from lash_tasks.attachments.ids import check_attachment_id
 from lash_tasks.errors import ValidationError
-from lash_tasks.store.records import check_session_id
+from lash_tasks.machine.ids import check_attachment_id, check_session_id
 
 P = TypeVar("P", bound=BaseModel)
 MAX_ATTACHMENTS_PER_INPUT = 32

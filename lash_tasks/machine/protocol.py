@@ -1,0 +1,476 @@
+"""The turn protocol: every decision of a turn step, as one pure function.
+
+    step, effects = advance(step, event)
+
+The step driver (`runtime/step_driver.py`) performs the effects — call the LLM, run the
+tools, close the step in the store, or give the step up to be retried — and feeds back what
+happened as events. It decides nothing. Everything a turn decides lives here: which messages
+open it, which steer input joins it, how an answer, a tool result, a failure or an interrupt
+becomes the next step or an outcome, and what the step's closing commit holds. Ids and
+timestamps arrive in the events; nothing here reads a clock or does I/O.
+
+    StepOpened ─▶ awaiting_llm ─LlmAnswered(tool calls)─▶ awaiting_tools ─ToolsDone─▶ closed
+                      │                                                                ▲
+                      └── answer / failure / interrupt / stop before calling ──────────┘
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from lash_tasks.machine.commit_hash import turn_commit_hash
+from lash_tasks.machine.graph import NodeDraft, SessionGraph
+from lash_tasks.machine.ids import node_id_for, steer_node_id
+from lash_tasks.machine.messages import LlmRequest, LlmResponse, Message, ToolCall, Usage
+from lash_tasks.machine.turn_state import StepContext, TurnOutcome, TurnState
+
+TURN_LIMIT_NOTE = "[turn stopped: reached the limit of {n} model calls for one turn]"
+INTERRUPTED = "interrupted"  # the error code of an LLM call cut by an interrupt
+INTERRUPTED_TEXT = "turn interrupted on request"
+CANCELLED_TEXT = "turn cancelled on request"
+NOT_RUN_TEXT = "tool call not run: the turn was interrupted"
+
+Phase = Literal["awaiting_llm", "awaiting_tools", "closed"]
+
+
+# ── events ────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class SteerInput:
+    """Steer input the running turn accepted. Its node id names the input, so a step that
+    re-runs after a crash never adds it twice."""
+
+    input_id: str
+    message: Message
+
+
+@dataclass(frozen=True)
+class StepOpened:
+    """The step holds the lease. `graph` stands where the turn continues (it is only read);
+    `steer` lists every steer input the turn accepted, in order."""
+
+    turn: TurnState
+    graph: SessionGraph
+    context: StepContext
+    now: str
+    steer: tuple[SteerInput, ...] = ()
+    branch_error: str | None = None
+
+
+@dataclass(frozen=True)
+class LlmAnswered:
+    response: LlmResponse
+
+
+@dataclass(frozen=True)
+class LlmFailed:
+    """The LLM call failed; `error` is `LashError.to_dict()`. `transient` failures (429, 5xx
+    after the provider's own retries) were not journaled: the step may be retried instead."""
+
+    error: dict[str, Any]
+    transient: bool = False
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """One tool call's result message; `failure` when the call itself failed for good."""
+
+    call_id: str
+    result: Message
+    failure: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ToolsDone:
+    """The step's tool calls ended. After an interrupt, calls that never started have no
+    outcome; calls that ran keep theirs."""
+
+    outcomes: tuple[ToolOutcome, ...]
+    interrupted: bool = False
+    attachment_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """The turn was interrupted between effects (before its tool calls started)."""
+
+
+@dataclass(frozen=True)
+class StepFailed:
+    """An error no re-run can fix. `record_refused` is set when even the stopped record of
+    this failure was refused by the store: the turn then ends with no graph change."""
+
+    error: dict[str, Any]
+    record_refused: dict[str, Any] | None = None
+
+
+Event = StepOpened | LlmAnswered | LlmFailed | ToolsDone | Interrupted | StepFailed
+
+
+# ── effects ───────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class CallLlm:
+    request: LlmRequest
+    replay_key: str
+    envelope: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolInvocation:
+    call: ToolCall
+    replay_key: str
+    envelope: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunTools:
+    invocations: tuple[ToolInvocation, ...]
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """Give the step up without a commit; it runs again later (its attempt counts)."""
+
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What the step's closing commit applies.
+
+    `next_turn` is the turn after this step, or None when the step ended it with `outcome`.
+    `returned_steer` are steer inputs that never reached the model: they wait for the next
+    turn. A final commit carries the turn stamp: `result` and its `turn_commit_hash`.
+    """
+
+    turn: TurnState
+    nodes: tuple[NodeDraft, ...]
+    next_turn: TurnState | None
+    outcome: TurnOutcome | None
+    usage: Usage
+    attachment_ids: tuple[str, ...]
+    returned_steer: tuple[str, ...] = ()
+    result: dict[str, Any] | None = None
+    turn_commit_hash: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.next_turn is None
+
+
+@dataclass(frozen=True)
+class CloseStep:
+    plan: StepPlan
+
+
+Effect = CallLlm | RunTools | RetryLater | CloseStep
+
+
+# ── state ─────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step in flight: its turn, what it appended so far, and what it waits for."""
+
+    turn: TurnState
+    context: StepContext
+    now: str
+    phase: Phase = "awaiting_llm"
+    opening: tuple[NodeDraft, ...] = ()
+    steer: tuple[NodeDraft, ...] = ()
+    steer_ids: tuple[str, ...] = ()
+    drafts: tuple[NodeDraft, ...] = ()
+    position: int = 0
+    usage: Usage = field(default_factory=Usage)
+    attachment_ids: tuple[str, ...] = ()
+    pending_calls: tuple[ToolCall, ...] = ()
+
+
+def advance(step: Step | None, event: Event) -> tuple[Step, tuple[Effect, ...]]:
+    """The protocol's one transition function. An event the state does not expect raises
+    `ValueError`: that is a bug in the driver, never an outcome."""
+    if isinstance(event, StepOpened):
+        if step is not None:
+            raise ValueError("a step opens once")
+        return _opened(event)
+    if step is None or step.phase == "closed":
+        raise ValueError(f"{type(event).__name__} arrived for a step that is not running")
+    if isinstance(event, StepFailed):
+        return _failed(step, event)
+    if step.phase == "awaiting_llm":
+        if isinstance(event, LlmAnswered):
+            return _answered(step, event.response)
+        if isinstance(event, LlmFailed):
+            return _llm_failed(step, event)
+        if isinstance(event, Interrupted):
+            return _cancelled(step, INTERRUPTED_TEXT, {})
+    if step.phase == "awaiting_tools":
+        if isinstance(event, ToolsDone):
+            return _tools_done(step, event)
+        if isinstance(event, Interrupted):
+            return _tools_done(step, ToolsDone((), interrupted=True))
+    raise ValueError(f"{type(event).__name__} is not expected while {step.phase}")
+
+
+def llm_replay_key(context: StepContext, turn: TurnState) -> str:
+    return f"{context.session_id}:{turn.turn_id}:{turn.step_index}:llm_call:0"
+
+
+def tool_replay_key(context: StepContext, turn: TurnState, index: int, call: ToolCall) -> str:
+    return f"{context.session_id}:{turn.turn_id}:{turn.step_index}:tool_call:{index}:{call.call_id}"
+
+
+# ── transitions ───────────────────────────────────────────────────────────────────────────
+
+
+def _opened(event: StepOpened) -> tuple[Step, tuple[Effect, ...]]:
+    turn, ctx, now = event.turn, event.context, event.now
+    step = Step(turn=turn, context=ctx, now=now)
+    # A first step re-run after a crash rebuilds the very same opening nodes.
+    opening = tuple(
+        NodeDraft.for_message(node_id_for(turn.turn_id, 0, i), message, now)
+        for i, message in enumerate(turn.opening if turn.step_index == 0 else ())
+    )
+    fresh = [
+        s for s in event.steer if steer_node_id(turn.turn_id, s.input_id) not in event.graph.nodes
+    ]
+    steer = tuple(
+        NodeDraft.for_message(steer_node_id(turn.turn_id, s.input_id), s.message, now)
+        for s in fresh
+    )
+    step = replace(
+        step,
+        opening=opening,
+        steer=steer,
+        steer_ids=tuple(s.input_id for s in fresh),
+        position=len(opening),
+    )
+    if turn.attempts > ctx.max_attempts:
+        return _failed(step, StepFailed(_exhausted(turn)))
+    if event.branch_error is not None:
+        return _failed(step, StepFailed({"code": "node_not_found", "message": event.branch_error}))
+    if turn.cancel_requested:
+        return _cancelled(step, CANCELLED_TEXT, {})
+    history = [
+        *event.graph.active_messages(),
+        *(_message(d) for d in opening),
+        *(_message(d) for d in steer),
+    ]
+    if not history:
+        return _failed(
+            step, StepFailed({"code": "runtime_error", "message": "the turn has no messages"})
+        )
+    request = LlmRequest(
+        model=ctx.model,
+        messages=tuple(_model_view(m, ctx) for m in history),
+        system=ctx.system_prompt,
+        tools=ctx.tools,
+    )
+    envelope = {"kind": "llm_call", "request": request.to_json()}
+    return step, (CallLlm(request, llm_replay_key(ctx, turn), envelope),)
+
+
+def _answered(step: Step, response: LlmResponse) -> tuple[Step, tuple[Effect, ...]]:
+    step = replace(step, usage=step.usage + response.usage)
+    assistant = Message("assistant", response.text, tool_calls=response.tool_calls)
+    if response.tool_calls:
+        step = replace(
+            _append(step, assistant), phase="awaiting_tools", pending_calls=response.tool_calls
+        )
+        invocations = tuple(
+            ToolInvocation(
+                call,
+                tool_replay_key(step.context, step.turn, index, call),
+                {"kind": "tool_call", "name": call.name, "arguments": call.arguments},
+            )
+            for index, call in enumerate(response.tool_calls)
+        )
+        return step, (RunTools(invocations),)
+    if not response.text.strip():
+        outcome = TurnOutcome(
+            "stopped",
+            "provider_error",
+            "LLM provider returned an empty answer with no tool calls",
+            detail={"finish_reason": response.finish_reason},
+        )
+        return _close(step, outcome)
+    return _close(_append(step, assistant), TurnOutcome("finished", None, response.text))
+
+
+def _llm_failed(step: Step, event: LlmFailed) -> tuple[Step, tuple[Effect, ...]]:
+    error = event.error
+    if error.get("code") == INTERRUPTED:
+        # Cut mid-call on request, now or (replayed from the journal) by an earlier run.
+        return _cancelled(step, INTERRUPTED_TEXT, error)
+    ctx, turn = step.context, step.turn
+    if event.transient and not ctx.last_chance and turn.attempts < ctx.max_attempts:
+        return step, (RetryLater(error),)
+    outcome = TurnOutcome(
+        "stopped",
+        "provider_error",
+        f"LLM provider failed: {error.get('message', 'unknown error')}",
+        retryable=bool(error.get("retryable", False)),
+        detail=error,
+    )
+    return _close(step, outcome)
+
+
+def _tools_done(step: Step, event: ToolsDone) -> tuple[Step, tuple[Effect, ...]]:
+    by_id = {o.call_id: o for o in event.outcomes}
+    failure: TurnOutcome | None = None
+    for call in step.pending_calls:
+        outcome = by_id.get(call.call_id)
+        if outcome is None:
+            if not event.interrupted:
+                raise ValueError(f"no outcome for tool call {call.call_id!r}")
+            note = Message(
+                "tool", NOT_RUN_TEXT, tool_call_id=call.call_id, name=call.name, is_error=True
+            )
+            step = _append(step, note)
+            continue
+        step = _append(step, outcome.result)
+        if outcome.failure is not None and failure is None:
+            failure = TurnOutcome(
+                "stopped",
+                "tool_failure",
+                f"tool {call.name!r} failed: {outcome.failure.get('message', '')}",
+                detail=outcome.failure,
+            )
+    step = replace(
+        step, pending_calls=(), attachment_ids=step.attachment_ids + event.attachment_ids
+    )
+    if event.interrupted:
+        return _close(step, TurnOutcome("stopped", "cancelled", INTERRUPTED_TEXT))
+    if failure is not None:
+        return _close(step, failure)
+    limit = step.context.max_turns
+    if step.turn.step_index + 1 >= limit:
+        note = Message("assistant", TURN_LIMIT_NOTE.format(n=limit))
+        return _close(_append(step, note), TurnOutcome("stopped", "max_turns", note.text))
+    return _close(step, None)
+
+
+def _cancelled(step: Step, text: str, detail: dict[str, Any]) -> tuple[Step, tuple[Effect, ...]]:
+    """Stopped before the model answered: steer input it never saw waits for the next turn."""
+    returned = step.steer_ids
+    step = replace(step, steer=(), steer_ids=())
+    return _close(step, TurnOutcome("stopped", "cancelled", text, detail=detail), returned)
+
+
+def _failed(step: Step, event: StepFailed) -> tuple[Step, tuple[Effect, ...]]:
+    """A terminal failure drops what this step produced but keeps the turn's own inputs, so
+    the user sees what was answered and why it stopped — unless even that record was
+    refused, when the turn ends with no graph change at all."""
+    error = event.error
+    message = str(error.get("message", "unknown error"))
+    if event.record_refused is not None:
+        refused = event.record_refused
+        outcome = TurnOutcome(
+            "stopped",
+            "runtime_error",
+            f"the turn failed: {message}; its record was refused: {refused.get('message')}",
+            detail={**error, "record_refused": refused},
+        )
+        bare = replace(step, opening=(), steer=(), drafts=(), attachment_ids=(), pending_calls=())
+        return _close(bare, outcome, record_stop=False)
+    step = replace(step, drafts=(), position=len(step.opening), attachment_ids=(), pending_calls=())
+    outcome = TurnOutcome("stopped", "runtime_error", f"the turn failed: {message}", detail=error)
+    return _close(step, outcome)
+
+
+def _close(
+    step: Step,
+    outcome: TurnOutcome | None,
+    returned_steer: tuple[str, ...] = (),
+    *,
+    record_stop: bool = True,
+) -> tuple[Step, tuple[Effect, ...]]:
+    if outcome is not None and outcome.status == "stopped" and record_stop:
+        step = _append_event(step, {"type": "turn_stopped", **outcome.to_json()})
+    turn = step.turn
+    nodes = step.opening + step.steer + step.drafts
+    if outcome is None:
+        plan = StepPlan(
+            turn=turn,
+            nodes=nodes,
+            next_turn=turn.next_step(),
+            outcome=None,
+            usage=step.usage,
+            attachment_ids=step.attachment_ids,
+        )
+    else:
+        result = {
+            "turn_id": turn.turn_id,
+            "outcome": outcome.to_json(),
+            "input_ids": list(turn.input_ids),
+            "batch_ids": list(turn.batch_ids),
+            "steps": turn.step_index + 1,
+        }
+        digest = turn_commit_hash(
+            {
+                "session_id": step.context.session_id,
+                "nodes": [{"kind": d.kind, "payload": dict(d.payload)} for d in nodes],
+                "attachments": sorted(step.attachment_ids),
+                "returned": sorted(returned_steer),
+                "result": result,
+            }
+        )
+        plan = StepPlan(
+            turn=turn,
+            nodes=nodes,
+            next_turn=None,
+            outcome=outcome,
+            usage=step.usage,
+            attachment_ids=step.attachment_ids,
+            returned_steer=returned_steer,
+            result=result,
+            turn_commit_hash=digest,
+        )
+    return replace(step, phase="closed"), (CloseStep(plan),)
+
+
+# ── helpers ───────────────────────────────────────────────────────────────────────────────
+
+
+def _append(step: Step, message: Message) -> Step:
+    node_id = node_id_for(step.turn.turn_id, step.turn.step_index, step.position)
+    draft = NodeDraft.for_message(node_id, message, step.now)
+    return replace(step, drafts=(*step.drafts, draft), position=step.position + 1)
+
+
+def _append_event(step: Step, payload: dict[str, Any]) -> Step:
+    node_id = node_id_for(step.turn.turn_id, step.turn.step_index, step.position)
+    draft = NodeDraft(node_id, "event", payload, step.now)
+    return replace(step, drafts=(*step.drafts, draft), position=step.position + 1)
+
+
+def _message(draft: NodeDraft) -> Message:
+    return Message.from_json(dict(draft.payload))
+
+
+def _exhausted(turn: TurnState) -> dict[str, Any]:
+    failures = turn.attempts - 1
+    last = turn.last_error
+    reason = (
+        f"{last.get('code')}: {last.get('message')}"
+        if last
+        else "the step never finished (its worker was lost)"
+    )
+    return {
+        "code": "step_attempts_exhausted",
+        "message": f"step {turn.step_index} failed {failures} times; last error: {reason}",
+        "attempts": failures,
+        "last_error": last,
+    }
+
+
+def _model_view(message: Message, ctx: StepContext) -> Message:
+    """Tool output kept in full in the graph is budgeted on its way to the model."""
+    if message.role != "tool" or ctx.budget.fits(message.text):
+        return message
+    return replace(message, text=ctx.budget.apply(message.text).model_text)

@@ -1,0 +1,48 @@
+"""The installed wheel holds the lash_tasks package and nothing else at the top level."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(180)
+def test_the_wheel_installs_no_top_level_celeryconfig_or_beat_schedule(tmp_path: Path) -> None:
+    """Built from the repository's files, the wheel has no top-level module but lash_tasks:
+    other projects keep their own `celeryconfig` and `beat_schedule` in site-packages."""
+    # Given: a copy of what a build reads (building in the checkout would leave build/ there),
+    # including the top-level entry points, so that listing them would put them in the wheel.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "celeryconfig.py", "beat_schedule.py"):
+        shutil.copy2(REPO / name, source / name)
+    shutil.copytree(
+        REPO / "lash_tasks", source / "lash_tasks", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    out = tmp_path / "wheels"
+
+    # When: pip builds the wheel offline, with the setuptools of the test environment.
+    build = ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "--quiet"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", *build, "-w", str(out), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    # Then: only lash_tasks (and its metadata) is at the top; the configuration is inside it.
+    (wheel,) = out.glob("lash_tasks-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == {"lash_tasks"}, sorted(top)
+    assert "lash_tasks/worker/celery_config.py" in names
+    assert "lash_tasks/worker/beat_schedule.py" in names
