@@ -18,7 +18,7 @@ from lash_tasks.errors import EventsUnavailable, InvalidEnvironment, LashError, 
 from lash_tasks.events.render import TranscriptRenderer
 from lash_tasks.events.vocabulary import SessionEvent, event_json
 from lash_tasks.settings import Settings
-from lash_tasks.store.base import explain_database_error
+from lash_tasks.store.database import explain_database_error
 
 Handler = Callable[[argparse.Namespace], Any]
 CELERY_APP = "lash_tasks.worker.app"
@@ -360,11 +360,11 @@ def _status(args: argparse.Namespace) -> dict[str, Any]:
     client = _client()
     store = client.store
     return {
-        "sessions": store.count_rows("lash_sessions"),
-        "pending_inputs": store.count_rows("lash_pending_inputs"),
-        "active_turns": store.count_rows("lash_active_turns"),
-        "runnable_without_lease": len(store.runnable_sessions()),
-        "queued_work": store.count_rows("lash_queued_work"),
+        "sessions": store.maintenance.count_rows("lash_sessions"),
+        "pending_inputs": store.maintenance.count_rows("lash_pending_inputs"),
+        "active_turns": store.maintenance.count_rows("lash_active_turns"),
+        "runnable_without_lease": len(store.maintenance.runnable_sessions()),
+        "queued_work": store.maintenance.count_rows("lash_queued_work"),
     }
 
 

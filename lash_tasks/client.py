@@ -34,7 +34,7 @@ from lash_tasks.ingress import (
 )
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.settings import Settings
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 __all__ = ["Client", "TurnAnswer", "WaitTimeout"]
 
@@ -42,7 +42,7 @@ __all__ = ["Client", "TurnAnswer", "WaitTimeout"]
 class Client:
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         settings: Settings,
         celery_app: Any | None = None,
         blobs: BlobStore | None = None,
@@ -59,7 +59,7 @@ class Client:
     def from_env(cls) -> Client:
         settings = Settings.from_env()
         settings.ensure_local_dirs()
-        return cls(SqlStore.from_url(settings.database_url), settings)
+        return cls(Store.from_url(settings.database_url), settings)
 
     @property
     def app(self) -> Any:
@@ -92,7 +92,7 @@ class Client:
             if self.settings.redis_url:
                 self._event_source = RedisEventSource(self.settings.redis_url, self.session_view)
             else:
-                self._event_source = DatabaseEventSource(self.store, self.session_view)
+                self._event_source = DatabaseEventSource(self.store.events, self.session_view)
         return self._event_source
 
     @property
@@ -135,12 +135,12 @@ class Client:
         check_session_id(session_id)
         # Always the manifest facade, whatever the store's tier: enqueue accepts only ids the
         # session holds a manifest row for.
-        return SessionAttachments(self.store, self.blobs, session_id).put(data, media_type)
+        return SessionAttachments(self.store.manifest, self.blobs, session_id).put(data, media_type)
 
     def get_attachment(self, session_id: str, attachment_id: str) -> bytes:
         """The bytes of an attachment the session holds, else `AttachmentNotFound`."""
         check_session_id(session_id)
-        return SessionAttachments(self.store, self.blobs, session_id).get(attachment_id)
+        return SessionAttachments(self.store.manifest, self.blobs, session_id).get(attachment_id)
 
     def poke(self, session_id: str) -> None:
         from lash_tasks.worker.pokes import poke_session
@@ -185,7 +185,7 @@ class Client:
         return operations.cancel_input(self.store, payload, self.publisher)
 
     def delete_session(self, session_id: str) -> bool:
-        return self.store.delete_session(session_id)
+        return self.store.sessions.delete(session_id)
 
     def events(
         self, session_id: str, cursor: str | None = None, timeout: float | None = None

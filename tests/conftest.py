@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from lash_tasks.store.migrate import upgrade
 from lash_tasks.store.schema import metadata
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.services import scratch_postgres_database
 
 _real_connect = socket.socket.connect
@@ -52,23 +52,23 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
-def _truncate_all(store: SqlStore) -> None:
+def _truncate_all(store: Store) -> None:
     names = ", ".join(f'"{table.name}"' for table in reversed(metadata.sorted_tables))
-    with store.engine.begin() as conn:
+    with store.database.engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A migrated, empty store on each dialect (PostgreSQL: one database, truncated per test)."""
     if request.param == "sqlite":
         path = tmp_path / "store.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        sql_store = SqlStore.from_url(f"sqlite:///{path}")
+        opened = Store.from_url(f"sqlite:///{path}")
     else:
-        sql_store = SqlStore.from_url(request.getfixturevalue("postgres_url"))
-        _truncate_all(sql_store)
+        opened = Store.from_url(request.getfixturevalue("postgres_url"))
+        _truncate_all(opened)
     try:
-        yield sql_store
+        yield opened
     finally:
-        sql_store.close()
+        opened.close()

@@ -10,7 +10,7 @@ from lash_tasks.attachments.blobs import (
 )
 from lash_tasks.attachments.filesystem import FilesystemBlobStore
 from lash_tasks.attachments.gc import ReclaimReport, reclaim_unreferenced_attachments
-from lash_tasks.attachments.manifest import AttachmentManifest, ManifestEntry
+from lash_tasks.attachments.manifest import AttachmentManifest, ManifestEntry, ManifestRoots
 from lash_tasks.attachments.memory import InMemoryBlobStore
 from lash_tasks.attachments.session_store import (
     InlineSessionAttachments,
@@ -38,6 +38,7 @@ __all__ = [
     "InMemoryBlobStore",
     "InlineSessionAttachments",
     "ManifestEntry",
+    "ManifestRoots",
     "OwnerKind",
     "ReclaimReport",
     "SessionAttachmentStore",

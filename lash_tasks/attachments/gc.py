@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lash_tasks.attachments.blobs import BlobStore, TrashedBlob, TrashingBlobStore
-from lash_tasks.attachments.manifest import AttachmentManifest
+from lash_tasks.attachments.manifest import ManifestRoots
 from lash_tasks.errors import ValidationError
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class ReclaimReport:
 
 
 def reclaim_unreferenced_attachments(
-    store: AttachmentManifest,
+    store: ManifestRoots,
     blobs: BlobStore,
     grace_ms: int,
     now_ms: int | None = None,
@@ -80,7 +80,7 @@ def reclaim_unreferenced_attachments(
         raise ValidationError("attachment GC grace window must not be negative")
     # Intents are stamped by the database clock, blob mtimes by the blob store's: compare each
     # against its own clock unless the caller pins one.
-    manifest_cutoff = (store.manifest_now_ms() if now_ms is None else now_ms) - grace_ms
+    manifest_cutoff = (store.now_ms() if now_ms is None else now_ms) - grace_ms
     blob_cutoff = (time.time_ns() // 1_000_000 if now_ms is None else now_ms) - grace_ms
 
     report = ReclaimReport()
@@ -106,7 +106,7 @@ def reclaim_unreferenced_attachments(
 
 
 def _reclaim_one(
-    store: AttachmentManifest,
+    store: ManifestRoots,
     blobs: BlobStore,
     attachment_id: str,
     manifest_cutoff: int,
@@ -131,7 +131,7 @@ def _reclaim_one(
 
 
 def _settle(
-    store: AttachmentManifest,
+    store: ManifestRoots,
     blobs: TrashingBlobStore,
     trashed: TrashedBlob,
     manifest_cutoff: int,
@@ -157,7 +157,7 @@ def _settle(
 
 
 def _settle_stray_trash(
-    store: AttachmentManifest,
+    store: ManifestRoots,
     blobs: TrashingBlobStore,
     manifest_cutoff: int,
     blob_cutoff: int,

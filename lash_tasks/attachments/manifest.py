@@ -1,7 +1,7 @@
-"""Layer 2 contract: what the attachment code needs from the session store's manifest.
+"""Layer 2 contracts: what the attachment code needs from the session store's manifest.
 
-`SqlStore` satisfies it (see `lash_tasks.store.manifest`); it is spelled out here so that this
-package depends on a contract, not on the store package.
+The store's `Manifest` part (`store.manifest`, see `lash_tasks.store.manifest`) satisfies both;
+they are spelled out here so that this package depends on a contract, not on the store package.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ class ManifestEntry(Protocol):
 
 
 class AttachmentManifest(Protocol):
+    """What a session's attachment facade reads and writes."""
+
     @property
     def durability_tier(self) -> str: ...
 
@@ -39,11 +41,15 @@ class AttachmentManifest(Protocol):
 
     def holds_ref(self, session_id: str, attachment_id: str) -> bool: ...
 
-    def manifest_row(self, session_id: str, attachment_id: str) -> ManifestEntry | None: ...
+    def row(self, session_id: str, attachment_id: str) -> ManifestEntry | None: ...
 
     def forget_ref(self, session_id: str, attachment_id: str) -> bool: ...
 
-    def manifest_rows(self, session_id: str) -> Sequence[ManifestEntry]: ...
+    def rows(self, session_id: str) -> Sequence[ManifestEntry]: ...
+
+
+class ManifestRoots(Protocol):
+    """What garbage collection asks: which attachments are still referenced, and when."""
 
     def has_live_ref(self, attachment_id: str, cutoff_ms: int) -> bool: ...
 
@@ -51,4 +57,4 @@ class AttachmentManifest(Protocol):
 
     def forget_dead_intents(self, cutoff_ms: int) -> int: ...
 
-    def manifest_now_ms(self) -> int: ...
+    def now_ms(self) -> int: ...

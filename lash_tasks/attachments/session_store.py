@@ -96,7 +96,7 @@ class SessionAttachments:
         """Like `get`, with the media type the session's put named; content larger than
         `max_bytes` is not read at all (its size and type still are)."""
         check_attachment_id(attachment_id)
-        row = self.store.manifest_row(self.session_id, attachment_id)
+        row = self.store.row(self.session_id, attachment_id)
         if row is None:
             raise AttachmentNotFound(
                 f"session {self.session_id!r} has no attachment {attachment_id}",
@@ -111,7 +111,7 @@ class SessionAttachments:
         self.store.forget_ref(self.session_id, attachment_id)
 
     def list(self) -> list[str]:
-        return [row.attachment_id for row in self.store.manifest_rows(self.session_id)]
+        return [row.attachment_id for row in self.store.rows(self.session_id)]
 
 
 class InlineSessionAttachments:

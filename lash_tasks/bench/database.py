@@ -21,19 +21,20 @@ def database_cost(url: str, samples: int = 5) -> dict[str, Any]:
     Counted around the in-process step, which is exactly the work the Celery task does; the
     figures are the last of `samples` runs, after the caches are warm.
     """
-    with bench_core(url, CALC_RULES) as core:
-        store = core.require_store()
-        engine = store.engine
-        new_session(core, "dbcost-plain")
-        new_session(core, "dbcost-tool")
+    with bench_core(url, CALC_RULES) as (core, store):
+        engine = store.database.engine
+        new_session(store, "dbcost-plain")
+        new_session(store, "dbcost-tool")
         for _ in range(samples):
             with counting_sql(engine) as enqueue:
-                store.enqueue_input(InputDraft("dbcost-plain", uuid.uuid4().hex, {"text": "hello"}))
+                store.inputs.enqueue(
+                    InputDraft("dbcost-plain", uuid.uuid4().hex, {"text": "hello"})
+                )
             with counting_sql(engine, keep_texts=True) as step:
                 result = run_step(core, "dbcost-plain")
             assert result.status == "finished", result
         for _ in range(samples):
-            store.enqueue_input(InputDraft("dbcost-tool", uuid.uuid4().hex, {"text": "calc"}))
+            store.inputs.enqueue(InputDraft("dbcost-tool", uuid.uuid4().hex, {"text": "calc"}))
             with counting_sql(engine, keep_texts=True) as tool_step:
                 result = run_step(core, "dbcost-tool")
             assert result.status == "progressed", result

@@ -22,7 +22,7 @@ from lash_tasks.machine import (
 )
 from lash_tasks.runtime.step import run_step
 from lash_tasks.store.records import ActivePath, Busy, InputDraft
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 
 def build_branchy_graph(total: int, path_len: int, branches: int) -> tuple[list[Node], str]:
@@ -51,11 +51,11 @@ def build_branchy_graph(total: int, path_len: int, branches: int) -> tuple[list[
     return nodes, leaf
 
 
-def seed_session(store: SqlStore, session_id: str, nodes: list[Node], leaf: str) -> None:
-    store.create_session(session_id, SessionPolicy(model=BENCH_MODEL))
-    lease = store.try_claim_lease(session_id, "bench", "bench")
+def seed_session(store: Store, session_id: str, nodes: list[Node], leaf: str) -> None:
+    store.sessions.create(session_id, SessionPolicy(model=BENCH_MODEL))
+    lease = store.leases.try_claim(session_id, "bench", "bench")
     assert not isinstance(lease, Busy)
-    store.commit(
+    store.commits.commit(
         CommitDraft(
             session_id,
             0,
@@ -74,19 +74,19 @@ def _median(fn: Callable[[], float], repeats: int) -> float:
 
 def rebuild_ratio(url: str, repeats: int, total: int = 20_000) -> dict[str, Any]:
     """Active-path load of a `total`-node session (path of 50) vs a 50-node session."""
-    store = SqlStore.from_url(url)
+    store = Store.from_url(url)
     try:
         big, big_leaf = build_branchy_graph(total, 50, 40)
         small, small_leaf = build_branchy_graph(50, 50, 0)
         seed_session(store, "rebuild-big", big, big_leaf)
         seed_session(store, "rebuild-small", small, small_leaf)
         _analyze(store)
-        assert len(store.load("rebuild-big", ActivePath()).graph) == 50
+        assert len(store.sessions.load("rebuild-big", ActivePath()).graph) == 50
 
         def load(session_id: str) -> Callable[[], float]:
             def run() -> float:
                 started = time.perf_counter()
-                store.load(session_id, ActivePath())
+                store.sessions.load(session_id, ActivePath())
                 return time.perf_counter() - started
 
             return run
@@ -109,8 +109,7 @@ def long_path_step_ratio(url: str, repeats: int) -> dict[str, Any]:
     The worker's rebuild cache must hit (the same worker ran the previous step), so the
     difference left is the prompt itself, which is O(path) by nature.
     """
-    with bench_core(url) as core:
-        store = core.require_store()
+    with bench_core(url) as (core, store):
         for session_id, length in (("path-long", 2000), ("path-short", 20)):
             nodes, leaf = build_branchy_graph(length, length, 0)
             seed_session(store, session_id, nodes, leaf)
@@ -118,7 +117,7 @@ def long_path_step_ratio(url: str, repeats: int) -> dict[str, Any]:
 
         def step(session_id: str) -> Callable[[], float]:
             def run() -> float:
-                store.enqueue_input(InputDraft(session_id, uuid.uuid4().hex, {"text": "hi"}))
+                store.inputs.enqueue(InputDraft(session_id, uuid.uuid4().hex, {"text": "hi"}))
                 started = time.perf_counter()
                 result = run_step(core, session_id)
                 elapsed = time.perf_counter() - started
@@ -138,8 +137,8 @@ def long_path_step_ratio(url: str, repeats: int) -> dict[str, Any]:
     }
 
 
-def _analyze(store: SqlStore) -> None:
-    if store.dialect.name == "postgresql":
-        with store.engine.connect() as conn:
+def _analyze(store: Store) -> None:
+    if store.database.dialect.name == "postgresql":
+        with store.database.engine.connect() as conn:
             conn.execute(text("ANALYZE"))
             conn.commit()

@@ -11,7 +11,7 @@ from lash_tasks.attachments import InMemoryBlobStore
 from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.providers import ScriptedProvider, load_rules
 from lash_tasks.runtime.lash_core import LashCore
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 BENCH_MODEL = ModelSpec(id="bench")
 
@@ -29,8 +29,11 @@ class DurableMemoryBlobs:
 
 
 @contextmanager
-def bench_core(url: str, rules: list[dict[str, Any]] | None = None) -> Iterator[LashCore]:
-    store = SqlStore.from_url(url)
+def bench_core(
+    url: str, rules: list[dict[str, Any]] | None = None
+) -> Iterator[tuple[LashCore, Store]]:
+    """A core on `url`, with the store it runs on (the runtime sees only its contracts)."""
+    store = Store.from_url(url)
     core = (
         LashCore.builder()
         .with_sql_host(store, DurableMemoryBlobs())
@@ -39,10 +42,10 @@ def bench_core(url: str, rules: list[dict[str, Any]] | None = None) -> Iterator[
         .build()
     )
     try:
-        yield core
+        yield core, store
     finally:
         core.close()
 
 
-def new_session(core: LashCore, session_id: str) -> None:
-    core.require_store().create_session(session_id, SessionPolicy(model=BENCH_MODEL))
+def new_session(store: Store, session_id: str) -> None:
+    store.sessions.create(session_id, SessionPolicy(model=BENCH_MODEL))

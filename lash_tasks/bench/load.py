@@ -51,7 +51,7 @@ def closed_loop(
         submit(session_id)
     p = t.pending_inputs
     deadline = started + duration_s
-    with client.store.engine.connect() as conn:
+    with client.store.database.engine.connect() as conn:
         while time.perf_counter() < deadline and not (stop and stop.is_set()):
             rows = conn.execute(
                 select(p.c.input_id).where(

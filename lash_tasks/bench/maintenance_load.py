@@ -13,7 +13,7 @@ from lash_tasks.bench.measure import percentile
 from lash_tasks.client import Client
 from lash_tasks.machine import Message, Node
 from lash_tasks.settings import Settings
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from lash_tasks.worker.maintenance import manual_slot, run_job
 from lash_tasks.worker.resources import build_resources
 
@@ -36,7 +36,7 @@ def _orphaned_graph(session_index: int) -> tuple[list[Node], str]:
 
 
 def maintenance_under_load(fleet: BenchFleet, sessions: int, window_s: float) -> dict[str, Any]:
-    store = SqlStore.from_url(fleet.database_url)
+    store = Store.from_url(fleet.database_url)
     settings = Settings.from_env(fleet.env(LASH_ORPHAN_RETENTION_S="0"))
     try:
         for index in range(sessions):
@@ -46,7 +46,7 @@ def maintenance_under_load(fleet: BenchFleet, sessions: int, window_s: float) ->
         store.close()
     fleet.start_workers(1, 8)
     app = fleet.celery_app()
-    client = Client(SqlStore.from_url(fleet.database_url), settings, app)
+    client = Client(Store.from_url(fleet.database_url), settings, app)
     resources = build_resources(settings)
     try:
         talkers = [f"talker-{i}" for i in range(8)]

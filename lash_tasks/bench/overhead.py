@@ -13,7 +13,7 @@ from lash_tasks.bench.measure import Timings, alternate
 from lash_tasks.client import Client
 from lash_tasks.settings import Settings
 from lash_tasks.store.records import InputDraft
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 NOOP_TASK = "celery.accumulate"
 STEP_TASK = "lash.session.step"
@@ -36,7 +36,7 @@ def step_vs_noop(
     the final commit.
     """
     app = fleet.celery_app()
-    store = SqlStore.from_url(fleet.database_url)
+    store = Store.from_url(fleet.database_url)
     client = Client(store, Settings.from_env(fleet.env()), app)
     sessions = [f"overhead-{i}" for i in range(8)]
     for session_id in sessions:
@@ -45,7 +45,7 @@ def step_vs_noop(
 
     def step() -> float:
         session_id = next(cycle)
-        store.enqueue_input(InputDraft(session_id, uuid.uuid4().hex, {"text": "hello"}))
+        store.inputs.enqueue(InputDraft(session_id, uuid.uuid4().hex, {"text": "hello"}))
         seconds, result = _round_trip(app, STEP_TASK, (session_id,))
         if result.get("status") != "finished":
             raise RuntimeError(f"bench step did not finish a turn: {result}")
@@ -66,7 +66,7 @@ def turn_vs_noop(
 ) -> dict[str, Any]:
     """A whole turn as a user sees it (enqueue -> input completed) vs the no-op task."""
     app = fleet.celery_app()
-    client = Client(SqlStore.from_url(fleet.database_url), Settings.from_env(fleet.env()), app)
+    client = Client(Store.from_url(fleet.database_url), Settings.from_env(fleet.env()), app)
     sessions = [f"turn-{i}" for i in range(8)]
     for session_id in sessions:
         client.create_session(session_id)

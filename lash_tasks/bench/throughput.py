@@ -9,14 +9,14 @@ from lash_tasks.bench.fleet import BenchFleet
 from lash_tasks.bench.load import closed_loop
 from lash_tasks.client import Client
 from lash_tasks.settings import Settings
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 WARMUP_S = 3.0
 
 
 def _client(fleet: BenchFleet) -> Client:
     return Client(
-        SqlStore.from_url(fleet.database_url), Settings.from_env(fleet.env()), fleet.celery_app()
+        Store.from_url(fleet.database_url), Settings.from_env(fleet.env()), fleet.celery_app()
     )
 
 

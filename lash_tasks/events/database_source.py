@@ -12,34 +12,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
-
-from sqlalchemy import func, select
 
 from lash_tasks.errors import InvalidCursor
 from lash_tasks.events.cursors import db_cursor, parse_db_cursor
 from lash_tasks.events.sources import Deadline, ViewProvider, now_ms
 from lash_tasks.events.vocabulary import Gap, SessionEvent, event_from_record
 from lash_tasks.machine.ids import check_session_id
-from lash_tasks.store import schema as t
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.session_events import SessionEvents
 
 
 class DatabaseEventSource:
     def __init__(
-        self, store: SqlStore, view: ViewProvider, *, poll_s: float = 0.1, batch: int = 256
+        self, log: SessionEvents, view: ViewProvider, *, poll_s: float = 0.1, batch: int = 256
     ) -> None:
-        self._store = store
+        self._log = log
         self._view = view
         self._poll_s = poll_s
         self._batch = batch
 
     def close(self) -> None:
-        return None  # the store belongs to the caller
+        return None  # the log's store belongs to the caller
 
     def tail(self, session_id: str) -> str:
         check_session_id(session_id)
-        return db_cursor(self._last_seq(session_id))
+        return db_cursor(self._log.last_seq(session_id))
 
     def follow(
         self,
@@ -51,7 +47,7 @@ class DatabaseEventSource:
     ) -> Iterator[SessionEvent | None]:
         check_session_id(session_id)
         position = parse_db_cursor(cursor) or 0
-        last = self._last_seq(session_id)
+        last = self._log.last_seq(session_id)
         if position > last:
             raise InvalidCursor(
                 f"cursor {cursor!r} is ahead of the event log of session {session_id!r} "
@@ -65,9 +61,9 @@ class DatabaseEventSource:
     ) -> Iterator[SessionEvent | None]:
         idle_since = time.monotonic()
         while True:
-            rows = self._rows(session_id, position)
-            if rows and position > 0 and rows[0].seq > position + 1:
-                position = rows[0].seq - 1
+            rows = self._log.after(session_id, position, self._batch)
+            if rows and position > 0 and rows[0][0] > position + 1:
+                position = rows[0][0] - 1
                 yield Gap(
                     session_id=session_id,
                     reason="trimmed",
@@ -75,9 +71,9 @@ class DatabaseEventSource:
                     at_ms=now_ms(),
                     cursor=db_cursor(position),
                 )
-            for row in rows:
-                position = row.seq
-                yield event_from_record(row.event, db_cursor(row.seq))
+            for seq, record in rows:
+                position = seq
+                yield event_from_record(record, db_cursor(seq))
             if rows:
                 idle_since = time.monotonic()
             if len(rows) < self._batch:  # caught up
@@ -88,21 +84,3 @@ class DatabaseEventSource:
                 if time.monotonic() - idle_since >= idle_s:
                     idle_since = time.monotonic()
                     yield None
-
-    def _rows(self, session_id: str, after: int) -> list[Any]:
-        e = t.session_events
-        with self._store.tx() as conn:
-            return list(
-                conn.execute(
-                    select(e.c.seq, e.c.event)
-                    .where(e.c.session_id == session_id, e.c.seq > after)
-                    .order_by(e.c.seq)
-                    .limit(self._batch)
-                )
-            )
-
-    def _last_seq(self, session_id: str) -> int:
-        e = t.session_events
-        with self._store.tx() as conn:
-            last = conn.execute(select(func.max(e.c.seq)).where(e.c.session_id == session_id))
-            return int(last.scalar() or 0)

@@ -21,7 +21,7 @@ from lash_tasks.errors import EventsUnavailable, InvalidCursor, NotFound, WaitTi
 from lash_tasks.events.sources import EventSource
 from lash_tasks.events.vocabulary import TURN_ENDS, SessionEvent
 from lash_tasks.store.records import InputState
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 log = logging.getLogger(__name__)
 EventCallback = Callable[[SessionEvent], None]
@@ -52,20 +52,20 @@ class TurnAnswer:
         }
 
 
-def input_answer(store: SqlStore, session_id: str, input_id: str) -> TurnAnswer:
+def input_answer(store: Store, session_id: str, input_id: str) -> TurnAnswer:
     """The input's state now, with its turn's outcome once it ended."""
-    row = store.get_input(session_id, input_id)
+    row = store.inputs.get(session_id, input_id)
     if row is None:
         raise NotFound(f"input {input_id!r} of session {session_id!r} does not exist")
     outcome = None
     if row.state in (InputState.COMPLETED, InputState.CANCELLED) and row.turn_id is not None:
-        stamp = store.turn_result(session_id, row.turn_id)
+        stamp = store.turns.result(session_id, row.turn_id)
         outcome = (stamp or {}).get("outcome")
     return TurnAnswer(input_id, row.state, row.turn_id, outcome)
 
 
 def wait_for_input(
-    store: SqlStore,
+    store: Store,
     source: EventSource | None,
     session_id: str,
     input_id: str,
@@ -111,7 +111,7 @@ def wait_for_input(
 
 
 def _wait_on_events(
-    store: SqlStore,
+    store: Store,
     source: EventSource,
     session_id: str,
     answer: TurnAnswer,

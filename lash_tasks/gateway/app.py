@@ -126,7 +126,7 @@ def create_app(client: Client, token: str | None, threads: int = 128) -> FastAPI
         reconnecting clients) wins over `cursor`."""
 
         def open_stream() -> Any:
-            client.store.session_record(session_id)  # 404 before any stream starts
+            client.store.sessions.record(session_id)  # 404 before any stream starts
             start = last_event_id or cursor
             return client.event_source.follow(session_id, start, timeout=timeout)
 

@@ -20,7 +20,7 @@ from lash_tasks.errors import (
     StoreUnavailable,
     ValidationError,
 )
-from lash_tasks.store.base import explain_database_error
+from lash_tasks.store.database import explain_database_error
 
 
 def status_of(exc: LashError) -> int:

@@ -7,7 +7,7 @@ import logging
 from lash_tasks.errors import MissingDependency
 from lash_tasks.gateway.auth import TOKEN_VARIABLE, gateway_token
 from lash_tasks.settings import Settings
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def serve(
         ) from None
     from lash_tasks.client import Client
 
-    client = Client(SqlStore.from_url(settings.database_url), settings)
+    client = Client(Store.from_url(settings.database_url), settings)
     app = create_app(client, token, threads=threads)
     logging.basicConfig(level=log_level.upper())
     log.info(

@@ -18,7 +18,7 @@ from lash_tasks.ingress.payloads import CancelInputPayload, CreateSessionPayload
 from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.settings import Settings
 from lash_tasks.store.records import InputDraft, PendingInput, SessionRecord
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 log = logging.getLogger(__name__)
 # A cancel's event is worth a short wait (a waiter may be blocked on it), never a long one.
@@ -26,7 +26,7 @@ _CANCEL_EVENT_FLUSH_S = 0.25
 
 
 def create_session(
-    store: SqlStore, payload: CreateSessionPayload, settings: Settings
+    store: Store, payload: CreateSessionPayload, settings: Settings
 ) -> SessionRecord:
     policy = SessionPolicy(
         provider=payload.provider or settings.provider,
@@ -35,17 +35,17 @@ def create_session(
         max_turns=payload.max_turns or 16,
         residency=payload.residency or "active_path_only",
     )
-    return store.create_session(payload.session_id, policy)
+    return store.sessions.create(payload.session_id, policy)
 
 
-def enqueue_turn(store: SqlStore, payload: EnqueueTurnPayload) -> PendingInput:
+def enqueue_turn(store: Store, payload: EnqueueTurnPayload) -> PendingInput:
     body: dict[str, Any] = {"text": payload.text}
     if payload.branch_from:
         body["branch_from"] = payload.branch_from
     if payload.attachments:
         body["attachments"] = list(payload.attachments)
     source_key = payload.source_key or f"host:{payload.input_id or uuid.uuid4().hex}"
-    return store.enqueue_input(
+    return store.inputs.enqueue(
         InputDraft(
             session_id=payload.session_id,
             source_key=source_key,
@@ -57,7 +57,7 @@ def enqueue_turn(store: SqlStore, payload: EnqueueTurnPayload) -> PendingInput:
 
 
 def enqueue_and_poke(
-    store: SqlStore, payload: EnqueueTurnPayload, poke: Callable[[str], None]
+    store: Store, payload: EnqueueTurnPayload, poke: Callable[[str], None]
 ) -> PendingInput:
     """Record the input durably, then poke a worker."""
     row = enqueue_turn(store, payload)
@@ -75,13 +75,13 @@ def enqueue_and_poke(
 
 
 def cancel_input(
-    store: SqlStore, payload: CancelInputPayload, events: EventPublisher | None = None
+    store: Store, payload: CancelInputPayload, events: EventPublisher | None = None
 ) -> dict[str, Any]:
     if payload.input_id is None and payload.source_key is None and not payload.interrupt:
         raise ValidationError("cancel_input needs an input_id, a source_key or interrupt=true")
     result: dict[str, Any] = {"session_id": payload.session_id}
     if payload.input_id is not None or payload.source_key is not None:
-        outcome = store.cancel_input(
+        outcome = store.inputs.cancel(
             payload.session_id, input_id=payload.input_id, source_key=payload.source_key
         )
         result["outcome"] = outcome.value
@@ -93,22 +93,22 @@ def cancel_input(
                 )
                 events.flush(_CANCEL_EVENT_FLUSH_S)
     if payload.interrupt:
-        result["interrupt_requested"] = store.request_cancel(payload.session_id)
+        result["interrupt_requested"] = store.turns.request_cancel(payload.session_id)
     return result
 
 
-def _input_id_of(store: SqlStore, payload: CancelInputPayload) -> str | None:
-    for row in store.list_inputs(payload.session_id):
+def _input_id_of(store: Store, payload: CancelInputPayload) -> str | None:
+    for row in store.inputs.list_all(payload.session_id):
         if row.source_key == payload.source_key:
             return row.input_id
     return None
 
 
-def session_view(store: SqlStore, session_id: str) -> dict[str, Any]:
+def session_view(store: Store, session_id: str) -> dict[str, Any]:
     """What a session looks like now: revision, model, usage, active turn, pending inputs,
     lease and the active path's transcript."""
-    loaded = store.load(session_id)
-    owner, fencing, expires = store.lease_state(session_id)
+    loaded = store.sessions.load(session_id)
+    owner, fencing, expires = store.leases.state(session_id)
     transcript = [
         {"node_id": n.node_id, "kind": n.kind, **dict(n.payload)}
         for n in loaded.graph.active_path()
@@ -119,7 +119,7 @@ def session_view(store: SqlStore, session_id: str) -> dict[str, Any]:
         "model": loaded.record.policy.model.id if loaded.record.policy else None,
         "usage": loaded.record.usage.to_json(),
         "active_turn": loaded.active_turn.turn_id if loaded.active_turn else None,
-        "pending_inputs": [i.input_id for i in store.list_pending_inputs(session_id)],
+        "pending_inputs": [i.input_id for i in store.inputs.list_pending(session_id)],
         "lease": {"owner": owner, "fencing_token": fencing, "expires_at": expires},
         "transcript": transcript,
     }

@@ -48,13 +48,13 @@ class SessionRuntime:
             return node
         if self.core.store is None:
             return None
-        return self.core.store.load_node(self.session_id, node_id)
+        return self.core.store.sessions.load_node(self.session_id, node_id)
 
     def orphaned_node_ids(self) -> list[str]:
         """Stored nodes off the active path (reads the full graph from the store)."""
         if self.core.store is None:
             return self.graph.orphaned_node_ids()
-        return self.core.store.orphaned_node_ids(self.session_id)
+        return self.core.store.sessions.orphaned_node_ids(self.session_id)
 
     def branch_to(self, node_id: str) -> None:
         """Move the leaf to any stored node. Under active_path_only, load its ancestry."""
@@ -62,9 +62,9 @@ class SessionRuntime:
             self.graph.branch_to(node_id)
             return
         store = self.core.require_store()
-        if store.load_node(self.session_id, node_id) is None:
+        if store.sessions.load_node(self.session_id, node_id) is None:
             raise NodeNotFound(f"cannot branch to unknown node {node_id!r}", node_id=node_id)
-        loaded = store.load(self.session_id, ActivePath(leaf=node_id))
+        loaded = store.sessions.load(self.session_id, ActivePath(leaf=node_id))
         if self.policy.residency == "active_path_only":
             self.graph = loaded.graph
         else:
@@ -80,7 +80,7 @@ class SessionRuntime:
         """
         store = self.core.require_store()
         if self.graph_replace_required:
-            lease = store.try_claim_lease(
+            lease = store.leases.try_claim(
                 self.session_id,
                 self.core.owner_id,
                 self.core.incarnation_id,
@@ -91,9 +91,9 @@ class SessionRuntime:
                     f"session {self.session_id!r} is busy; cannot park now",
                     retry_after_ms=lease.retry_after_ms,
                 )
-            full = store.load(self.session_id, FullGraph()).graph
+            full = store.sessions.load(self.session_id, FullGraph()).graph
             full.leaf_node_id = self.graph.leaf_node_id
-            result = store.commit(
+            result = store.commits.commit(
                 CommitDraft(
                     session_id=self.session_id,
                     expected_head_revision=self.head_revision,
@@ -123,13 +123,13 @@ def assemble_runtime(
 ) -> SessionRuntime:
     """Load, heal, trim, restore: the same steps whoever asks for a runtime."""
     store = core.require_store()
-    record = store.session_record(session_id)
+    record = store.sessions.record(session_id)
     policy = record.policy
     if policy is None:
         policy = caller_policy or core.default_policy()
         if policy is None:
             raise MissingModelSpec(f"session {session_id!r} has no model spec and none was given")
-        record = store.fill_policy(session_id, policy)
+        record = store.sessions.fill_policy(session_id, policy)
     residency = policy.residency
     loaded = _load(core, record, residency, purpose)
     graph = loaded.graph
@@ -170,15 +170,15 @@ def resume(core: LashCore, parked: ParkedSession) -> SessionRuntime:
 def _load(core: LashCore, record: SessionRecord, residency: str, purpose: Purpose) -> LoadedSession:
     store = core.require_store()
     if residency != "active_path_only":
-        return store.load(record.session_id, FullGraph())
+        return store.sessions.load(record.session_id, FullGraph())
     cached = core.cache.get(record.session_id, record.head_revision)
     if cached is not None and cached.leaf_node_id == record.leaf_node_id:
         # The caller holds the session lease, so the head cannot move under this read.
-        return LoadedSession(record, cached, store.active_turn(record.session_id), ActivePath())
-    loaded = store.load(record.session_id, ActivePath())
+        return LoadedSession(record, cached, store.turns.active(record.session_id), ActivePath())
+    loaded = store.sessions.load(record.session_id, ActivePath())
     stored_leaf = loaded.record.leaf_node_id
     if stored_leaf is not None and not loaded.graph.nodes and purpose != "resume":
         # The persisted leaf names a missing node: only the full graph can heal it.
         # resume() never falls back: under active_path_only it must not load everything.
-        loaded = store.load(record.session_id, FullGraph())
+        loaded = store.sessions.load(record.session_id, FullGraph())
     return loaded

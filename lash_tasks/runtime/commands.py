@@ -53,7 +53,7 @@ def run_session_command(
         )
         graph = GraphAppend((node,), node.node_id)
     keeper.check()
-    result = core.require_store().commit(
+    result = core.require_store().commits.commit(
         CommitDraft(
             session_id=runtime.session_id,
             expected_head_revision=runtime.head_revision,

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from lash_tasks.errors import LashError, RecordedFailure
 from lash_tasks.machine import stable_hash
 from lash_tasks.runtime.step_control import InflightEffect, StepControl
-from lash_tasks.store.journal import ExecuteEffect
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.contracts import JournalStore
+from lash_tasks.store.records import ExecuteEffect
 
 log = logging.getLogger(__name__)
 Outcome = dict[str, Any]
@@ -80,12 +80,12 @@ class DurableEffectHost:
 
     def __init__(
         self,
-        store: SqlStore,
+        journal: JournalStore,
         owner: str,
         ttl_ms: int = 30_000,
         incarnation_id: str | None = None,
     ) -> None:
-        self.store = store
+        self.journal = journal
         self.owner = owner
         self.incarnation_id = incarnation_id
         self.ttl_ms = ttl_ms
@@ -99,7 +99,7 @@ class DurableEffectHost:
         execute: Callable[[], Outcome],
         control: StepControl | None = None,
     ) -> Outcome:
-        decision = self.store.journal_prepare(
+        decision = self.journal.prepare(
             scope_id=effect.scope_id,
             replay_key=effect.replay_key,
             session_id=effect.session_id,
@@ -126,16 +126,16 @@ class DurableEffectHost:
                 if exc.retryable:
                     # A transient failure (database, blob store, an overloaded LLM provider)
                     # is not the effect's outcome: free the row so a retried step runs it.
-                    self.store.journal_release(*key, decision.lease_token)
+                    self.journal.release(*key, decision.lease_token)
                     raise
-                self.store.journal_finalize(*key, decision.lease_token, error=exc.to_dict())
+                self.journal.finalize(*key, decision.lease_token, error=exc.to_dict())
                 raise
             except Exception:
                 # A bug is not the effect's outcome either; the row is freed for the next
                 # attempt rather than left to block it until the effect lease runs out.
-                self.store.journal_release(*key, decision.lease_token)
+                self.journal.release(*key, decision.lease_token)
                 raise
-            self.store.journal_finalize(*key, decision.lease_token, outcome=outcome)
+            self.journal.finalize(*key, decision.lease_token, outcome=outcome)
             return outcome
         finally:
             if control is not None:
@@ -146,7 +146,7 @@ class DurableEffectHost:
         step's lease keeper, and no other: a hung step must not outlive its time limit)."""
         for effect in control.inflight():
             try:
-                self.store.journal_renew(
+                self.journal.renew(
                     effect.scope_id, effect.replay_key, effect.lease_token, self.ttl_ms
                 )
             except LashError as exc:

@@ -25,7 +25,7 @@ from lash_tasks.runtime.effects import EffectRequest
 from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.runtime.step_control import StepControl
 from lash_tasks.runtime.turn_start import StepWork, user_message
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.contracts import InputClaims
 from lash_tasks.tools.contract import ToolContext, ToolResult
 
 MAX_PARALLEL_TOOLS = 8
@@ -103,11 +103,11 @@ def run_iteration(
         # A re-run whose LLM call is already journaled must send the very same request, so
         # it takes no new steer input; those wait for the next step boundary. A cancelled
         # turn takes none either: its final commit defers them to the next turn.
-        if not work.cancel_requested and not store.journal_has(
+        if not work.cancel_requested and not store.journal.has(
             f"turn:{runtime.session_id}:{work.turn_id}", llm_key
         ):
-            store.accept_active_inputs(fence, work.input_claim_id, work.turn_id)
-        steer = _unanswered_steer(store, runtime, work)
+            store.inputs.accept_active(fence, work.input_claim_id, work.turn_id)
+        steer = _unanswered_steer(store.inputs, runtime, work)
     policy = runtime.policy
     ctx = StepContext(
         model=policy.model.id,
@@ -145,12 +145,12 @@ def run_iteration(
     return iteration
 
 
-def _unanswered_steer(store: SqlStore, runtime: SessionRuntime, work: StepWork) -> list[_Steer]:
+def _unanswered_steer(inputs: InputClaims, runtime: SessionRuntime, work: StepWork) -> list[_Steer]:
     """Every accepted steer input not yet in the graph: this step's, and any that a step
     which died before its commit accepted. Ids name the input, so none repeats."""
     assert work.input_claim_id is not None
     steer = []
-    for accepted in store.accepted_turn_inputs(runtime.session_id, work.input_claim_id):
+    for accepted in inputs.accepted(runtime.session_id, work.input_claim_id):
         node_id = f"{work.turn_id}.steer.{accepted.input_id}"
         if node_id not in runtime.graph.nodes:
             steer.append(_Steer(accepted.input_id, node_id, user_message(accepted.input)))
@@ -318,7 +318,9 @@ def _attachments(core: LashCore, runtime: SessionRuntime, work: StepWork) -> Any
         return None
     from lash_tasks.attachments import attachments_for
 
-    return attachments_for(core.store, core.blobs, runtime.session_id, "turn", work.turn_id)
+    return attachments_for(
+        core.store.manifest, core.blobs, runtime.session_id, "turn", work.turn_id
+    )
 
 
 def stopped_iteration(runtime: SessionRuntime, work: StepWork, error: LashError) -> Iteration:
@@ -338,7 +340,7 @@ def stopped_iteration(runtime: SessionRuntime, work: StepWork, error: LashError)
         for message in work.new_messages:
             add.message(message)
     if work.input_claim_id is not None and core_store is not None:
-        steer = _unanswered_steer(core_store, runtime, work)
+        steer = _unanswered_steer(core_store.inputs, runtime, work)
         _take_steer(iteration, add, steer, answered=True)
     assert iteration.outcome is not None
     add.event({"type": "turn_stopped", **iteration.outcome.to_json()})

@@ -33,7 +33,7 @@ from lash_tasks.runtime.cache import RuntimeCache
 from lash_tasks.runtime.effects import DurableEffectHost, EffectHost
 from lash_tasks.runtime.process_envs import BlobProcessEnvStore, Facet, ProcessEnvStore
 from lash_tasks.runtime.trace import Tracer, TraceSink
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.contracts import RuntimeStore
 from lash_tasks.tools.registry import ToolRegistry
 
 Residency = Literal["keep_all", "active_path_only"]
@@ -62,7 +62,7 @@ def default_owner_id() -> str:
 class LashCore:
     """Everything a runtime needs, validated. Build one per worker process."""
 
-    store: SqlStore | None
+    store: RuntimeStore | None
     blobs: Any
     process_envs: ProcessEnvStore
     effects: EffectHost
@@ -86,7 +86,7 @@ class LashCore:
     def builder() -> CoreBuilder:
         return CoreBuilder()
 
-    def require_store(self) -> SqlStore:
+    def require_store(self) -> RuntimeStore:
         if self.store is None:
             raise MissingDependency("this operation needs a session store")
         return self.store
@@ -106,7 +106,7 @@ class CoreBuilder:
     """Collects the parts of a core; `build()` validates the wiring with typed errors."""
 
     def __init__(self) -> None:
-        self._store: SqlStore | None = None
+        self._store: RuntimeStore | None = None
         self._blobs: Any = None
         self._process_envs: ProcessEnvStore | None = None
         self._effects: EffectHost | None = None
@@ -125,7 +125,7 @@ class CoreBuilder:
         self._step_max_attempts = 5
         self._full_host = False
 
-    def session_store(self, store: SqlStore | None) -> CoreBuilder:
+    def session_store(self, store: RuntimeStore | None) -> CoreBuilder:
         self._store = store
         return self
 
@@ -141,7 +141,7 @@ class CoreBuilder:
         self._effects = effects
         return self
 
-    def with_sql_host(self, store: SqlStore, blobs: Any) -> CoreBuilder:
+    def with_sql_host(self, store: RuntimeStore, blobs: Any) -> CoreBuilder:
         """The full host config: session store, effect journal, attachments and process
         environments from one database and one blob store."""
         self._store = store
@@ -213,7 +213,7 @@ class CoreBuilder:
         effects = self._effects
         if effects is None and self._full_host and self._store is not None:
             effects = DurableEffectHost(
-                self._store, self._owner_id, self._lease.ttl_ms, self._incarnation_id
+                self._store.journal, self._owner_id, self._lease.ttl_ms, self._incarnation_id
             )
         if effects is None:
             raise MissingDependency("a core needs an effect host (or a full host config)")

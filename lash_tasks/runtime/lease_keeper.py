@@ -17,8 +17,8 @@ from types import TracebackType
 from lash_tasks.errors import Interrupted, LashError, LeaseLost
 from lash_tasks.runtime.effects import EffectHost
 from lash_tasks.runtime.step_control import StepControl
+from lash_tasks.store.contracts import LeaseStore, TurnStore
 from lash_tasks.store.records import Lease
-from lash_tasks.store.sql_store import SqlStore
 
 log = logging.getLogger(__name__)
 DEFAULT_POLL_MS = 500
@@ -27,7 +27,8 @@ DEFAULT_POLL_MS = 500
 class LeaseKeeper:
     def __init__(
         self,
-        store: SqlStore,
+        leases: LeaseStore,
+        turns: TurnStore,
         lease: Lease,
         ttl_ms: int,
         renew_ms: int,
@@ -40,7 +41,8 @@ class LeaseKeeper:
         LLM call (which no thread pool can kill) cannot hold the session for ever."""
         if ttl_ms < 3 * renew_ms:
             raise ValueError("lease ttl must be at least three renew intervals")
-        self.store = store
+        self.leases = leases
+        self.turns = turns
         self.lease = lease
         self.ttl_ms = ttl_ms
         self.renew_ms = renew_ms
@@ -89,7 +91,7 @@ class LeaseKeeper:
     def _renew(self) -> bool:
         """Renew the session lease and the step's effect leases; False once it is lost."""
         try:
-            self.store.renew_lease(self.lease.fence, self.ttl_ms)
+            self.leases.renew(self.lease.fence, self.ttl_ms)
             if self.effects is not None:
                 self.effects.renew(self.control)
         except LeaseLost:
@@ -107,7 +109,7 @@ class LeaseKeeper:
         if control.turn_id is None or control.interrupt.fired:
             return
         try:
-            requested = self.store.cancel_requested(self.lease.session_id, control.turn_id)
+            requested = self.turns.cancel_requested(self.lease.session_id, control.turn_id)
         except Exception as exc:  # the next poll asks again; renewals must go on
             log.warning("cancel poll failed for %s: %s", self.lease.session_id, exc)
             return
@@ -135,7 +137,7 @@ class LeaseKeeper:
                 "message": f"the step ran past its time limit of {limit_s:.0f} s",
             }
             try:
-                self.store.record_step_failure(self.lease.fence, self.control.turn_id, error)
+                self.turns.record_step_failure(self.lease.fence, self.control.turn_id, error)
             except Exception as exc:
                 log.warning("could not record the hung step on %s: %s", self.lease.session_id, exc)
         self._lose(LeaseLost(f"step on session {self.lease.session_id!r} ran past its time limit"))

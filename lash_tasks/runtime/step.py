@@ -112,13 +112,16 @@ def _run_step(
     core: LashCore, session_id: str, final_attempt: bool, control: StepControl
 ) -> StepResult:
     store = core.require_store()
-    lease = store.try_claim_lease(session_id, core.owner_id, core.incarnation_id, core.lease.ttl_ms)
+    lease = store.leases.try_claim(
+        session_id, core.owner_id, core.incarnation_id, core.lease.ttl_ms
+    )
     if isinstance(lease, Busy):
         return StepResult(session_id, "busy", retry_after_ms=lease.retry_after_ms)
     released_by_commit = False
     try:
         with LeaseKeeper(
-            store,
+            store.leases,
+            store.turns,
             lease,
             core.lease.ttl_ms,
             core.lease.renew_ms,
@@ -225,7 +228,7 @@ def _run_leased(
     return StepResult(
         lease.session_id,
         "finished",
-        more_work=store.has_waiting_work(lease.session_id),
+        more_work=store.turns.has_waiting_work(lease.session_id),
         turn_id=work.turn_id,
         head_revision=result.head_revision,
         outcome=iteration.outcome.to_json(),
@@ -290,7 +293,7 @@ def _record_failure(core: LashCore, lease: Lease, control: StepControl, exc: Exc
     else:
         error = {"code": "unexpected_error", "message": f"{type(exc).__name__}: {exc}"}
     try:
-        core.require_store().record_step_failure(lease.fence, control.turn_id, error)
+        core.require_store().turns.record_step_failure(lease.fence, control.turn_id, error)
     except Exception as record_exc:  # the failure itself is what the caller must see
         log.warning("could not record the failed step on %s: %s", lease.session_id, record_exc)
 
@@ -300,7 +303,8 @@ def _forgive(core: LashCore, session_id: str, control: StepControl) -> None:
     if control.turn_id is None or control.step_index is None:
         return
     try:
-        core.require_store().forgive_step_attempt(session_id, control.turn_id, control.step_index)
+        store = core.require_store()
+        store.turns.forgive_step_attempt(session_id, control.turn_id, control.step_index)
     except Exception as exc:  # at worst the turn runs out of attempts one step sooner
         log.warning("could not take back a step attempt: %s", exc)
 
@@ -312,7 +316,7 @@ def _remember(core: LashCore, runtime: SessionRuntime, head_revision: int) -> No
 
 def _still_holds(core: LashCore, lease: Lease) -> bool:
     try:
-        core.require_store().renew_lease(lease.fence, core.lease.ttl_ms)
+        core.require_store().leases.renew(lease.fence, core.lease.ttl_ms)
     except LeaseLost:
         return False
     return True
@@ -320,6 +324,6 @@ def _still_holds(core: LashCore, lease: Lease) -> bool:
 
 def _release_quietly(core: LashCore, lease: Lease) -> None:
     try:
-        core.require_store().release_lease(lease.fence)
+        core.require_store().leases.release(lease.fence)
     except LashError as exc:  # the lease expires by itself; never mask the step's result
         log.warning("could not release lease on %s: %s", lease.session_id, exc.code)

@@ -83,7 +83,7 @@ def commit_step(
         draft = CommitDraft(
             **{**draft.__dict__, "turn_stamp": TurnStamp(work.turn_id, digest, result)}
         )
-    committed = store.commit(draft)
+    committed = store.commits.commit(draft)
     runtime.head_revision = committed.head_revision
     runtime.graph_replace_required = False
     core.tracer.emit(
@@ -110,7 +110,7 @@ def _referenced_attachments(iteration: Iteration) -> tuple[str, ...]:
 def _full_nodes(core: LashCore, runtime: SessionRuntime) -> tuple[Node, ...]:
     """The whole stored graph plus this step's nodes. A runtime trimmed to its active path
     must not rewrite the graph from what it holds: that would delete every orphan."""
-    stored = core.require_store().load(runtime.session_id, FullGraph()).graph.nodes
+    stored = core.require_store().sessions.load(runtime.session_id, FullGraph()).graph.nodes
     nodes = dict(stored)
     for node in runtime.graph.nodes.values():
         nodes.setdefault(node.node_id, node)

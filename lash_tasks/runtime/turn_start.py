@@ -8,8 +8,8 @@ from typing import Any
 from lash_tasks.machine import Fence, Message
 from lash_tasks.runtime.assembly import SessionRuntime
 from lash_tasks.runtime.lash_core import LashCore
+from lash_tasks.store.contracts import TurnStore
 from lash_tasks.store.records import QueueClaim
-from lash_tasks.store.sql_store import SqlStore
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
     store = core.require_store()
     active = runtime.active_turn
     if active is not None:
-        attempt = store.restamp_turn_claims(fence, active.input_claim_id, active.queue_claim_id)
+        attempt = store.turns.restamp_claims(fence, active.input_claim_id, active.queue_claim_id)
         state = active.state
         # A turn whose first step never committed opens again with the same messages, so the
         # re-run builds the same nodes and replays its journaled effects.
@@ -81,15 +81,15 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
                 last_error=attempt.last_error,
             )
         )
-    command = store.claim_leading_command(fence)
+    command = store.queue.claim_leading_command(fence)
     if command is not None:
         return Started(StepWork(turn_id="", step_index=0), command=command)
-    claim = store.claim_next_turn_inputs(fence)
+    claim = store.inputs.claim_next_turn(fence)
     if claim is not None:
         input_ids = tuple(i.input_id for i in claim.inputs)
         branch = claim.inputs[0].input.get("branch_from")
         return _begin(
-            store,
+            store.turns,
             fence,
             "inputs",
             input_ids,
@@ -103,11 +103,11 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
                 branch_from=str(branch) if branch else None,
             ),
         )
-    queued = store.claim_turn_work(fence)
+    queued = store.queue.claim_turn_work(fence)
     if queued is not None:
         batch_ids = tuple(b.batch_id for b in queued.batches)
         return _begin(
-            store,
+            store.turns,
             fence,
             "queue",
             batch_ids,
@@ -124,12 +124,12 @@ def resume_or_claim(core: LashCore, runtime: SessionRuntime, fence: Fence) -> St
 
 
 def _begin(
-    store: SqlStore, fence: Fence, kind: str, claimed_ids: tuple[str, ...], work: StepWork
+    turns: TurnStore, fence: Fence, kind: str, claimed_ids: tuple[str, ...], work: StepWork
 ) -> Started:
     """Record the turn as active before its first step runs: from now on it can be
     interrupted, and a crash resumes it rather than claiming its inputs again. The store
     names the turn (its ids must never repeat within the session)."""
-    turn = store.begin_turn(
+    turn = turns.begin(
         fence,
         kind,
         claimed_ids,

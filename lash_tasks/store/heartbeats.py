@@ -1,4 +1,4 @@
-"""Worker liveness: one heartbeat row per worker process incarnation (DESIGN §4.2).
+"""`Heartbeats`: worker liveness, one heartbeat row per process incarnation (DESIGN §4.2).
 
 A lease (session or effect) names the incarnation that holds it. While that incarnation's
 heartbeat row is unexpired, or when it has no row at all (an in-process `run_step` from a
@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, exists, insert, select, update
 
 from lash_tasks.errors import ValidationError
 from lash_tasks.store import schema as t
-from lash_tasks.store.base import SqlStoreBase
+from lash_tasks.store.database import Database
 
 _hb = t.worker_heartbeats
 
@@ -52,11 +52,14 @@ def _check_grace(grace_ms: int) -> None:
         raise ValidationError("heartbeat grace must be positive")
 
 
-class HeartbeatsMixin(SqlStoreBase):
+class Heartbeats:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
     def live_incarnations(self, owner_id: str) -> list[Incarnation]:
         """The owner's incarnations whose heartbeat has not expired, oldest first."""
-        with self.engine.connect() as conn:
-            now = self.now_ms(conn)
+        with self.db.read() as conn:
+            now = self.db.now_ms(conn)
             rows = conn.execute(
                 select(_hb)
                 .where(_hb.c.owner_id == owner_id, _hb.c.expires_at > now)
@@ -65,11 +68,11 @@ class HeartbeatsMixin(SqlStoreBase):
             return [_decode(r) for r in rows]
 
     def incarnation(self, incarnation_id: str) -> Incarnation | None:
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             row = conn.execute(select(_hb).where(_hb.c.incarnation_id == incarnation_id)).first()
             return None if row is None else _decode(row)
 
-    def register_incarnation(
+    def register(
         self,
         owner_id: str,
         incarnation_id: str,
@@ -88,9 +91,9 @@ class HeartbeatsMixin(SqlStoreBase):
         """
         _check_ids(owner_id, incarnation_id)
         _check_grace(grace_ms)
-        with self.tx() as conn:
-            self.dialect.lock_key(conn, "worker-owner:" + owner_id)
-            now = self.now_ms(conn)
+        with self.db.tx() as conn:
+            self.db.lock_key(conn, "worker-owner:" + owner_id)
+            now = self.db.now_ms(conn)
             live = conn.execute(
                 select(_hb.c.incarnation_id).where(
                     _hb.c.owner_id == owner_id,
@@ -138,8 +141,8 @@ class HeartbeatsMixin(SqlStoreBase):
         """
         _check_ids(owner_id, incarnation_id)
         _check_grace(grace_ms)
-        with self.tx() as conn:
-            now = self.now_ms(conn)
+        with self.db.tx() as conn:
+            now = self.db.now_ms(conn)
             # A process that was declared dead but is running again is alive: its leases
             # that nobody took over meanwhile are live again, the others are fenced off.
             found = conn.execute(
@@ -161,25 +164,25 @@ class HeartbeatsMixin(SqlStoreBase):
             )
             return False
 
-    def retire_incarnation(self, incarnation_id: str) -> None:
+    def retire(self, incarnation_id: str) -> None:
         """Declare the incarnation dead now (a clean shutdown): whatever it still holds is
         taken over at once."""
-        with self.tx() as conn:
-            now = self.now_ms(conn)
+        with self.db.tx() as conn:
+            now = self.db.now_ms(conn)
             conn.execute(
                 update(_hb)
                 .where(_hb.c.incarnation_id == incarnation_id, _hb.c.expires_at > now)
                 .values(expires_at=now)
             )
 
-    def reap_dead_incarnations(self, *, retention_ms: int, limit: int = 50) -> list[str]:
+    def reap_dead(self, *, retention_ms: int, limit: int = 50) -> list[str]:
         """Reap each dead, unreaped incarnation once; return the sessions whose live leases
         they still hold, for the caller to poke. Rows dead for `retention_ms` are deleted:
         by then every lease they held has expired by its own ttl."""
-        with self.tx() as conn:
-            now = self.now_ms(conn)
+        with self.db.tx() as conn:
+            now = self.db.now_ms(conn)
             dead = conn.execute(
-                self.dialect.for_update(
+                self.db.dialect.for_update(
                     select(_hb.c.incarnation_id)
                     .where(_hb.c.expires_at <= now, _hb.c.reaped_at.is_(None))
                     .order_by(_hb.c.expires_at)
@@ -222,3 +225,18 @@ def _decode(row: Any) -> Incarnation:
         reaped_at=None if row.reaped_at is None else int(row.reaped_at),
         liveness=None if row.liveness is None else dict(row.liveness),
     )
+
+
+def holder_is_dead(incarnation_id: Any, now: int) -> ColumnElement[bool]:
+    """SQL: the incarnation `incarnation_id` (a column or value) has an expired heartbeat."""
+    return exists().where(_hb.c.incarnation_id == incarnation_id, _hb.c.expires_at <= now)
+
+
+def holder_deadline(conn: Connection, incarnation_id: str | None) -> int | None:
+    """When the holder is (or was) declared dead unless it beats again; None without a row."""
+    if incarnation_id is None:
+        return None
+    value = conn.execute(
+        select(_hb.c.expires_at).where(_hb.c.incarnation_id == incarnation_id)
+    ).scalar()
+    return None if value is None else int(value)

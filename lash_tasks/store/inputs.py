@@ -1,9 +1,5 @@
-"""Pending turn input: enqueue idempotently, cancel with typed outcomes, claim under a fence.
-
-A claim is live while its generation is the session's live lease generation, or
-while the session's active turn holds it (the turn continues across leases).
-Claims have no timers: a claim from a dead generation is simply claimable again.
-"""
+"""`Inputs`: pending turn input — enqueue idempotently, cancel with typed outcomes, claim
+under a fence (see `claiming` for when a claim is live)."""
 
 from __future__ import annotations
 
@@ -11,22 +7,28 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, false, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, insert, select, update
 
 from lash_tasks.errors import InputIdConflict, SourceKeyConflict, ValidationError
 from lash_tasks.machine import Fence, stable_hash
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
-from lash_tasks.store.base import SqlStoreBase, decode_input
+from lash_tasks.store.claiming import ClaimTable, live_claim_filter, take
+from lash_tasks.store.database import Database
 from lash_tasks.store.manifest import hold_input_attachments, input_attachment_ids
 from lash_tasks.store.records import CancelOutcome, InputClaim, InputDraft, InputState, PendingInput
+from lash_tasks.store.rows import decode_input
 
 MAX_INPUTS_PER_TURN = 64
 _p = t.pending_inputs
+INPUT_CLAIMS = ClaimTable(_p, "enqueue_seq", InputState.CLAIMED, "input_claim_id", "tic")
 
 
-class InputsMixin(SqlStoreBase):
-    def enqueue_input(self, draft: InputDraft) -> PendingInput:
+class Inputs:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def enqueue(self, draft: InputDraft) -> PendingInput:
         """Record one submission. Same source key + same content → the existing record."""
         check_session_id(draft.session_id)
         if not draft.source_key:
@@ -35,9 +37,9 @@ class InputsMixin(SqlStoreBase):
             raise ValidationError(f"unknown ingress {draft.ingress!r}")
         attachments = input_attachment_ids(draft.input)
         content_hash = stable_hash({"ingress": draft.ingress, "input": draft.input})
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, draft.session_id)
-            self._require_session(conn, draft.session_id)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, draft.session_id)
+            self.db.require_session(conn, draft.session_id)
             existing = conn.execute(
                 select(_p).where(
                     _p.c.session_id == draft.session_id, _p.c.source_key == draft.source_key
@@ -64,11 +66,13 @@ class InputsMixin(SqlStoreBase):
                     session_id=draft.session_id,
                     input_id=input_id,
                 )
-            now = self.now_ms(conn)
+            now = self.db.now_ms(conn)
             state = (
                 InputState.PENDING_ACTIVE if draft.ingress == "active_turn" else InputState.PENDING
             )
-            hold_input_attachments(conn, self.dialect, draft.session_id, input_id, attachments, now)
+            hold_input_attachments(
+                conn, self.db.dialect, draft.session_id, input_id, attachments, now
+            )
             conn.execute(
                 insert(_p).values(
                     input_id=input_id,
@@ -87,25 +91,25 @@ class InputsMixin(SqlStoreBase):
             ).one()
             return decode_input(row)
 
-    def get_input(self, session_id: str, input_id: str) -> PendingInput | None:
-        with self.engine.connect() as conn:
+    def get(self, session_id: str, input_id: str) -> PendingInput | None:
+        with self.db.read() as conn:
             row = conn.execute(
                 select(_p).where(_p.c.session_id == session_id, _p.c.input_id == input_id)
             ).first()
             return decode_input(row) if row is not None else None
 
-    def list_inputs(self, session_id: str) -> list[PendingInput]:
+    def list_all(self, session_id: str) -> list[PendingInput]:
         """Every input row of the session (terminal ones too, until vacuum), in order."""
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(
                 select(_p).where(_p.c.session_id == session_id).order_by(_p.c.enqueue_seq)
             )
             return [decode_input(r) for r in rows]
 
-    def list_pending_inputs(self, session_id: str) -> list[PendingInput]:
+    def list_pending(self, session_id: str) -> list[PendingInput]:
         """Inputs still waiting: hides terminal rows and rows under a live claim."""
         check_session_id(session_id)
-        with self.engine.connect() as conn, conn.begin():
+        with self.db.read() as conn, conn.begin():
             live = self._live_claim_filter(conn, session_id)
             rows = conn.execute(
                 select(_p)
@@ -120,15 +124,15 @@ class InputsMixin(SqlStoreBase):
             )
             return [decode_input(r) for r in rows]
 
-    def cancel_input(
+    def cancel(
         self, session_id: str, *, input_id: str | None = None, source_key: str | None = None
     ) -> CancelOutcome:
         """Cancel one input by id or source key, with a typed outcome."""
         if (input_id is None) == (source_key is None):
-            raise ValidationError("cancel_input needs exactly one of input_id or source_key")
+            raise ValidationError("cancelling an input needs exactly one of input_id or source_key")
         check_session_id(session_id)
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, session_id)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, session_id)
             cond = (
                 _p.c.input_id == input_id if input_id is not None else _p.c.source_key == source_key
             )
@@ -137,11 +141,11 @@ class InputsMixin(SqlStoreBase):
                 return CancelOutcome.NOT_FOUND
             return self._cancel_rows(conn, session_id, [row.enqueue_seq])[0]
 
-    def cancel_inputs(self, session_id: str, input_ids: Sequence[str]) -> dict[str, CancelOutcome]:
+    def cancel_many(self, session_id: str, input_ids: Sequence[str]) -> dict[str, CancelOutcome]:
         """Cancel several inputs in one transaction; outcome per id."""
         check_session_id(session_id)
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, session_id)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, session_id)
             rows = {
                 r.input_id: r.enqueue_seq
                 for r in conn.execute(
@@ -155,13 +159,11 @@ class InputsMixin(SqlStoreBase):
             result = dict(zip(found, outcomes, strict=True))
             return {i: result.get(i, CancelOutcome.NOT_FOUND) for i in input_ids}
 
-    def cancel_input_suffix(
-        self, session_id: str, anchor_input_id: str
-    ) -> dict[str, CancelOutcome]:
+    def cancel_suffix(self, session_id: str, anchor_input_id: str) -> dict[str, CancelOutcome]:
         """Cancel the anchor input and every later one of the session, atomically."""
         check_session_id(session_id)
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, session_id)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, session_id)
             anchor = conn.execute(
                 select(_p.c.enqueue_seq).where(
                     _p.c.session_id == session_id, _p.c.input_id == anchor_input_id
@@ -177,7 +179,7 @@ class InputsMixin(SqlStoreBase):
             outcomes = self._cancel_rows(conn, session_id, [r.enqueue_seq for r in rows])
             return {r.input_id: o for r, o in zip(rows, outcomes, strict=True)}
 
-    def claim_next_turn_inputs(
+    def claim_next_turn(
         self, fence: Fence, max_inputs: int = MAX_INPUTS_PER_TURN
     ) -> InputClaim | None:
         """Claim the next turn's inputs under `fence`, in enqueue order.
@@ -185,10 +187,10 @@ class InputsMixin(SqlStoreBase):
         Inputs of a claim whose owner died are re-claimed as the same set first, so the
         re-run turn keeps its identity and replays its journaled effects.
         """
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, fence.session_id)
-            now = self.now_ms(conn)
-            self._check_fence(conn, fence, now)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, fence.session_id)
+            now = self.db.now_ms(conn)
+            self.db.check_fence(conn, fence, now)
             live = self._live_claim_filter(conn, fence.session_id)
             stale = conn.execute(
                 select(_p)
@@ -208,41 +210,31 @@ class InputsMixin(SqlStoreBase):
                 # No turn is running (the caller resumes an active turn instead of claiming),
                 # so a steer input that found no turn to join starts the next one.
                 query = query.where(_p.c.state.in_([InputState.PENDING, InputState.PENDING_ACTIVE]))
-            query = self.dialect.for_update(
+            query = self.db.dialect.for_update(
                 query.order_by(_p.c.enqueue_seq).limit(max_inputs), skip_locked=True
             )
             rows = conn.execute(query).all()
             if not rows:
                 return None
-            claim_token = uuid.uuid4().hex
-            # Not built from enqueue_seq: SQLite reuses a vacuumed rowid.
-            claim_id = f"tic:{fence.fencing_token}:{uuid.uuid4().hex[:16]}"
-            conn.execute(
-                update(_p)
-                .where(_p.c.enqueue_seq.in_([r.enqueue_seq for r in rows]))
-                .values(
-                    state=InputState.CLAIMED,
-                    claim_id=claim_id,
-                    claim_token=claim_token,
-                    claim_generation=fence.fencing_token,
-                    updated_at=now,
-                )
-            )
+            claim = take(conn, INPUT_CLAIMS, fence, [r.enqueue_seq for r in rows], updated_at=now)
             claimed = conn.execute(
                 select(_p)
-                .where(_p.c.session_id == fence.session_id, _p.c.claim_id == claim_id)
+                .where(_p.c.session_id == fence.session_id, _p.c.claim_id == claim.claim_id)
                 .order_by(_p.c.enqueue_seq)
             ).all()
             return InputClaim(
-                claim_id, claim_token, fence.fencing_token, tuple(decode_input(r) for r in claimed)
+                claim.claim_id,
+                claim.claim_token,
+                claim.generation,
+                tuple(decode_input(r) for r in claimed),
             )
 
-    def accept_active_inputs(self, fence: Fence, claim_id: str, turn_id: str) -> list[PendingInput]:
+    def accept_active(self, fence: Fence, claim_id: str, turn_id: str) -> list[PendingInput]:
         """At a step boundary, take steer inputs into the running turn's claim."""
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, fence.session_id)
-            now = self.now_ms(conn)
-            self._check_fence(conn, fence, now)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, fence.session_id)
+            now = self.db.now_ms(conn)
+            self.db.check_fence(conn, fence, now)
             token_row = conn.execute(
                 select(_p.c.claim_token)
                 .where(_p.c.session_id == fence.session_id, _p.c.claim_id == claim_id)
@@ -271,9 +263,9 @@ class InputsMixin(SqlStoreBase):
             )
             return [decode_input(r) for r in rows]
 
-    def abandon_input_claim(self, fence: Fence, claim_id: str) -> int:
+    def abandon_claim(self, fence: Fence, claim_id: str) -> int:
         """Give claimed inputs back (state pending), e.g. when a step gives up before running."""
-        with self.tx() as conn:
+        with self.db.tx() as conn:
             result = conn.execute(
                 update(_p)
                 .where(
@@ -287,23 +279,33 @@ class InputsMixin(SqlStoreBase):
                     claim_id=None,
                     claim_token=None,
                     claim_generation=None,
-                    updated_at=self.now_ms(conn),
+                    updated_at=self.db.now_ms(conn),
                 )
             )
             return int(result.rowcount)
 
+    def accepted(self, session_id: str, claim_id: str) -> list[PendingInput]:
+        """Steer inputs the running turn accepted under `claim_id`, in enqueue order.
+
+        Acceptance is its own transaction, so a step that dies before its commit leaves
+        inputs accepted but not in the graph; the re-run step finds them here.
+        """
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(_p)
+                .where(
+                    _p.c.session_id == session_id,
+                    _p.c.claim_id == claim_id,
+                    _p.c.state == InputState.ACCEPTED,
+                )
+                .order_by(_p.c.enqueue_seq)
+            )
+            return [decode_input(r) for r in rows]
+
     def _live_claim_filter(self, conn: Connection, session_id: str) -> ColumnElement[bool]:
-        now = self.now_ms(conn)
-        generation = self._live_generation(conn, session_id, now)
-        active = self._active_turn_row(conn, session_id)
-        clauses: list[ColumnElement[bool]] = []
-        if generation is not None:
-            clauses.append(_p.c.claim_generation == generation)
-        if active is not None and active.input_claim_id is not None:
-            clauses.append(_p.c.claim_id == active.input_claim_id)
-        if not clauses:
-            return false()
-        return and_(_p.c.claim_token.is_not(None), or_(*clauses))
+        # Reads the clock once more, as the transactions around it did before the store
+        # was split into parts; the step transactions of issue 9 fold it away.
+        return live_claim_filter(self.db, conn, INPUT_CLAIMS, session_id, self.db.now_ms(conn))
 
     def _cancel_rows(
         self, conn: Connection, session_id: str, seqs: Sequence[int]
@@ -341,7 +343,7 @@ class InputsMixin(SqlStoreBase):
                     claim_id=None,
                     claim_token=None,
                     claim_generation=None,
-                    updated_at=self.now_ms(conn),
+                    updated_at=self.db.now_ms(conn),
                 )
             )
         return outcomes

@@ -1,39 +1,26 @@
-"""Effect journal rows: each effect's outcome, keyed by replay key, under an effect lease."""
+"""`EffectJournal`: each effect's outcome, keyed by replay key, under an effect lease."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Connection, exists, insert, select, update
 
 from lash_tasks.errors import EffectBusy, EffectError, ReplayMismatch
 from lash_tasks.store import schema as t
-from lash_tasks.store.base import SqlStoreBase, holder_deadline
+from lash_tasks.store.database import Database
+from lash_tasks.store.heartbeats import holder_deadline
+from lash_tasks.store.records import ExecuteEffect, RecordedEffect
 
 _j = t.effect_journal
 
 
-@dataclass(frozen=True)
-class ExecuteEffect:
-    """No usable record: the caller must execute, then finalize with this lease token."""
+class EffectJournal:
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    lease_token: str
-    took_over: bool = False
-
-
-@dataclass(frozen=True)
-class RecordedEffect:
-    """A finished record: replay its outcome (or error) instead of executing."""
-
-    status: Literal["completed", "failed"]
-    outcome: dict[str, Any] | None
-    error: dict[str, Any] | None
-
-
-class JournalMixin(SqlStoreBase):
-    def journal_prepare(
+    def prepare(
         self,
         *,
         scope_id: str,
@@ -50,14 +37,14 @@ class JournalMixin(SqlStoreBase):
         An in-progress effect whose lease is live is busy, unless the incarnation holding it
         is provably dead (its heartbeat expired): then it is taken over at once.
         """
-        with self.tx() as conn:
+        with self.db.tx() as conn:
             # The session lock orders this against delete_session and the final commit, so
             # the checks in `_may_execute` cannot go stale before the insert lands.
-            self.dialect.lock_session(conn, session_id)
-            self.dialect.lock_key(conn, f"effect:{scope_id}:{replay_key}")
-            now = self.now_ms(conn)
+            self.db.lock_session(conn, session_id)
+            self.db.lock_key(conn, f"effect:{scope_id}:{replay_key}")
+            now = self.db.now_ms(conn)
             row = conn.execute(
-                self.dialect.for_update(
+                self.db.dialect.for_update(
                     select(_j).where(_j.c.scope_id == scope_id, _j.c.replay_key == replay_key)
                 )
             ).first()
@@ -118,9 +105,9 @@ class JournalMixin(SqlStoreBase):
             )
             return ExecuteEffect(token, took_over=True)
 
-    def journal_renew(self, scope_id: str, replay_key: str, lease_token: str, ttl_ms: int) -> None:
-        with self.tx() as conn:
-            now = self.now_ms(conn)
+    def renew(self, scope_id: str, replay_key: str, lease_token: str, ttl_ms: int) -> None:
+        with self.db.tx() as conn:
+            now = self.db.now_ms(conn)
             result = conn.execute(
                 update(_j)
                 .where(*_held(scope_id, replay_key, lease_token, now))
@@ -131,7 +118,7 @@ class JournalMixin(SqlStoreBase):
                     f"effect lease for {replay_key!r} was lost", replay_key=replay_key
                 )
 
-    def journal_finalize(
+    def finalize(
         self,
         scope_id: str,
         replay_key: str,
@@ -142,8 +129,8 @@ class JournalMixin(SqlStoreBase):
     ) -> None:
         """Record the outcome; refused if the effect lease expired or was taken over."""
         status = "failed" if error is not None else "completed"
-        with self.tx() as conn:
-            now = self.now_ms(conn)
+        with self.db.tx() as conn:
+            now = self.db.now_ms(conn)
             result = conn.execute(
                 update(_j)
                 .where(*_held(scope_id, replay_key, lease_token, now))
@@ -164,16 +151,16 @@ class JournalMixin(SqlStoreBase):
                     replay_key=replay_key,
                 )
 
-    def journal_has(self, scope_id: str, replay_key: str) -> bool:
-        with self.engine.connect() as conn:
+    def has(self, scope_id: str, replay_key: str) -> bool:
+        with self.db.read() as conn:
             row = conn.execute(
                 select(_j.c.status).where(_j.c.scope_id == scope_id, _j.c.replay_key == replay_key)
             ).first()
             return row is not None
 
-    def journal_release(self, scope_id: str, replay_key: str, lease_token: str) -> None:
+    def release(self, scope_id: str, replay_key: str, lease_token: str) -> None:
         """Give an in-progress effect up without an outcome: the next attempt takes over."""
-        with self.tx() as conn:
+        with self.db.tx() as conn:
             conn.execute(
                 update(_j)
                 .where(
@@ -182,11 +169,11 @@ class JournalMixin(SqlStoreBase):
                     _j.c.lease_token == lease_token,
                     _j.c.status == "in_progress",
                 )
-                .values(lease_expires_at=0, updated_at=self.now_ms(conn))
+                .values(lease_expires_at=0, updated_at=self.db.now_ms(conn))
             )
 
-    def journal_entries(self, session_id: str, turn_id: str | None = None) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+    def entries(self, session_id: str, turn_id: str | None = None) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
             query = select(_j).where(_j.c.session_id == session_id)
             if turn_id is not None:
                 query = query.where(_j.c.turn_id == turn_id)

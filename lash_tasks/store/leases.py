@@ -1,4 +1,4 @@
-"""Session lease: mutual exclusion per session with a fencing token that only goes up."""
+"""`Leases`: mutual exclusion per session with a fencing token that only goes up."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ from lash_tasks.errors import LeaseLost, ValidationError
 from lash_tasks.machine import Fence
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
-from lash_tasks.store.base import SqlStoreBase, holder_deadline
+from lash_tasks.store.database import Database
+from lash_tasks.store.heartbeats import holder_deadline
 from lash_tasks.store.records import Busy, Lease
 
 DEFAULT_TTL_MS = 30_000
 
 
-class LeasesMixin(SqlStoreBase):
-    def try_claim_lease(
+class Leases:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def try_claim(
         self, session_id: str, owner_id: str, incarnation_id: str, ttl_ms: int = DEFAULT_TTL_MS
     ) -> Lease | Busy:
         """Take the lease, re-enter it (same owner and incarnation), or report who holds it.
@@ -32,10 +36,10 @@ class LeasesMixin(SqlStoreBase):
         if ttl_ms <= 0:
             raise ValidationError("lease ttl must be positive")
         leases = t.session_leases
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, session_id)
-            self._require_session(conn, session_id)
-            now = self.now_ms(conn)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, session_id)
+            self.db.require_session(conn, session_id)
+            now = self.db.now_ms(conn)
             row = conn.execute(select(leases).where(leases.c.session_id == session_id)).first()
             live = row is not None and row.owner_id is not None and (row.expires_at or 0) > now
             if row is not None and live:
@@ -77,11 +81,11 @@ class LeasesMixin(SqlStoreBase):
                 )
             return Lease(session_id, owner_id, incarnation_id, token, fencing, now, now + ttl_ms)
 
-    def renew_lease(self, fence: Fence, ttl_ms: int = DEFAULT_TTL_MS) -> int:
+    def renew(self, fence: Fence, ttl_ms: int = DEFAULT_TTL_MS) -> int:
         """Extend a held lease; returns the new expiry. A stale fence raises `LeaseLost`."""
         leases = t.session_leases
-        with self.tx() as conn:
-            now = self.now_ms(conn)
+        with self.db.tx() as conn:
+            now = self.db.now_ms(conn)
             result = conn.execute(
                 update(leases)
                 .where(
@@ -101,14 +105,14 @@ class LeasesMixin(SqlStoreBase):
                 )
             return now + ttl_ms
 
-    def release_lease(self, fence: Fence) -> bool:
+    def release(self, fence: Fence) -> bool:
         """Give the lease up. Idempotent; never clears a newer owner; the fencing token stays."""
-        with self.tx() as conn:
+        with self.db.tx() as conn:
             return conn.execute(release_statement(fence)).rowcount > 0
 
-    def lease_state(self, session_id: str) -> tuple[str | None, int, int | None]:
+    def state(self, session_id: str) -> tuple[str | None, int, int | None]:
         """(owner or None, fencing token, expires_at) as stored — for operators and tests."""
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             row = conn.execute(
                 select(t.session_leases).where(t.session_leases.c.session_id == session_id)
             ).first()

@@ -1,14 +1,18 @@
-"""Store maintenance: orphans, tombstones, vacuum, and what the sweeper needs to find."""
+"""`Maintenance`: orphans, tombstones, vacuum, what the sweeper needs to find, one row per
+(job, scheduled slot) of the maintenance jobs, and pruning of finished processes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import CTE, Connection, and_, delete, exists, func, or_, select, update
+from sqlalchemy import CTE, Connection, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
-from lash_tasks.store.base import holder_is_dead
+from lash_tasks.store.database import Database
+from lash_tasks.store.heartbeats import holder_is_dead
 from lash_tasks.store.leases import DEFAULT_TTL_MS
 from lash_tasks.store.records import (
     TERMINAL_INPUT_STATES,
@@ -16,14 +20,15 @@ from lash_tasks.store.records import (
     RunnableSession,
     VacuumReport,
 )
-from lash_tasks.store.sessions import SessionsMixin
+from lash_tasks.store.sessions import ancestry
+from lash_tasks.store.work_queue import DONE_QUEUE_STATES, OPEN_QUEUE_STATES
+
+TERMINAL_PROCESS_STATES = ("completed", "failed", "cancelled", "abandoned")
 
 
-class MaintenanceMixin(SessionsMixin):
-    def orphaned_node_ids(self, session_id: str) -> list[str]:
-        """Live (untombstoned) nodes that are not on the active path."""
-        loaded = self.load(session_id)
-        return loaded.graph.orphaned_node_ids()
+class Maintenance:
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def tombstone_nodes(self, session_id: str, node_ids: Sequence[str]) -> int:
         """Hide nodes from every read. Never touches a node that is or is about to be on an
@@ -32,8 +37,8 @@ class MaintenanceMixin(SessionsMixin):
         check_session_id(session_id)
         if not node_ids:
             return 0
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, session_id)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, session_id)
             protected = self._protected_paths(conn, session_id)
             n = t.graph_nodes
             result = conn.execute(
@@ -44,7 +49,7 @@ class MaintenanceMixin(SessionsMixin):
                     n.c.tombstoned_at.is_(None),
                     n.c.node_id.not_in(select(protected.c.node_id)),
                 )
-                .values(tombstoned_at=self.now_ms(conn))
+                .values(tombstoned_at=self.db.now_ms(conn))
             )
             return int(result.rowcount)
 
@@ -52,9 +57,9 @@ class MaintenanceMixin(SessionsMixin):
         """Nodes on the paths that are live or about to be: from the stored leaf, from the
         active turn's branch point (it loaded that path and will commit under it), and from
         the branch point of every input not yet answered."""
-        record = self._require_session(conn, session_id)
+        record = self.db.require_session(conn, session_id)
         anchors: set[str | None] = {record.leaf_node_id}
-        active = self._active_turn_row(conn, session_id)
+        active = self.db.active_turn_row(conn, session_id)
         if active is not None:
             anchors.add((active.state or {}).get("branch_from"))
         p = t.pending_inputs
@@ -65,17 +70,17 @@ class MaintenanceMixin(SessionsMixin):
             )
         )
         anchors.update(row.input.get("branch_from") for row in waiting)
-        return self._ancestry(session_id, anchors)
+        return ancestry(session_id, anchors)
 
     def tombstone_old_orphans(self, session_id: str, older_than_ms: int) -> int:
         """Tombstone every live node off the protected paths (see `tombstone_nodes`) that
         was committed at least `older_than_ms` ago. Age is measured on the database clock
         (`created_ms`), never on the writer's own `created_at`."""
         check_session_id(session_id)
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, session_id)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, session_id)
             protected = self._protected_paths(conn, session_id)
-            now = self.now_ms(conn)
+            now = self.db.now_ms(conn)
             n = t.graph_nodes
             result = conn.execute(
                 update(n)
@@ -112,7 +117,7 @@ class MaintenanceMixin(SessionsMixin):
                     and_(s.c.graph_changed_at == changed_at, s.c.session_id > session_id),
                 )
             )
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(
                 query.order_by(s.c.graph_changed_at, s.c.session_id).limit(limit)
             ).all()
@@ -137,8 +142,8 @@ class MaintenanceMixin(SessionsMixin):
         Session events go once older than `event_retention_ms`, but a session's last
         `event_keep` always stay, so its readers' cursors can be told from cursors of the
         future."""
-        with self.tx() as conn:
-            now = self.now_ms(conn)
+        with self.db.tx() as conn:
+            now = self.db.now_ms(conn)
             input_cutoff = now - input_retention_ms
             e, newer = t.session_events, t.session_events.alias("newer")
             last_seq = select(func.max(newer.c.seq)).where(newer.c.session_id == e.c.session_id)
@@ -158,13 +163,13 @@ class MaintenanceMixin(SessionsMixin):
                 )
             ).rowcount
             done = select(t.queued_work.c.batch_id).where(
-                t.queued_work.c.state.in_(["completed", "cancelled"])
+                t.queued_work.c.state.in_(DONE_QUEUE_STATES)
             )
             conn.execute(
                 delete(t.queued_work_items).where(t.queued_work_items.c.batch_id.in_(done))
             )
             queued = conn.execute(
-                delete(t.queued_work).where(t.queued_work.c.state.in_(["completed", "cancelled"]))
+                delete(t.queued_work).where(t.queued_work.c.state.in_(DONE_QUEUE_STATES))
             ).rowcount
             j, stamps, sessions = t.effect_journal, t.turn_commits, t.sessions
             committed_long_ago = exists().where(
@@ -181,8 +186,8 @@ class MaintenanceMixin(SessionsMixin):
 
     def runnable_sessions(self, limit: int = 1000) -> list[RunnableSession]:
         """Sessions with pending input, ready queued work or an active turn, and no live lease."""
-        with self.engine.connect() as conn, conn.begin():
-            now = self.now_ms(conn)
+        with self.db.read() as conn, conn.begin():
+            now = self.db.now_ms(conn)
             leases = t.session_leases
             lease_live = exists().where(
                 leases.c.session_id == t.sessions.c.session_id,
@@ -201,7 +206,7 @@ class MaintenanceMixin(SessionsMixin):
             q = t.queued_work
             has_work = exists().where(
                 q.c.session_id == t.sessions.c.session_id,
-                q.c.state.in_(["ready", "claimed"]),
+                q.c.state.in_(OPEN_QUEUE_STATES),
                 q.c.available_at <= now,
             )
             has_turn = exists().where(t.active_turns.c.session_id == t.sessions.c.session_id)
@@ -233,8 +238,73 @@ class MaintenanceMixin(SessionsMixin):
     def count_rows(self, table_name: str, session_id: str | None = None) -> int:
         """Row count of one table (for reports, operators and tests)."""
         table = t.metadata.tables[table_name]
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             query = select(func.count()).select_from(table)
             if session_id is not None:
                 query = query.where(table.c.session_id == session_id)
             return int(conn.execute(query).scalar_one())
+
+    def claim_slot(self, job: str, slot: str) -> bool:
+        """True for the first claimant of (job, slot); two beats firing the same slot get one."""
+        try:
+            with self.db.tx() as conn:
+                self.db.lock_key(conn, f"maintenance:{job}:{slot}")
+                exists = conn.execute(
+                    select(t.maintenance_runs.c.job).where(
+                        t.maintenance_runs.c.job == job, t.maintenance_runs.c.slot == slot
+                    )
+                ).first()
+                if exists is not None:
+                    return False
+                conn.execute(
+                    insert(t.maintenance_runs).values(
+                        job=job, slot=slot, started_at=self.db.now_ms(conn)
+                    )
+                )
+                return True
+        except IntegrityError:
+            return False
+
+    def finish_slot(self, job: str, slot: str, report: dict[str, Any]) -> None:
+        with self.db.tx() as conn:
+            conn.execute(
+                update(t.maintenance_runs)
+                .where(t.maintenance_runs.c.job == job, t.maintenance_runs.c.slot == slot)
+                .values(finished_at=self.db.now_ms(conn), report=report)
+            )
+
+    def last_start(self, job: str, before_slot: str) -> int | None:
+        """Start time of the latest earlier run of `job` (for "changed since last run")."""
+        with self.db.read() as conn:
+            value = conn.execute(
+                select(func.max(t.maintenance_runs.c.started_at)).where(
+                    t.maintenance_runs.c.job == job,
+                    t.maintenance_runs.c.slot != before_slot,
+                    t.maintenance_runs.c.finished_at.is_not(None),
+                )
+            ).scalar_one()
+            return int(value) if value is not None else None
+
+    def runs(self, job: str) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(t.maintenance_runs)
+                .where(t.maintenance_runs.c.job == job)
+                .order_by(t.maintenance_runs.c.started_at)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def prune_terminal_processes(self, older_than_ms: int) -> int:
+        """Delete terminal processes (and their events) last updated before the cutoff."""
+        p, e = t.processes, t.process_events
+        with self.db.tx() as conn:
+            doomed = select(p.c.process_id).where(
+                p.c.status.in_(TERMINAL_PROCESS_STATES), p.c.updated_at < older_than_ms
+            )
+            conn.execute(delete(e).where(e.c.process_id.in_(doomed)))
+            result = conn.execute(
+                delete(p).where(
+                    p.c.status.in_(TERMINAL_PROCESS_STATES), p.c.updated_at < older_than_ms
+                )
+            )
+            return int(result.rowcount)

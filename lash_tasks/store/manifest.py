@@ -2,7 +2,7 @@
 
 A row says "session S references attachment A". It is written as an uncommitted *intent* before
 the blob's bytes land, and stamped `committed_at` by the commit that uses it (see
-`CommitMixin._stamp_attachments`). Garbage collection treats as live every committed row and
+`Commits._stamp_attachments`). Garbage collection treats as live every committed row and
 every intent that is not *dead*: dead means uncommitted, older than the cutoff, and owned by
 something provably finished — a later, different turn of the same session committed after the
 intent; the owning process is gone or terminal; the owning input and every other input of its
@@ -39,7 +39,7 @@ from lash_tasks.attachments.values import OwnerKind, check_media_type
 from lash_tasks.errors import UnknownAttachment, ValidationError
 from lash_tasks.machine.ids import check_attachment_id, check_session_id
 from lash_tasks.store import schema as t
-from lash_tasks.store.base import SqlStoreBase
+from lash_tasks.store.database import Database
 from lash_tasks.store.dialects import Dialect
 from lash_tasks.store.records import TERMINAL_INPUT_STATES
 
@@ -65,7 +65,14 @@ class ManifestRow:
         return self.committed_at is not None
 
 
-class ManifestMixin(SqlStoreBase):
+class Manifest:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @property
+    def durability_tier(self) -> str:
+        return self.db.durability_tier
+
     def record_intent(
         self,
         session_id: str,
@@ -89,11 +96,11 @@ class ManifestMixin(SqlStoreBase):
             check_media_type(media_type)
         if not uri or len(uri) > 400:
             raise ValidationError("attachment uri must be 1-400 characters")
-        with self.tx() as conn:
+        with self.db.tx() as conn:
             # Serialises against delete_session, which takes the same lock.
-            self.dialect.lock_session(conn, session_id)
-            self._require_session(conn, session_id)
-            now = self.now_ms(conn)
+            self.db.lock_session(conn, session_id)
+            self.db.require_session(conn, session_id)
+            now = self.db.now_ms(conn)
             values = {
                 "session_id": session_id,
                 "attachment_id": attachment_id,
@@ -108,7 +115,7 @@ class ManifestMixin(SqlStoreBase):
 
     def _upsert_intent(self, values: dict[str, Any]) -> Any:
         # Both dialects speak INSERT .. ON CONFLICT; SQLAlchemy spells it per dialect.
-        insert = postgresql.insert if self.dialect.name == "postgresql" else sqlite.insert
+        insert = postgresql.insert if self.db.dialect.name == "postgresql" else sqlite.insert
         stmt = insert(_m).values(**values)
         return stmt.on_conflict_do_update(
             index_elements=[_m.c.session_id, _m.c.attachment_id],
@@ -123,7 +130,7 @@ class ManifestMixin(SqlStoreBase):
 
     def holds_ref(self, session_id: str, attachment_id: str) -> bool:
         """Whether the session has any manifest row (intent or committed) for the attachment."""
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             row = conn.execute(
                 select(_m.c.attachment_id).where(
                     _m.c.session_id == session_id, _m.c.attachment_id == attachment_id
@@ -131,9 +138,9 @@ class ManifestMixin(SqlStoreBase):
             ).first()
             return row is not None
 
-    def manifest_row(self, session_id: str, attachment_id: str) -> ManifestRow | None:
+    def row(self, session_id: str, attachment_id: str) -> ManifestRow | None:
         """The session's row for the attachment, or None if it holds none."""
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             row = conn.execute(
                 select(_m).where(_m.c.session_id == session_id, _m.c.attachment_id == attachment_id)
             ).first()
@@ -141,14 +148,14 @@ class ManifestMixin(SqlStoreBase):
 
     def forget_ref(self, session_id: str, attachment_id: str) -> bool:
         """Drop this session's row only; other sessions sharing the bytes keep theirs."""
-        with self.tx() as conn:
+        with self.db.tx() as conn:
             result = conn.execute(
                 delete(_m).where(_m.c.session_id == session_id, _m.c.attachment_id == attachment_id)
             )
             return result.rowcount > 0
 
-    def manifest_rows(self, session_id: str) -> list[ManifestRow]:
-        with self.engine.connect() as conn:
+    def rows(self, session_id: str) -> list[ManifestRow]:
+        with self.db.read() as conn:
             rows = conn.execute(
                 select(_m).where(_m.c.session_id == session_id).order_by(_m.c.attachment_id)
             )
@@ -156,7 +163,7 @@ class ManifestMixin(SqlStoreBase):
 
     def has_live_ref(self, attachment_id: str, cutoff_ms: int) -> bool:
         """Whether any session still needs the attachment (committed, or an intent not dead)."""
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             row = conn.execute(
                 select(_m.c.attachment_id)
                 .where(_m.c.attachment_id == attachment_id, _live(cutoff_ms))
@@ -166,7 +173,7 @@ class ManifestMixin(SqlStoreBase):
 
     def live_attachment_ids(self, cutoff_ms: int) -> set[str]:
         """The GC root set: every attachment id with a live row in any session."""
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(select(_m.c.attachment_id).where(_live(cutoff_ms)).distinct())
             return {row.attachment_id for row in rows}
 
@@ -176,13 +183,12 @@ class ManifestMixin(SqlStoreBase):
         Never read-then-delete: the owner's liveness is re-evaluated by the database at the
         moment each row is deleted, so an intent refreshed or stamped meanwhile survives.
         """
-        with self.tx() as conn:
+        with self.db.tx() as conn:
             return int(conn.execute(delete(_m).where(_dead(cutoff_ms))).rowcount)
 
-    def manifest_now_ms(self) -> int:
+    def now_ms(self) -> int:
         """The database clock that `intent_at` and `committed_at` are measured on."""
-        with self.engine.connect() as conn:
-            return self.now_ms(conn)
+        return self.db.db_now_ms()
 
 
 def stamp_owned_intents(

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from lash_tasks.errors import SchemaMissing, SchemaOutdated
-from lash_tasks.store.base import explain_database_error
+from lash_tasks.store.database import explain_database_error
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

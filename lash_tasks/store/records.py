@@ -170,3 +170,28 @@ class RunnableSession:
 
     session_id: str
     reasons: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ExecuteEffect:
+    """No usable record: the caller must execute, then finalize with this lease token."""
+
+    lease_token: str
+    took_over: bool = False
+
+
+@dataclass(frozen=True)
+class RecordedEffect:
+    """A finished record: replay its outcome (or error) instead of executing."""
+
+    status: Literal["completed", "failed"]
+    outcome: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class StepAttempt:
+    """The attempt a step is making (1 = first) and the last failure recorded before it."""
+
+    number: int
+    last_error: dict[str, Any] | None = None

@@ -1,41 +1,42 @@
-"""Session rows and graph reads: create, load (full graph or active path), delete."""
+"""`Sessions`: session rows and graph reads — create, load (full graph or active path), delete."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import (
     CTE,
     Connection,
-    Row,
     and_,
     delete,
-    func,
     insert,
     literal,
     select,
     update,
 )
 
-from lash_tasks.errors import SessionExists, SessionNotFound
-from lash_tasks.machine import Node, SessionGraph, SessionPolicy, Usage, parse_policy
+from lash_tasks.errors import SessionExists
+from lash_tasks.machine import Node, SessionGraph, SessionPolicy, parse_policy
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
-from lash_tasks.store.base import SqlStoreBase, decode_active_turn, decode_node, decode_policy
+from lash_tasks.store.database import Database
 from lash_tasks.store.records import ActivePath, FullGraph, LoadedSession, ReadScope, SessionRecord
+from lash_tasks.store.rows import decode_active_turn, decode_node, decode_session
 
 
-class SessionsMixin(SqlStoreBase):
-    def create_session(self, session_id: str, policy: SessionPolicy | None) -> SessionRecord:
+class Sessions:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, session_id: str, policy: SessionPolicy | None) -> SessionRecord:
         """Create a session at head revision 0. Same id and same policy → the existing record.
 
         `policy=None` leaves it unconfigured: the first runtime that opens the session
         fills it from the caller's policy (and must bring a model spec)."""
         check_session_id(session_id)
         config = parse_policy(policy).model_dump(mode="json") if policy is not None else {}
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, session_id)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, session_id)
             existing = conn.execute(
                 select(t.sessions).where(t.sessions.c.session_id == session_id)
             ).first()
@@ -45,8 +46,8 @@ class SessionsMixin(SqlStoreBase):
                         f"session {session_id!r} already exists with a different configuration",
                         session_id=session_id,
                     )
-                return _record(existing)
-            now = self.now_ms(conn)
+                return decode_session(existing)
+            now = self.db.now_ms(conn)
             conn.execute(
                 insert(t.sessions).values(
                     session_id=session_id,
@@ -60,39 +61,39 @@ class SessionsMixin(SqlStoreBase):
                     updated_at=now,
                 )
             )
-            return _record(self._require_session(conn, session_id))
+            return decode_session(self.db.require_session(conn, session_id))
 
     def fill_policy(self, session_id: str, policy: SessionPolicy) -> SessionRecord:
         """Give an unconfigured session its policy; a configured one keeps its own."""
         check_session_id(session_id)
         config = parse_policy(policy).model_dump(mode="json")
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, session_id)
-            row = self._require_session(conn, session_id)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, session_id)
+            row = self.db.require_session(conn, session_id)
             if row.config == {}:
                 conn.execute(
                     update(t.sessions)
                     .where(t.sessions.c.session_id == session_id)
                     .values(config=config)
                 )
-                row = self._require_session(conn, session_id)
-            return _record(row)
+                row = self.db.require_session(conn, session_id)
+            return decode_session(row)
 
-    def session_record(self, session_id: str) -> SessionRecord:
+    def record(self, session_id: str) -> SessionRecord:
         check_session_id(session_id)
-        with self.engine.connect() as conn:
-            return _record(self._require_session(conn, session_id))
+        with self.db.read() as conn:
+            return decode_session(self.db.require_session(conn, session_id))
 
-    def session_exists(self, session_id: str) -> bool:
+    def exists(self, session_id: str) -> bool:
         check_session_id(session_id)
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             row = conn.execute(
                 select(t.sessions.c.session_id).where(t.sessions.c.session_id == session_id)
             ).first()
             return row is not None
 
-    def list_session_ids(self, limit: int = 1000) -> list[str]:
-        with self.engine.connect() as conn:
+    def list_ids(self, limit: int = 1000) -> list[str]:
+        with self.db.read() as conn:
             rows = conn.execute(
                 select(t.sessions.c.session_id).order_by(t.sessions.c.created_at).limit(limit)
             )
@@ -102,25 +103,23 @@ class SessionsMixin(SqlStoreBase):
         """Load a session's record, graph (per `scope`) and active turn in one snapshot."""
         check_session_id(session_id)
         scope = scope or FullGraph()
-        with self.engine.connect() as conn, conn.begin():
-            row = self._require_session(conn, session_id)
-            record = _record(row)
+        with self.db.read() as conn, conn.begin():
+            row = self.db.require_session(conn, session_id)
+            record = decode_session(row)
             if isinstance(scope, ActivePath):
                 leaf = scope.leaf if scope.leaf is not None else record.leaf_node_id
-                nodes = self._active_path_nodes(conn, session_id, leaf)
+                nodes = _active_path_nodes(conn, session_id, leaf)
                 graph = SessionGraph.from_nodes(nodes, leaf)
             else:
-                graph = SessionGraph.from_nodes(
-                    self._all_nodes(conn, session_id), record.leaf_node_id
-                )
-            active = decode_active_turn(self._active_turn_row(conn, session_id))
+                graph = SessionGraph.from_nodes(_all_nodes(conn, session_id), record.leaf_node_id)
+            active = decode_active_turn(self.db.active_turn_row(conn, session_id))
         return LoadedSession(record=record, graph=graph, active_turn=active, scope=scope)
 
     def load_node(self, session_id: str, node_id: str) -> Node | None:
         """One node by id; tombstoned or missing → None."""
         check_session_id(session_id)
-        with self.engine.connect() as conn:
-            self._require_session(conn, session_id)
+        with self.db.read() as conn:
+            self.db.require_session(conn, session_id)
             row = conn.execute(
                 select(t.graph_nodes).where(
                     t.graph_nodes.c.session_id == session_id,
@@ -130,11 +129,11 @@ class SessionsMixin(SqlStoreBase):
             ).first()
             return decode_node(row) if row is not None else None
 
-    def delete_session(self, session_id: str) -> bool:
+    def delete(self, session_id: str) -> bool:
         """Delete every row of the session (and its processes); nothing of any other session."""
         check_session_id(session_id)
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, session_id)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, session_id)
             existed = (
                 conn.execute(
                     select(t.sessions.c.session_id).where(t.sessions.c.session_id == session_id)
@@ -158,96 +157,63 @@ class SessionsMixin(SqlStoreBase):
                 conn.execute(delete(table).where(table.c.session_id == session_id))
             return existed
 
-    def _all_nodes(self, conn: Connection, session_id: str) -> list[Node]:
-        rows = conn.execute(
-            select(t.graph_nodes)
-            .where(
-                t.graph_nodes.c.session_id == session_id, t.graph_nodes.c.tombstoned_at.is_(None)
-            )
-            .order_by(t.graph_nodes.c.seq)
-        )
-        return [decode_node(r) for r in rows]
-
-    def _active_path_nodes(self, conn: Connection, session_id: str, leaf: str | None) -> list[Node]:
-        """Walk parent links from `leaf` with a recursive CTE: cost grows with the path only."""
-        if leaf is None:
-            return []
-        n = t.graph_nodes
-        # The CTE carries whole rows, so each recursion step is one primary-key lookup and
-        # the final read never joins back against the session's whole graph.
-        columns = [
-            n.c.node_id,
-            n.c.parent_node_id,
-            n.c.kind,
-            n.c.payload,
-            n.c.created_at,
-            n.c.tombstoned_at,
-        ]
-        base = select(*columns, literal(0).label("depth")).where(
-            n.c.session_id == session_id, n.c.node_id == leaf
-        )
-        path = base.cte("active_path", recursive=True)
-        step = select(*columns, (path.c.depth + 1).label("depth")).where(
-            and_(n.c.session_id == session_id, n.c.node_id == path.c.parent_node_id)
-        )
-        path = path.union_all(step)
-        rows = conn.execute(
-            select(path).where(path.c.tombstoned_at.is_(None)).order_by(path.c.depth.desc())
-        )
-        return [decode_node(r) for r in rows]
-
-    def _ancestry(self, session_id: str, starts: Iterable[str | None]) -> CTE:
-        """Every stored node (tombstoned too) from each start up to its root, as a CTE of
-        `node_id`s: one primary-key lookup per node on the way."""
-        n = t.graph_nodes
-        path = (
-            select(n.c.node_id, n.c.parent_node_id)
-            .where(
-                n.c.session_id == session_id,
-                n.c.node_id.in_(sorted({s for s in starts if isinstance(s, str)})),
-            )
-            .cte("ancestry", recursive=True, nesting=True)
-        )
-        return path.union(
-            select(n.c.node_id, n.c.parent_node_id).where(
-                n.c.session_id == session_id, n.c.node_id == path.c.parent_node_id
-            )
-        )
-
-    def _next_seq(self, conn: Connection, session_id: str) -> int:
-        value = conn.execute(
-            select(func.coalesce(func.max(t.graph_nodes.c.seq), 0)).where(
-                t.graph_nodes.c.session_id == session_id
-            )
-        ).scalar_one()
-        return int(value) + 1
-
-    def request_cancel(self, session_id: str) -> bool:
-        """Ask the running turn to stop at its next step boundary. False if none is running."""
-        check_session_id(session_id)
-        with self.tx() as conn:
-            if not conn.execute(
-                select(t.sessions.c.session_id).where(t.sessions.c.session_id == session_id)
-            ).first():
-                raise SessionNotFound(f"session {session_id!r} does not exist")
-            result = conn.execute(
-                update(t.active_turns)
-                .where(t.active_turns.c.session_id == session_id)
-                .values(cancel_requested=True)
-            )
-            return result.rowcount > 0
+    def orphaned_node_ids(self, session_id: str) -> list[str]:
+        """Live (untombstoned) nodes that are not on the active path."""
+        return self.load(session_id).graph.orphaned_node_ids()
 
 
-def _record(row: Row[Any]) -> SessionRecord:
-    return SessionRecord(
-        session_id=row.session_id,
-        head_revision=row.head_revision,
-        policy=decode_policy(row),
-        leaf_node_id=row.leaf_node_id,
-        tool_state=row.tool_state,
-        tool_state_generation=row.tool_state_generation,
-        plugin_snapshot=row.plugin_snapshot,
-        usage=Usage(row.input_tokens, row.output_tokens),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+def _all_nodes(conn: Connection, session_id: str) -> list[Node]:
+    rows = conn.execute(
+        select(t.graph_nodes)
+        .where(t.graph_nodes.c.session_id == session_id, t.graph_nodes.c.tombstoned_at.is_(None))
+        .order_by(t.graph_nodes.c.seq)
+    )
+    return [decode_node(r) for r in rows]
+
+
+def _active_path_nodes(conn: Connection, session_id: str, leaf: str | None) -> list[Node]:
+    """Walk parent links from `leaf` with a recursive CTE: cost grows with the path only."""
+    if leaf is None:
+        return []
+    n = t.graph_nodes
+    # The CTE carries whole rows, so each recursion step is one primary-key lookup and
+    # the final read never joins back against the session's whole graph.
+    columns = [
+        n.c.node_id,
+        n.c.parent_node_id,
+        n.c.kind,
+        n.c.payload,
+        n.c.created_at,
+        n.c.tombstoned_at,
+    ]
+    base = select(*columns, literal(0).label("depth")).where(
+        n.c.session_id == session_id, n.c.node_id == leaf
+    )
+    path = base.cte("active_path", recursive=True)
+    step = select(*columns, (path.c.depth + 1).label("depth")).where(
+        and_(n.c.session_id == session_id, n.c.node_id == path.c.parent_node_id)
+    )
+    path = path.union_all(step)
+    rows = conn.execute(
+        select(path).where(path.c.tombstoned_at.is_(None)).order_by(path.c.depth.desc())
+    )
+    return [decode_node(r) for r in rows]
+
+
+def ancestry(session_id: str, starts: Iterable[str | None]) -> CTE:
+    """Every stored node (tombstoned too) from each start up to its root, as a CTE of
+    `node_id`s: one primary-key lookup per node on the way."""
+    n = t.graph_nodes
+    path = (
+        select(n.c.node_id, n.c.parent_node_id)
+        .where(
+            n.c.session_id == session_id,
+            n.c.node_id.in_(sorted({s for s in starts if isinstance(s, str)})),
+        )
+        .cte("ancestry", recursive=True, nesting=True)
+    )
+    return path.union(
+        select(n.c.node_id, n.c.parent_node_id).where(
+            n.c.session_id == session_id, n.c.node_id == path.c.parent_node_id
+        )
     )

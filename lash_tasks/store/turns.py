@@ -1,23 +1,106 @@
-"""Turn bookkeeping across lease generations: re-stamping the active turn's claims."""
+"""`Turns`: the active turn across lease generations, and what bounds its steps.
+
+A turn begins under one lease and may be resumed under later ones: its claims keep their ids
+and tokens and are re-stamped with each new generation. A step's attempt is counted when it
+starts (so a worker killed mid-step counts too) and the count is reset by the commit that ends
+the step; a step that only found another worker in its way takes its attempt back. The cancel
+flag asks the running turn to stop at its next step boundary.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
-from lash_tasks.errors import ConflictError
+from lash_tasks.errors import ConflictError, SessionNotFound
 from lash_tasks.machine import ActiveTurn, Fence
-from lash_tasks.machine.ids import derive_turn_id
+from lash_tasks.machine.ids import check_session_id, derive_turn_id
 from lash_tasks.store import schema as t
-from lash_tasks.store.attempts import StepAttempt, start_step_attempt
-from lash_tasks.store.base import SqlStoreBase, decode_active_turn, decode_input
-from lash_tasks.store.records import InputState, PendingInput
+from lash_tasks.store.database import Database
+from lash_tasks.store.records import InputState, StepAttempt
+from lash_tasks.store.rows import decode_active_turn
+from lash_tasks.store.work_queue import QueueState
+
+_at = t.active_turns
+ERROR_TEXT_LIMIT = 1000
 
 
-class TurnsMixin(SqlStoreBase):
-    def restamp_turn_claims(
+def start_step_attempt(conn: Connection, session_id: str) -> StepAttempt:
+    """Count one more start of the active turn's current step (inside the caller's tx)."""
+    row = conn.execute(
+        update(_at)
+        .where(_at.c.session_id == session_id)
+        .values(attempts=_at.c.attempts + 1)
+        .returning(_at.c.attempts, _at.c.last_error)
+    ).first()
+    if row is None:
+        return StepAttempt(1)
+    return StepAttempt(int(row.attempts), row.last_error)
+
+
+class Turns:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def active(self, session_id: str) -> ActiveTurn | None:
+        with self.db.read() as conn:
+            return decode_active_turn(self.db.active_turn_row(conn, session_id))
+
+    def begin(
+        self,
+        fence: Fence,
+        kind: str,
+        claimed_ids: Sequence[str],
+        *,
+        input_claim_id: str | None = None,
+        queue_claim_id: str | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> ActiveTurn:
+        """Record a new turn as active under `fence` (before its first step commits) and
+        return it with its id, taken from the session's next turn number."""
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, fence.session_id)
+            now = self.db.now_ms(conn)
+            self.db.check_fence(conn, fence, now)
+            if self.db.active_turn_row(conn, fence.session_id) is not None:
+                raise ConflictError(
+                    f"session {fence.session_id!r} already has an active turn",
+                    session_id=fence.session_id,
+                )
+            session = self.db.require_session(conn, fence.session_id)
+            turn_seq = int(session.turn_seq) + 1
+            conn.execute(
+                update(t.sessions)
+                .where(t.sessions.c.session_id == fence.session_id)
+                .values(turn_seq=turn_seq)
+            )
+            turn = ActiveTurn(
+                turn_id=derive_turn_id(
+                    kind, claimed_ids, turn_seq=turn_seq, session_created_at=session.created_at
+                ),
+                step_index=0,
+                input_claim_id=input_claim_id,
+                queue_claim_id=queue_claim_id,
+                state=dict(state or {}),
+            )
+            conn.execute(
+                insert(_at).values(
+                    session_id=fence.session_id,
+                    turn_id=turn.turn_id,
+                    step_index=0,
+                    input_claim_id=input_claim_id,
+                    queue_claim_id=queue_claim_id,
+                    cancel_requested=False,
+                    state=turn.state,
+                    started_at=now,
+                    attempts=1,  # the step beginning the turn is its first attempt
+                )
+            )
+            return turn
+
+    def restamp_claims(
         self, fence: Fence, input_claim_id: str | None, queue_claim_id: str | None
     ) -> StepAttempt:
         """Carry the active turn's claims into this lease generation, and count the start
@@ -26,9 +109,9 @@ class TurnsMixin(SqlStoreBase):
         The turn is continuing durable work, not stealing it: its claims keep their ids
         and tokens, and only their generation moves to the new fencing token.
         """
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, fence.session_id)
-            self._check_fence(conn, fence, self.now_ms(conn))
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, fence.session_id)
+            self.db.check_fence(conn, fence, self.db.now_ms(conn))
             attempt = start_step_attempt(conn, fence.session_id)
             if input_claim_id is not None:
                 p = t.pending_inputs
@@ -48,7 +131,7 @@ class TurnsMixin(SqlStoreBase):
                     .where(
                         q.c.session_id == fence.session_id,
                         q.c.claim_id == queue_claim_id,
-                        q.c.state == "claimed",
+                        q.c.state == QueueState.CLAIMED,
                     )
                     .values(claim_generation=fence.fencing_token)
                 )
@@ -56,8 +139,8 @@ class TurnsMixin(SqlStoreBase):
 
     def has_waiting_work(self, session_id: str) -> bool:
         """Pending next-turn input or ready queued work (what a re-poke would find)."""
-        with self.engine.connect() as conn:
-            now = self.now_ms(conn)
+        with self.db.read() as conn:
+            now = self.db.now_ms(conn)
             p, q = t.pending_inputs, t.queued_work
             has_input = conn.execute(
                 select(p.c.enqueue_seq)
@@ -71,18 +154,18 @@ class TurnsMixin(SqlStoreBase):
                 return True
             has_batch = conn.execute(
                 select(q.c.enqueue_seq)
-                .where(q.c.session_id == session_id, q.c.state == "ready", q.c.available_at <= now)
+                .where(
+                    q.c.session_id == session_id,
+                    q.c.state == QueueState.READY,
+                    q.c.available_at <= now,
+                )
                 .limit(1)
             ).first()
             return has_batch is not None
 
-    def active_turn(self, session_id: str) -> ActiveTurn | None:
-        with self.engine.connect() as conn:
-            return decode_active_turn(self._active_turn_row(conn, session_id))
-
-    def turn_result(self, session_id: str, turn_id: str) -> dict[str, Any] | None:
+    def result(self, session_id: str, turn_id: str) -> dict[str, Any] | None:
         """The stored result of a committed turn (its outcome), or None."""
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             row = conn.execute(
                 select(t.turn_commits.c.result).where(
                     t.turn_commits.c.session_id == session_id,
@@ -91,73 +174,62 @@ class TurnsMixin(SqlStoreBase):
             ).first()
             return dict(row.result) if row is not None else None
 
-    def accepted_turn_inputs(self, session_id: str, claim_id: str) -> list[PendingInput]:
-        """Steer inputs the running turn accepted under `claim_id`, in enqueue order.
+    def record_step_failure(self, fence: Fence, turn_id: str, error: dict[str, Any]) -> None:
+        """Remember why the running step of `turn_id` failed; refused without the lease."""
+        message = str(error.get("message", ""))[:ERROR_TEXT_LIMIT]
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, fence.session_id)
+            self.db.check_fence(conn, fence, self.db.now_ms(conn))
+            conn.execute(
+                update(_at)
+                .where(_at.c.session_id == fence.session_id, _at.c.turn_id == turn_id)
+                .values(last_error={"code": str(error.get("code", "error")), "message": message})
+            )
 
-        Acceptance is its own transaction, so a step that dies before its commit leaves
-        inputs accepted but not in the graph; the re-run step finds them here.
+    def forgive_step_attempt(self, session_id: str, turn_id: str, step_index: int) -> None:
+        """Take back the attempt of a step that was merely in another worker's way.
+
+        Guarded by turn and step: a late call never discounts a later step's attempts.
         """
-        p = t.pending_inputs
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(p)
+        with self.db.tx() as conn:
+            conn.execute(
+                update(_at)
                 .where(
-                    p.c.session_id == session_id,
-                    p.c.claim_id == claim_id,
-                    p.c.state == InputState.ACCEPTED,
+                    _at.c.session_id == session_id,
+                    _at.c.turn_id == turn_id,
+                    _at.c.step_index == step_index,
+                    _at.c.attempts > 0,
                 )
-                .order_by(p.c.enqueue_seq)
+                .values(attempts=_at.c.attempts - 1)
             )
-            return [decode_input(r) for r in rows]
 
-    def begin_turn(
-        self,
-        fence: Fence,
-        kind: str,
-        claimed_ids: Sequence[str],
-        *,
-        input_claim_id: str | None = None,
-        queue_claim_id: str | None = None,
-        state: dict[str, Any] | None = None,
-    ) -> ActiveTurn:
-        """Record a new turn as active under `fence` (before its first step commits) and
-        return it with its id, taken from the session's next turn number."""
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, fence.session_id)
-            now = self.now_ms(conn)
-            self._check_fence(conn, fence, now)
-            if self._active_turn_row(conn, fence.session_id) is not None:
-                raise ConflictError(
-                    f"session {fence.session_id!r} already has an active turn",
-                    session_id=fence.session_id,
+    def step_attempts(self, session_id: str) -> StepAttempt | None:
+        """The active turn's attempt count and last failure (None without an active turn)."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(_at.c.attempts, _at.c.last_error).where(_at.c.session_id == session_id)
+            ).first()
+            return None if row is None else StepAttempt(int(row.attempts), row.last_error)
+
+    def request_cancel(self, session_id: str) -> bool:
+        """Ask the running turn to stop at its next step boundary. False if none is running."""
+        check_session_id(session_id)
+        with self.db.tx() as conn:
+            if not conn.execute(
+                select(t.sessions.c.session_id).where(t.sessions.c.session_id == session_id)
+            ).first():
+                raise SessionNotFound(f"session {session_id!r} does not exist")
+            result = conn.execute(
+                update(_at).where(_at.c.session_id == session_id).values(cancel_requested=True)
+            )
+            return result.rowcount > 0
+
+    def cancel_requested(self, session_id: str, turn_id: str) -> bool:
+        """True once an interrupt was requested for the running turn `turn_id`."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(_at.c.cancel_requested).where(
+                    _at.c.session_id == session_id, _at.c.turn_id == turn_id
                 )
-            session = self._require_session(conn, fence.session_id)
-            turn_seq = int(session.turn_seq) + 1
-            conn.execute(
-                update(t.sessions)
-                .where(t.sessions.c.session_id == fence.session_id)
-                .values(turn_seq=turn_seq)
-            )
-            turn = ActiveTurn(
-                turn_id=derive_turn_id(
-                    kind, claimed_ids, turn_seq=turn_seq, session_created_at=session.created_at
-                ),
-                step_index=0,
-                input_claim_id=input_claim_id,
-                queue_claim_id=queue_claim_id,
-                state=dict(state or {}),
-            )
-            conn.execute(
-                insert(t.active_turns).values(
-                    session_id=fence.session_id,
-                    turn_id=turn.turn_id,
-                    step_index=0,
-                    input_claim_id=input_claim_id,
-                    queue_claim_id=queue_claim_id,
-                    cancel_requested=False,
-                    state=turn.state,
-                    started_at=now,
-                    attempts=1,  # the step beginning the turn is its first attempt
-                )
-            )
-            return turn
+            ).first()
+            return bool(row is not None and row.cancel_requested)

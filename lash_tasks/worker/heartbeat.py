@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lash_tasks.errors import LashError, WorkerIdentityInUse
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from lash_tasks.worker.process_identity import judge, local_evidence
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ Poke = Callable[[Sequence[str]], None]
 class Heartbeat:
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         owner_id: str,
         incarnation_id: str,
         *,
@@ -65,7 +65,7 @@ class Heartbeat:
         first_seen: dict[str, int] = {}
         while True:
             dead, undecided = [], []
-            for peer in self.store.live_incarnations(self.owner_id):
+            for peer in self.store.heartbeats.live_incarnations(self.owner_id):
                 if peer.incarnation_id == self.incarnation_id:
                     continue
                 verdict = judge(peer.liveness, self.evidence) if self.evidence else "unknown"
@@ -82,7 +82,7 @@ class Heartbeat:
                 ):
                     raise self._in_use("a live process elsewhere (its heartbeat goes on)")
                 undecided.append(peer.incarnation_id)
-            if not undecided and self.store.register_incarnation(
+            if not undecided and self.store.heartbeats.register(
                 self.owner_id,
                 self.incarnation_id,
                 grace_ms=self.grace_ms,
@@ -114,12 +114,12 @@ class Heartbeat:
             self._thread.join(timeout=5)
         if retire:
             try:
-                self.store.retire_incarnation(self.incarnation_id)
+                self.store.heartbeats.retire(self.incarnation_id)
             except LashError as exc:
                 log.warning("could not retire worker incarnation: %s", exc.code)
 
     def beat(self) -> None:
-        if not self.store.beat(
+        if not self.store.heartbeats.beat(
             self.owner_id, self.incarnation_id, grace_ms=self.grace_ms, liveness=self.evidence
         ):
             log.warning(
@@ -128,7 +128,7 @@ class Heartbeat:
             )
 
     def reap(self) -> None:
-        orphaned = self.store.reap_dead_incarnations(retention_ms=self.retention_ms)
+        orphaned = self.store.heartbeats.reap_dead(retention_ms=self.retention_ms)
         if orphaned:
             log.info("poking %d session(s) held by dead workers", len(orphaned))
             try:

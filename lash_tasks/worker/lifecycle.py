@@ -25,7 +25,7 @@ from celery.signals import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from lash_tasks.errors import LashError
-from lash_tasks.store.base import explain_database_error
+from lash_tasks.store.database import explain_database_error
 from lash_tasks.worker.app import app, on_signal
 from lash_tasks.worker.pokes import poke_session
 from lash_tasks.worker.process_identity import owner_id_for

@@ -30,11 +30,11 @@ def run_job(res: Resources, app: Any, job: str, slot: str | None = None) -> dict
         raise ValueError(f"unknown maintenance job {job!r}; known: {', '.join(JOBS)}")
     # The database clock, not this worker's: workers with skewed clocks must agree on
     # the slot, or two beats' firings would both run.
-    slot = slot or current_slot(job, res.store.db_now_ms() / 1000, res.settings)
-    if not res.store.claim_maintenance_slot(job, slot):
+    slot = slot or current_slot(job, res.store.database.db_now_ms() / 1000, res.settings)
+    if not res.store.maintenance.claim_slot(job, slot):
         return {"job": job, "slot": slot, "skipped": "slot already ran"}
     report: dict[str, Any] = {"job": job, "slot": slot, **_JOBS[job](res, app, slot)}
-    res.store.finish_maintenance(job, slot, report)
+    res.store.maintenance.finish_slot(job, slot, report)
     return report
 
 
@@ -43,7 +43,7 @@ def manual_slot() -> str:
 
 
 def _sweep(res: Resources, app: Any, slot: str) -> dict[str, Any]:
-    runnable = res.store.runnable_sessions()
+    runnable = res.store.maintenance.runnable_sessions()
     for session in runnable:
         poke_session(app, session.session_id, force=True)
     return {"poked_sessions": len(runnable)}
@@ -52,23 +52,23 @@ def _sweep(res: Resources, app: Any, slot: str) -> dict[str, Any]:
 def _tombstone_orphans(res: Resources, app: Any, slot: str) -> dict[str, Any]:
     store = res.store
     retention_ms = res.settings.orphan_retention_s * 1000
-    last = store.last_maintenance_start("tombstone_orphans", slot)
+    last = store.maintenance.last_start("tombstone_orphans", slot)
     # Orphans made just before the last run were too young then; look back one retention
     # window so they are reached once they come of age.
     since = 0 if last is None else last - retention_ms
-    until = store.db_now_ms()
+    until = store.database.db_now_ms()
     checked = tombstoned = 0
     after: tuple[int, str] | None = None
     # Bounded pages until every session changed in the window is done: a fixed cap
     # starved the most recently changed sessions whenever more than it changed.
-    while page := store.changed_sessions_page(since, until, after, ORPHAN_PAGE_SIZE):
+    while page := store.maintenance.changed_sessions_page(since, until, after, ORPHAN_PAGE_SIZE):
         after = page[-1]
         for _, session_id in page:
             try:
-                record = store.session_record(session_id)
+                record = store.sessions.record(session_id)
                 if record.policy is not None and record.policy.orphan_policy == "keep_history":
                     continue
-                tombstoned += store.tombstone_old_orphans(session_id, retention_ms)
+                tombstoned += store.maintenance.tombstone_old_orphans(session_id, retention_ms)
             except SessionNotFound:
                 continue  # deleted since the page was read
             checked += 1
@@ -77,7 +77,7 @@ def _tombstone_orphans(res: Resources, app: Any, slot: str) -> dict[str, Any]:
 
 def _vacuum(res: Resources, app: Any, slot: str) -> dict[str, Any]:
     settings = res.settings
-    report = res.store.vacuum(
+    report = res.store.maintenance.vacuum(
         input_retention_ms=settings.input_retention_s * 1000,
         journal_retention_ms=settings.lease_ttl_ms,
         event_retention_ms=settings.events_db_retention_s * 1000,
@@ -88,14 +88,14 @@ def _vacuum(res: Resources, app: Any, slot: str) -> dict[str, Any]:
 
 def _reclaim_attachments(res: Resources, app: Any, slot: str) -> dict[str, Any]:
     report = reclaim_unreferenced_attachments(
-        res.store, res.blobs, grace_ms=res.settings.attachment_grace_s * 1000
+        res.store.manifest, res.blobs, grace_ms=res.settings.attachment_grace_s * 1000
     )
     return dict(report.to_dict())
 
 
 def _prune_processes(res: Resources, app: Any, slot: str) -> dict[str, Any]:
-    cutoff = res.store.db_now_ms() - res.settings.process_retention_s * 1000
-    return {"pruned_processes": res.store.prune_terminal_processes(cutoff)}
+    cutoff = res.store.database.db_now_ms() - res.settings.process_retention_s * 1000
+    return {"pruned_processes": res.store.maintenance.prune_terminal_processes(cutoff)}
 
 
 _JOBS = {

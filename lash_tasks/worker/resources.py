@@ -21,7 +21,7 @@ from lash_tasks.runtime.lash_core import LashCore, LeaseTimings
 from lash_tasks.runtime.trace import JsonlTraceSink, NullTraceSink, TraceSink
 from lash_tasks.settings import Settings
 from lash_tasks.store.migrate import require_current_schema
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from lash_tasks.tools.loading import registry_from_env
 from lash_tasks.worker.heartbeat import Heartbeat
 
@@ -29,7 +29,7 @@ from lash_tasks.worker.heartbeat import Heartbeat
 @dataclass
 class Resources:
     settings: Settings
-    store: SqlStore
+    store: Store
     blobs: Any
     core: LashCore
     redis: Any = None
@@ -64,7 +64,7 @@ def build_resources(
     """Build and validate everything a step needs; any wiring error raises here."""
     settings = settings or Settings.from_env()
     identity = identity or WorkerIdentity(f"{os.uname().nodename}:{os.getpid()}")
-    store = SqlStore.from_url(settings.database_url)
+    store = Store.from_url(settings.database_url)
     blobs = blob_store_from_url(settings.attachments_url)
     env = dict(settings.env)
     registry_from_env(env)  # fail at start-up, not mid-turn, on a bad LASH_TOOLS
@@ -117,10 +117,10 @@ class _ProcessResources:
         settings = Settings.from_env()
         res = build_resources(settings, WorkerIdentity(owner_id))
         # Its own engine: a pool busy with steps must not delay a beat into a false death.
-        beats = SqlStore.from_url(settings.database_url)
+        beats = Store.from_url(settings.database_url)
         try:
             if check_schema:
-                require_current_schema(res.store.engine)
+                require_current_schema(res.store.database.engine)
             heartbeat = Heartbeat(
                 beats,
                 res.core.owner_id,
@@ -143,7 +143,7 @@ class _ProcessResources:
         # never reuse or close them (closing would end the parent's connections).
         if self._pid != os.getpid():
             for store in self._stores():
-                store.engine.dispose(close=False)
+                store.database.engine.dispose(close=False)
         self._resources = None
         self._heartbeat = None
         self._lock = threading.Lock()
@@ -160,7 +160,7 @@ class _ProcessResources:
             self._resources = None
             self._heartbeat = None
 
-    def _stores(self) -> list[SqlStore]:
+    def _stores(self) -> list[Store]:
         stores = [self._resources.store] if self._resources is not None else []
         return stores + ([self._heartbeat.store] if self._heartbeat is not None else [])
 

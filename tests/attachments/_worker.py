@@ -12,16 +12,16 @@ import time
 from pathlib import Path
 
 from lash_tasks.attachments import FilesystemBlobStore, SessionAttachments
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 PAYLOAD = b"killed-put payload\n" * 1000
 SHARED = bytes(range(256)) * 4096
 
 
 def put_and_hang(db_url: str, blob_root: str, session_id: str, turn_id: str, marker: str) -> None:
-    store = SqlStore.from_url(db_url)
+    store = Store.from_url(db_url)
     attachments = SessionAttachments(
-        store, FilesystemBlobStore(blob_root), session_id, "turn", turn_id
+        store.manifest, FilesystemBlobStore(blob_root), session_id, "turn", turn_id
     )
     attachment_id = attachments.put(PAYLOAD, "text/plain")
     # Write then rename: the test polls for the marker and must never read it half-written.

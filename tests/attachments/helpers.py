@@ -19,25 +19,25 @@ from lash_tasks.machine import (
     TurnStamp,
 )
 from lash_tasks.store.records import Lease
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLICY = SessionPolicy(model=ModelSpec(id="scripted-model"))
 
 
-def make_session(store: SqlStore, session_id: str) -> str:
-    store.create_session(session_id, POLICY)
+def make_session(store: Store, session_id: str) -> str:
+    store.sessions.create(session_id, POLICY)
     return session_id
 
 
 def commit_turn(
-    store: SqlStore, session_id: str, turn_id: str, attachment_ids: tuple[str, ...] = ()
+    store: Store, session_id: str, turn_id: str, attachment_ids: tuple[str, ...] = ()
 ) -> CommitResult:
     """A final commit of `turn_id` under a freshly taken lease, as a worker would make it."""
-    lease = store.try_claim_lease(session_id, "test-worker", "incarnation-1")
+    lease = store.leases.try_claim(session_id, "test-worker", "incarnation-1")
     assert isinstance(lease, Lease)
-    head = store.session_record(session_id).head_revision
-    return store.commit(
+    head = store.sessions.record(session_id).head_revision
+    return store.commits.commit(
         CommitDraft(
             session_id=session_id,
             expected_head_revision=head,
@@ -51,8 +51,8 @@ def commit_turn(
     )
 
 
-def store_url(store: SqlStore) -> str:
-    return store.engine.url.render_as_string(hide_password=False)
+def store_url(store: Store) -> str:
+    return store.database.engine.url.render_as_string(hide_password=False)
 
 
 def start_worker(*args: str) -> subprocess.Popen[bytes]:

@@ -21,7 +21,7 @@ from lash_tasks.attachments import (
 )
 from lash_tasks.errors import StoreUnavailable, ValidationError
 from lash_tasks.machine.ids import attachment_id_for
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.attachments import _worker
 from tests.attachments.helpers import (
     commit_turn,
@@ -46,15 +46,15 @@ def make_old(blobs: FilesystemBlobStore, attachment_id: str) -> None:
     os.utime(path, ns=(old, old))
 
 
-def gc(store: SqlStore, blobs: FilesystemBlobStore, grace_ms: int = 0) -> ReclaimReport:
-    report = reclaim_unreferenced_attachments(store, blobs, grace_ms)
+def gc(store: Store, blobs: FilesystemBlobStore, grace_ms: int = 0) -> ReclaimReport:
+    report = reclaim_unreferenced_attachments(store.manifest, blobs, grace_ms)
     json.dumps(report.to_dict())
     assert report.failed_ids == []
     return report
 
 
 def test_a_killed_put_is_reclaimed_only_after_grace_and_a_later_turn(
-    store: SqlStore, blobs: FilesystemBlobStore, tmp_path: Path
+    store: Store, blobs: FilesystemBlobStore, tmp_path: Path
 ) -> None:
     """SIGKILL after put: intent and blob survive GC until grace passed and another turn
     committed."""
@@ -70,20 +70,20 @@ def test_a_killed_put_is_reclaimed_only_after_grace_and_a_later_turn(
     assert proc.returncode == -signal.SIGKILL
     attachment_id = marker.read_text()
     assert attachment_id == attachment_id_for(_worker.PAYLOAD)
-    [row] = store.manifest_rows("s1")
+    [row] = store.manifest.rows("s1")
     assert (row.attachment_id, row.committed_at, row.owner_id) == (attachment_id, None, "t1")
     assert blobs.get(attachment_id) == _worker.PAYLOAD
 
     # When GC runs inside the grace window, Then both stay
     report = gc(store, blobs, grace_ms=LONG_GRACE_MS)
     assert (report.scanned, report.reclaimed, report.forgotten_intents) == (1, 0, 0)
-    assert store.holds_ref("s1", attachment_id) and blobs.head(attachment_id) is not None
+    assert store.manifest.holds_ref("s1", attachment_id) and blobs.head(attachment_id) is not None
 
     # When the grace window has passed but no later turn committed, Then the owner may be alive
     time.sleep(0.3)
     report = gc(store, blobs, grace_ms=200)
     assert (report.reclaimed, report.forgotten_intents) == (0, 0)
-    assert store.holds_ref("s1", attachment_id) and blobs.head(attachment_id) is not None
+    assert store.manifest.holds_ref("s1", attachment_id) and blobs.head(attachment_id) is not None
 
     # When a later, different turn of the session commits and the grace window passes again
     commit_turn(store, "s1", "t2")
@@ -93,40 +93,40 @@ def test_a_killed_put_is_reclaimed_only_after_grace_and_a_later_turn(
     # Then the dead intent and its blob are gone
     assert (report.forgotten_intents, report.reclaimed) == (1, 1)
     assert report.deleted_while_referenced == [] and report.missing_blobs == []
-    assert store.manifest_rows("s1") == []
+    assert store.manifest.rows("s1") == []
     assert blobs.head(attachment_id) is None
 
 
 def test_committed_attachments_survive_every_gc_and_a_sharing_sessions_deletion(
-    store: SqlStore, blobs: FilesystemBlobStore
+    store: Store, blobs: FilesystemBlobStore
 ) -> None:
     """A committed reference keeps its blob through any number of GC runs."""
     # Given two sessions that both committed the same bytes
     make_session(store, "s1")
     make_session(store, "s2")
-    attachment_id = SessionAttachments(store, blobs, "s1", "turn", "t1").put(b"keep me")
+    attachment_id = SessionAttachments(store.manifest, blobs, "s1", "turn", "t1").put(b"keep me")
     commit_turn(store, "s1", "t1")
-    SessionAttachments(store, blobs, "s2", "turn", "u1").put(b"keep me")
+    SessionAttachments(store.manifest, blobs, "s2", "turn", "u1").put(b"keep me")
     commit_turn(store, "s2", "u1")
     make_old(blobs, attachment_id)
     for _ in range(3):
         assert gc(store, blobs).reclaimed == 0
 
     # When the first session is deleted, Then the second's reference still keeps the bytes
-    store.delete_session("s1")
+    store.sessions.delete("s1")
     for _ in range(3):
         report = gc(store, blobs)
         assert (report.reclaimed, report.missing_blobs) == (0, [])
-    assert SessionAttachments(store, blobs, "s2").get(attachment_id) == b"keep me"
+    assert SessionAttachments(store.manifest, blobs, "s2").get(attachment_id) == b"keep me"
 
     # When the last referencing session goes too, Then the bytes are reclaimed
-    store.delete_session("s2")
+    store.sessions.delete("s2")
     assert gc(store, blobs).reclaimed == 1
     assert blobs.head(attachment_id) is None
 
 
 def test_fresh_unreferenced_blobs_wait_for_the_grace_window(
-    store: SqlStore, blobs: FilesystemBlobStore
+    store: Store, blobs: FilesystemBlobStore
 ) -> None:
     """A blob without any row is kept while younger than the grace window, then reclaimed."""
     attachment_id = blobs.put(b"stray", "text/plain").attachment_id
@@ -137,36 +137,36 @@ def test_fresh_unreferenced_blobs_wait_for_the_grace_window(
     assert blobs.head(attachment_id) is None
 
 
-def test_explicit_now_pins_both_clocks(store: SqlStore, blobs: FilesystemBlobStore) -> None:
+def test_explicit_now_pins_both_clocks(store: Store, blobs: FilesystemBlobStore) -> None:
     """With now_ms given, an ownerless intent and its fresh blob age by that clock."""
     make_session(store, "s1")
-    attachment_id = SessionAttachments(store, blobs, "s1").put(b"ownerless")
-    now = store.manifest_now_ms()
-    kept = reclaim_unreferenced_attachments(store, blobs, 1000, now_ms=now)
+    attachment_id = SessionAttachments(store.manifest, blobs, "s1").put(b"ownerless")
+    now = store.manifest.now_ms()
+    kept = reclaim_unreferenced_attachments(store.manifest, blobs, 1000, now_ms=now)
     assert (kept.forgotten_intents, kept.reclaimed) == (0, 0)
-    later = reclaim_unreferenced_attachments(store, blobs, 1000, now_ms=now + 3_600_000)
+    later = reclaim_unreferenced_attachments(store.manifest, blobs, 1000, now_ms=now + 3_600_000)
     assert (later.forgotten_intents, later.reclaimed) == (1, 1)
-    assert not store.holds_ref("s1", attachment_id)
+    assert not store.manifest.holds_ref("s1", attachment_id)
 
 
 def test_rows_pointing_at_missing_blobs_are_reported_not_fatal(
-    store: SqlStore, blobs: FilesystemBlobStore
+    store: Store, blobs: FilesystemBlobStore
 ) -> None:
     """A committed row whose bytes are gone lands in missing_blobs; GC carries on."""
     make_session(store, "s1")
     lost = attachment_id_for(b"lost")
-    store.record_intent("s1", lost, attachment_uri(lost), "turn", "t1")
+    store.manifest.record_intent("s1", lost, attachment_uri(lost), "turn", "t1")
     commit_turn(store, "s1", "t1")
     stray = blobs.put(b"stray", "text/plain").attachment_id
     make_old(blobs, stray)
     report = gc(store, blobs)
     assert report.missing_blobs == [lost]
     assert report.reclaimed == 1
-    assert store.holds_ref("s1", lost)
+    assert store.manifest.holds_ref("s1", lost)
 
 
 def test_per_blob_failures_are_recorded_and_the_sweep_continues(
-    store: SqlStore, blobs: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+    store: Store, blobs: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A blob that cannot be deleted is reported in failed_ids; the others are reclaimed."""
     ids = [blobs.put(bytes([i]), "application/octet-stream").attachment_id for i in range(3)]
@@ -182,20 +182,20 @@ def test_per_blob_failures_are_recorded_and_the_sweep_continues(
         return real_trash(attachment_id)
 
     monkeypatch.setattr(blobs, "trash", flaky_trash)
-    report = reclaim_unreferenced_attachments(store, blobs, 0)
+    report = reclaim_unreferenced_attachments(store.manifest, blobs, 0)
     assert report.failed_ids == [broken]
     assert report.reclaimed == 2
     assert [info.attachment_id for info in blobs.list()] == [broken]
 
 
-def test_negative_grace_is_refused(store: SqlStore, blobs: FilesystemBlobStore) -> None:
+def test_negative_grace_is_refused(store: Store, blobs: FilesystemBlobStore) -> None:
     """A negative grace window would reclaim blobs from the future: ValidationError."""
     with pytest.raises(ValidationError):
-        reclaim_unreferenced_attachments(store, blobs, -1)
+        reclaim_unreferenced_attachments(store.manifest, blobs, -1)
 
 
 def test_gc_racing_puts_never_loses_a_referenced_blob(
-    store: SqlStore, blobs: FilesystemBlobStore
+    store: Store, blobs: FilesystemBlobStore
 ) -> None:
     """Every id referenced at the end has its blob, however GC and the puts interleave."""
     # Given old, unreferenced blobs whose content sessions are about to put again
@@ -210,7 +210,7 @@ def test_gc_racing_puts_never_loses_a_referenced_blob(
 
     def putter(session_id: str) -> None:
         try:
-            attachments = SessionAttachments(store, blobs, session_id, "turn", "t1")
+            attachments = SessionAttachments(store.manifest, blobs, session_id, "turn", "t1")
             for data in contents:
                 attachments.put(data, "text/plain")
         except BaseException as exc:
@@ -221,8 +221,8 @@ def test_gc_racing_puts_never_loses_a_referenced_blob(
             while not stop.is_set():
                 # A pinned clock far ahead makes every blob look old, so GC races the puts on
                 # every id rather than skipping them as fresh.
-                future = store.manifest_now_ms() + 3_600_000
-                report = reclaim_unreferenced_attachments(store, blobs, 1, now_ms=future)
+                future = store.manifest.now_ms() + 3_600_000
+                report = reclaim_unreferenced_attachments(store.manifest, blobs, 1, now_ms=future)
                 reported.update(report.deleted_while_referenced)
                 assert report.failed_ids == []
         except BaseException as exc:
@@ -243,7 +243,7 @@ def test_gc_racing_puts_never_loses_a_referenced_blob(
     # Then every referenced id is stored: the two-phase delete put back whatever it trashed
     # under a put (nothing lost, so nothing to report either)
     referenced = {
-        row.attachment_id for session_id in sessions for row in store.manifest_rows(session_id)
+        row.attachment_id for session_id in sessions for row in store.manifest.rows(session_id)
     }
     assert referenced == set(ids)
     assert {i for i in referenced if blobs.head(i) is None} == set()

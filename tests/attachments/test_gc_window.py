@@ -24,7 +24,7 @@ from lash_tasks.attachments import (
     reclaim_unreferenced_attachments,
 )
 from lash_tasks.machine.ids import attachment_id_for
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.attachments.helpers import commit_turn, make_session
 
 CONTENT = b"bytes two sessions share\n" * 64
@@ -39,20 +39,20 @@ class ProbeHooks:
     calls puts a concurrent writer at an exact point of GC's sequence without any sleeping.
     """
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
         self.calls = 0
         self.before: dict[int, Hook] = {}
         self.after: dict[int, Hook] = {}
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        return getattr(self._store.manifest, name)
 
     def has_live_ref(self, attachment_id: str, cutoff_ms: int) -> bool:
         self.calls += 1
         if self.calls in self.before:
             self.before[self.calls]()
-        answer = self._store.has_live_ref(attachment_id, cutoff_ms)
+        answer = self._store.manifest.has_live_ref(attachment_id, cutoff_ms)
         if self.calls in self.after:
             self.after[self.calls]()
         return answer
@@ -77,13 +77,13 @@ def trash_files(blobs: FilesystemBlobStore) -> list[str]:
 
 
 def test_a_put_landing_between_the_probe_and_the_delete_keeps_its_bytes(
-    store: SqlStore, blobs: FilesystemBlobStore
+    store: Store, blobs: FilesystemBlobStore
 ) -> None:
     """A whole put (intent and bytes) right after GC's probe ends with the bytes stored."""
     # Given an old blob nobody references, and session s2 about to put the same content
     old_unreferenced_blob(blobs)
     make_session(store, "s2")
-    s2 = SessionAttachments(store, blobs, "s2", "turn", "t1")
+    s2 = SessionAttachments(store.manifest, blobs, "s2", "turn", "t1")
     hooks = ProbeHooks(store)
     hooks.after[1] = lambda: s2.put(CONTENT, "text/plain")
 
@@ -98,11 +98,11 @@ def test_a_put_landing_between_the_probe_and_the_delete_keeps_its_bytes(
     assert trash_files(blobs) == []
 
 
-def put_intent(store: SqlStore) -> Hook:
+def put_intent(store: Store) -> Hook:
     """The first half of s2's put: the write-ahead intent."""
 
     def hook() -> None:
-        store.record_intent("s2", ID, attachment_uri(ID), "turn", "t1")
+        store.manifest.record_intent("s2", ID, attachment_uri(ID), "turn", "t1")
 
     return hook
 
@@ -138,7 +138,7 @@ def in_order(hooks: list[Hook]) -> Hook:
     ],
 )
 def test_every_interleaving_of_put_and_gc_ends_with_the_bytes_stored(
-    store: SqlStore,
+    store: Store,
     blobs: FilesystemBlobStore,
     intent_at: tuple[str, int],
     bytes_at: tuple[str, int] | str,
@@ -160,13 +160,13 @@ def test_every_interleaving_of_put_and_gc_ends_with_the_bytes_stored(
         put_bytes(blobs)()
 
     assert report.failed_ids == []
-    assert store.holds_ref("s2", ID)
+    assert store.manifest.holds_ref("s2", ID)
     assert blobs.get(ID) == CONTENT
     assert trash_files(blobs) == []
 
 
 def test_an_intentless_put_landing_in_the_window_is_kept_as_fresh(
-    store: SqlStore, blobs: FilesystemBlobStore
+    store: Store, blobs: FilesystemBlobStore
 ) -> None:
     """Bytes rewritten after GC's freshness check are fresh again: GC puts them back."""
     old_unreferenced_blob(blobs)
@@ -178,14 +178,14 @@ def test_an_intentless_put_landing_in_the_window_is_kept_as_fresh(
 
 
 def test_stray_trash_of_a_crashed_gc_is_settled_by_the_next_run(
-    store: SqlStore, blobs: FilesystemBlobStore
+    store: Store, blobs: FilesystemBlobStore
 ) -> None:
     """A blob left in the trash is restored if referenced, else deleted, by the next GC."""
     # Given a GC that crashed after moving two blobs to the trash: one still unreferenced,
     # one whose content a session committed meanwhile
     make_session(store, "s1")
     unreferenced = blobs.put(b"nobody wants me", "text/plain").attachment_id
-    wanted = SessionAttachments(store, blobs, "s1", "turn", "t1").put(b"s1 needs me")
+    wanted = SessionAttachments(store.manifest, blobs, "s1", "turn", "t1").put(b"s1 needs me")
     commit_turn(store, "s1", "t1")
     for attachment_id in (unreferenced, wanted):
         assert blobs.trash(attachment_id) is not None
@@ -193,17 +193,17 @@ def test_stray_trash_of_a_crashed_gc_is_settled_by_the_next_run(
     assert blobs.head(wanted) is None
 
     # When the next GC runs
-    report = reclaim_unreferenced_attachments(store, blobs, grace_ms=0)
+    report = reclaim_unreferenced_attachments(store.manifest, blobs, grace_ms=0)
 
     # Then the wanted blob is back in place, the other is gone, and the trash is empty
-    assert SessionAttachments(store, blobs, "s1").get(wanted) == b"s1 needs me"
+    assert SessionAttachments(store.manifest, blobs, "s1").get(wanted) == b"s1 needs me"
     assert blobs.head(unreferenced) is None
     assert trash_files(blobs) == []
     assert report.restored == [wanted]
     assert report.failed_ids == []
 
 
-def test_a_store_without_trash_deletes_directly_and_reports_the_race(store: SqlStore) -> None:
+def test_a_store_without_trash_deletes_directly_and_reports_the_race(store: Store) -> None:
     """Without atomic trash, a put landing in the window is reported in
     deleted_while_referenced."""
     blobs = InMemoryBlobStore()
@@ -211,7 +211,7 @@ def test_a_store_without_trash_deletes_directly_and_reports_the_race(store: SqlS
     make_session(store, "s2")
     hooks = ProbeHooks(store)
     hooks.after[1] = put_intent(store)
-    future = store.manifest_now_ms() + 3_600_000
+    future = store.manifest.now_ms() + 3_600_000
     report = reclaim_unreferenced_attachments(hooks, blobs, 1, now_ms=future)  # type: ignore[arg-type]
     assert report.deleted_while_referenced == [ID]
     assert blobs.head(ID) is None

@@ -11,7 +11,7 @@ from lash_tasks.client import Client
 from lash_tasks.errors import AttachmentNotFound, UnknownAttachment
 from lash_tasks.ingress import EnqueueTurnPayload, operations
 from lash_tasks.settings import Settings
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.attachments.helpers import commit_turn, make_session
 
 HOUR_MS = 3_600_000
@@ -19,7 +19,7 @@ PNG = bytes.fromhex("89504e470d0a1a0a") + b"rest of a png"
 
 
 @pytest.fixture
-def client(store: SqlStore, tmp_path: Path) -> Client:
+def client(store: Store, tmp_path: Path) -> Client:
     """A client over the `store` fixture whose attachment folder comes from its settings."""
     blob_root = tmp_path / "attachments"
     settings = Settings.from_env(
@@ -28,28 +28,28 @@ def client(store: SqlStore, tmp_path: Path) -> Client:
     return Client(store, settings)
 
 
-def enqueue(store: SqlStore, session_id: str, key: str, attachments: list[str]) -> str:
+def enqueue(store: Store, session_id: str, key: str, attachments: list[str]) -> str:
     payload = EnqueueTurnPayload(
         session_id=session_id, text="what is this?", source_key=key, attachments=tuple(attachments)
     )
     return operations.enqueue_turn(store, payload).input_id
 
 
-def gc_an_hour_later(store: SqlStore, client: Client) -> None:
+def gc_an_hour_later(store: Store, client: Client) -> None:
     """One GC pass whose clocks say every intent and blob is an hour old."""
     report = reclaim_unreferenced_attachments(
-        store, client.blobs, grace_ms=1, now_ms=store.manifest_now_ms() + HOUR_MS
+        store.manifest, client.blobs, grace_ms=1, now_ms=store.manifest.now_ms() + HOUR_MS
     )
     assert report.failed_ids == []
 
 
-def test_client_put_writes_through_the_session_manifest(store: SqlStore, client: Client) -> None:
+def test_client_put_writes_through_the_session_manifest(store: Store, client: Client) -> None:
     """put_attachment records the session's row (with its media type) and the bytes under
     LASH_ATTACHMENTS_URL; another session cannot read them."""
     make_session(store, "s1")
     make_session(store, "s2")
     attachment_id = client.put_attachment("s1", PNG, "image/png")
-    [row] = store.manifest_rows("s1")
+    [row] = store.manifest.rows("s1")
     assert (row.attachment_id, row.media_type, row.committed_at) == (
         attachment_id,
         "image/png",
@@ -61,7 +61,7 @@ def test_client_put_writes_through_the_session_manifest(store: SqlStore, client:
         client.get_attachment("s2", attachment_id)
 
 
-def test_an_attachment_of_a_pending_input_survives_gc(store: SqlStore, client: Client) -> None:
+def test_an_attachment_of_a_pending_input_survives_gc(store: Store, client: Client) -> None:
     """While its input is pending, an attachment's row and bytes outlive any GC pass; once the
     input is cancelled they are reclaimed."""
     # Given an image put for s1 and named by a pending input
@@ -74,22 +74,22 @@ def test_an_attachment_of_a_pending_input_survives_gc(store: SqlStore, client: C
     assert client.get_attachment("s1", attachment_id) == PNG
 
     # When the input is cancelled, Then the next GC reclaims row and bytes
-    store.cancel_input("s1", input_id=input_id)
+    store.inputs.cancel("s1", input_id=input_id)
     gc_an_hour_later(store, client)
-    assert store.manifest_rows("s1") == []
+    assert store.manifest.rows("s1") == []
     assert client.blobs.head(attachment_id) is None
 
 
-def test_an_attachment_put_but_never_named_is_reclaimed(store: SqlStore, client: Client) -> None:
+def test_an_attachment_put_but_never_named_is_reclaimed(store: Store, client: Client) -> None:
     """An ownerless put that no input names dies with the grace window."""
     make_session(store, "s1")
     attachment_id = client.put_attachment("s1", b"forgotten", "text/plain")
     gc_an_hour_later(store, client)
-    assert store.manifest_rows("s1") == []
+    assert store.manifest.rows("s1") == []
     assert client.blobs.head(attachment_id) is None
 
 
-def test_another_sessions_attachment_cannot_be_named(store: SqlStore, client: Client) -> None:
+def test_another_sessions_attachment_cannot_be_named(store: Store, client: Client) -> None:
     """Enqueue with an id only another session holds is UnknownAttachment; nothing written."""
     make_session(store, "s1")
     make_session(store, "s2")
@@ -97,5 +97,5 @@ def test_another_sessions_attachment_cannot_be_named(store: SqlStore, client: Cl
     commit_turn(store, "s2", "t1", attachment_ids=(theirs,))
     with pytest.raises(UnknownAttachment):
         enqueue(store, "s1", "k1", [theirs])
-    assert store.list_inputs("s1") == []
-    assert store.manifest_rows("s1") == []
+    assert store.inputs.list_all("s1") == []
+    assert store.manifest.rows("s1") == []

@@ -20,7 +20,7 @@ from lash_tasks.runtime.lash_core import LeaseTimings
 from lash_tasks.settings import Settings
 from lash_tasks.store.migrate import upgrade
 from lash_tasks.store.records import Lease
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.events.private_redis import PrivateRedis
 from tests.runtime.conftest import Harness
 from tests.store_conformance.support import unchanged
@@ -32,7 +32,7 @@ def make_client(tmp_path: Path, redis_url: str | None) -> Client:
     env = {"LASH_HOME": str(tmp_path), "LASH_DATABASE_URL": url}
     if redis_url is not None:
         env["LASH_REDIS_URL"] = redis_url
-    return Client(SqlStore.from_url(url), Settings.from_env(env))
+    return Client(Store.from_url(url), Settings.from_env(env))
 
 
 def enqueue(client: Client, session_id: str, text: str = "hello") -> str:
@@ -145,11 +145,11 @@ def test_without_redis_the_waiter_reads_the_database_event_log(tmp_path: Path) -
     outcome = run_turn(client, tmp_path, "s-db")
     # The committed events a wired step driver writes with its final commit.
     store = client.store
-    lease = store.try_claim_lease("s-db", "test", "inc", 30_000)
-    record = store.session_record("s-db")
+    lease = store.leases.try_claim("s-db", "test", "inc", 30_000)
+    record = store.sessions.record("s-db")
     assert isinstance(lease, Lease)
     step = StepEvents(NullEventPublisher(), True, "s-db", "turn", 0)
-    store.commit(
+    store.commits.commit(
         unchanged(
             "s-db",
             record.head_revision,
@@ -185,8 +185,8 @@ def test_bad_cursor_and_cancel_without_a_target_are_refused(tmp_path: Path) -> N
         client.events("s-bad", cursor="17-0")
     with pytest.raises(ValidationError, match="needs an input_id"):
         client.cancel_input("s-bad")
-    assert [i.state for i in client.store.list_inputs("s-bad")] == ["pending"]
-    assert client.store.count_rows("lash_session_events") == 0
+    assert [i.state for i in client.store.inputs.list_all("s-bad")] == ["pending"]
+    assert client.store.maintenance.count_rows("lash_session_events") == 0
     client.close()
 
 

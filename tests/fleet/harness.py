@@ -18,7 +18,7 @@ from celery import Celery
 
 from lash_tasks.client import Client
 from lash_tasks.settings import Settings
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 # For fleets whose workers load test-only modules (`LASH_TOOLS=tests.tools...`); a worker of
@@ -84,7 +84,7 @@ class Fleet:
         return app
 
     def client(self) -> Client:
-        return Client(SqlStore.from_url(self.database_url), self.settings(), self.publisher())
+        return Client(Store.from_url(self.database_url), self.settings(), self.publisher())
 
     def redis(self) -> redis.Redis[bytes]:
         return redis.Redis.from_url(self.redis_url)
@@ -147,12 +147,12 @@ class Fleet:
                 out.append(json.loads(raw))
         return out
 
-    def live_leases(self, store: SqlStore, session_ids: Iterable[str]) -> list[str]:
+    def live_leases(self, store: Store, session_ids: Iterable[str]) -> list[str]:
         """Sessions whose lease has an owner and has not expired by the database clock."""
-        now = store.db_now_ms()
+        now = store.database.db_now_ms()
         live = []
         for sid in session_ids:
-            owner, _, expires = store.lease_state(sid)
+            owner, _, expires = store.leases.state(sid)
             if owner is not None and expires is not None and expires > now:
                 live.append(sid)
         return live
@@ -272,7 +272,7 @@ def all_inputs_done(client: Client, session_ids: Iterable[str]) -> bool:
     return all(
         row.state in ("completed", "cancelled")
         for sid in session_ids
-        for row in client.store.list_inputs(sid)
+        for row in client.store.inputs.list_all(sid)
     )
 
 

@@ -45,7 +45,7 @@ def test_an_image_named_at_ingress_reaches_the_model(fleet: Fleet) -> None:
         ).get(timeout=30, propagate=False)
         # (Checked by the id it names, whichever form a rejection takes in the result.)
         assert stranger in str(refused)
-        assert client.store.list_inputs("pic") == []
+        assert client.store.inputs.list_all("pic") == []
 
         # The image named by id is answered by a real worker
         ok = app.send_task(
@@ -64,7 +64,7 @@ def test_an_image_named_at_ingress_reaches_the_model(fleet: Fleet) -> None:
                 "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG).decode()},
             },
         ]
-        [row] = client.store.manifest_rows("pic")
+        [row] = client.store.manifest.rows("pic")
         assert (row.attachment_id, row.media_type) == (attachment_id, "image/png")
         assert row.committed_at is not None
     finally:

@@ -19,7 +19,7 @@ def _row_counts(fleet: Fleet) -> dict[str, int]:
     store = fleet.client().store
     tables = ("lash_sessions", "lash_session_leases", "lash_pending_inputs", "lash_graph_nodes")
     try:
-        return {table: store.count_rows(table) for table in tables}
+        return {table: store.maintenance.count_rows(table) for table in tables}
     finally:
         store.close()
 
@@ -74,10 +74,10 @@ def test_bad_step_messages_are_rejected_and_write_nothing(fleet: Fleet) -> None:
     assert "The message has been ignored and discarded." in worker.log()
     assert worker.alive()
     assert _row_counts(fleet) == before
-    assert client.store.lease_state("pickled") == (None, 0, None)
-    row = client.store.get_input("pickled", waiting.input_id)
+    assert client.store.leases.state("pickled") == (None, 0, None)
+    row = client.store.inputs.get("pickled", waiting.input_id)
     assert row is not None and row.state == "pending"
-    assert client.store.session_record("pickled").head_revision == 0
+    assert client.store.sessions.record("pickled").head_revision == 0
     # Refused for good: neither waiting in the queue nor held as unacknowledged.
     wait_until(
         lambda: fleet.queue_length("lash.turns") == 0 and fleet.redis().hlen("unacked") == 0,
@@ -125,7 +125,7 @@ def test_invalid_ingress_payloads_are_rejected_naming_the_field(fleet: Fleet) ->
         assert f"rejected {task}: " in worker.log()
 
     assert _row_counts(fleet) == before
-    assert client.store.list_inputs("target") == []
+    assert client.store.inputs.list_all("target") == []
     # A rejected payload pokes nothing: no step ran (a step's result names its session).
     assert not [r for r in fleet.task_results() if "session_id" in (r.get("result") or {})]
 

@@ -38,15 +38,15 @@ def test_flushed_broker_loses_no_input(fleet: Fleet) -> None:
     # Work is in flight (a step ran) and pokes are still waiting in the broker.
     wait_until(
         lambda: (
-            client.store.count_rows("lash_active_turns") > 0
-            or client.store.count_rows("lash_turn_commits") > 0
+            client.store.maintenance.count_rows("lash_active_turns") > 0
+            or client.store.maintenance.count_rows("lash_turn_commits") > 0
         ),
         30,
         "the first step to commit",
         poll=0.05,
     )
     waiting = fleet.queue_length("lash.turns")
-    flushed_at = client.store.db_now_ms()
+    flushed_at = client.store.database.db_now_ms()
     broker.flushdb()
     assert waiting > 0, "nothing was waiting in the broker: the flush lost nothing"
     assert not all_inputs_done(client, sessions)
@@ -55,7 +55,7 @@ def test_flushed_broker_loses_no_input(fleet: Fleet) -> None:
 
     healing = [
         run
-        for run in client.store.maintenance_runs("sweep")
+        for run in client.store.maintenance.runs("sweep")
         if run["started_at"] >= flushed_at and run["report"] is not None
     ]
     assert healing, "no sweep ran after the flush"
@@ -64,9 +64,9 @@ def test_flushed_broker_loses_no_input(fleet: Fleet) -> None:
 
     wait_until(lambda: not fleet.live_leases(client.store, sessions), 10, "leases to be released")
     for sid in sessions:
-        rows = client.store.list_inputs(sid)
+        rows = client.store.inputs.list_all(sid)
         assert [(r.input_id, r.state) for r in rows] == [(inputs[sid], "completed")]
-        assert client.store.count_rows("lash_turn_commits", sid) == 1
+        assert client.store.maintenance.count_rows("lash_turn_commits", sid) == 1
         assert transcript_pairs(client, sid) == calc_transcript([f"calc for {sid}"])
-        assert client.store.active_turn(sid) is None
+        assert client.store.turns.active(sid) is None
     client.close()

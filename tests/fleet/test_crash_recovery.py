@@ -46,17 +46,17 @@ def _start(fleet: Fleet, name: str, rules: str, log_name: str | None = None) -> 
 
 
 def _victim_in_llm_call(client: Client, sid: str) -> bool:
-    owner, _, _ = client.store.lease_state(sid)
+    owner, _, _ = client.store.leases.state(sid)
     return owner is not None and any(
         e["status"] == "in_progress" and ":llm_call:" in e["replay_key"]
-        for e in client.store.journal_entries(sid)
+        for e in client.store.journal.entries(sid)
     )
 
 
 def _seconds_until_progress(client: Client, sid: str, head_before: int, killed_at: float) -> float:
     """From the kill to the next committed step of the session (its head revision moving)."""
     wait_until(
-        lambda: client.store.session_record(sid).head_revision > head_before,
+        lambda: client.store.sessions.record(sid).head_revision > head_before,
         60,
         "the killed worker's turn to commit its next step",
         poll=0.02,
@@ -68,11 +68,11 @@ def _assert_turn_finished_once(fleet: Fleet, client: Client, sid: str, input_id:
     answer = client.wait_for_input(sid, input_id, timeout=30)
     assert (answer.state, answer.text) == ("completed", "done: 42")
     assert transcript_pairs(client, sid) == calc_transcript(["calc please"])
-    assert client.store.count_rows("lash_turn_commits", sid) == 1
-    assert client.store.active_turn(sid) is None
-    journal = client.store.journal_entries(sid)
+    assert client.store.maintenance.count_rows("lash_turn_commits", sid) == 1
+    assert client.store.turns.active(sid) is None
+    journal = client.store.journal.entries(sid)
     assert len(journal) == 3 and {e["status"] for e in journal} == {"completed"}
-    _, fence, _ = client.store.lease_state(sid)
+    _, fence, _ = client.store.leases.state(sid)
     assert fence >= 2, "the turn finished without taking the dead worker's lease over"
     wait_until(lambda: not fleet.live_leases(client.store, [sid]), 10, "the lease to be released")
     # Only the killed worker's unanswered call was made again.
@@ -86,7 +86,7 @@ def _run_until_killed(fleet: Fleet, victim: CeleryProcess) -> tuple[Client, str,
     client.create_session(sid)
     input_id = client.enqueue_turn(sid, "calc please")
     wait_until(lambda: _victim_in_llm_call(client, sid), 30, "the victim to be in its LLM call")
-    return client, sid, input_id, client.store.session_record(sid).head_revision
+    return client, sid, input_id, client.store.sessions.record(sid).head_revision
 
 
 def test_sigkilled_worker_restarted_under_its_name_resumes_its_turn_at_once(
@@ -147,7 +147,7 @@ def test_second_worker_with_a_live_workers_name_refuses_to_start(fleet: Fleet) -
     first = _start(fleet, "w1", HANGING)
     first.wait_ready()
     client, sid, _, _ = _run_until_killed(fleet, first)
-    owner, fence, _ = client.store.lease_state(sid)
+    owner, fence, _ = client.store.leases.state(sid)
 
     twin = _start(fleet, "w1", PROMPT, log_name="w1-twin")
     started = time.monotonic()
@@ -162,7 +162,7 @@ def test_second_worker_with_a_live_workers_name_refuses_to_start(fleet: Fleet) -
     assert "ready." not in twin.log()
 
     assert first.alive()
-    assert client.store.lease_state(sid)[:2] == (owner, fence)
+    assert client.store.leases.state(sid)[:2] == (owner, fence)
     assert _victim_in_llm_call(client, sid)
     assert read_jsonl(fleet.call_log)[0]["pid"] == first.pid
     assert len(read_jsonl(fleet.call_log)) == 1, "the namesake must not have run the turn"

@@ -75,11 +75,11 @@ def test_fifty_pokes_for_one_input_run_one_turn(fleet: Fleet) -> None:
     assert statuses["progressed"] == 1 and statuses["finished"] == 1, statuses
     assert set(statuses) <= {"progressed", "finished", "busy", "idle"}, statuses
 
-    assert client.store.count_rows("lash_turn_commits", sid) == 1
+    assert client.store.maintenance.count_rows("lash_turn_commits", sid) == 1
     assert transcript_pairs(client, sid) == calc_transcript(["calc once"])
-    inputs = client.store.list_inputs(sid)
+    inputs = client.store.inputs.list_all(sid)
     assert [(i.input_id, i.state) for i in inputs] == [(row.input_id, "completed")]
-    assert client.store.active_turn(sid) is None
+    assert client.store.turns.active(sid) is None
     calls = read_jsonl(fleet.call_log)
     # Two steps (tool call, then the answer): the provider was asked exactly twice.
     assert len(calls) == 2, calls

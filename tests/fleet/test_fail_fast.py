@@ -106,5 +106,5 @@ def test_key_rejected_by_an_own_endpoint_stops_the_turn_with_the_reason(fleet: F
     assert (answer.outcome["status"], answer.outcome["reason"]) == ("stopped", "provider_error")
     assert "401" in answer.text, answer.outcome
     assert len(llm.requests) == 1
-    assert client.store.active_turn("s1") is None
+    assert client.store.turns.active("s1") is None
     client.close()

@@ -47,7 +47,7 @@ def test_a_step_that_kills_its_worker_every_time_ends_its_turn(fleet: Fleet) -> 
     runs = fault_log.read_text().splitlines()
     assert len(runs) == MAX_ATTEMPTS, runs
     assert len({line.split()[0] for line in runs}) == MAX_ATTEMPTS  # a new child each time
-    assert client.store.active_turn(sid) is None
+    assert client.store.turns.active(sid) is None
 
     later = client.enqueue_turn(sid, "hello again")
     follow = client.wait_for_input(sid, later, timeout=30)
@@ -55,8 +55,8 @@ def test_a_step_that_kills_its_worker_every_time_ends_its_turn(fleet: Fleet) -> 
     pairs = transcript_pairs(client, sid)
     assert pairs[0] == ("user", "crash please")
     assert pairs[-2:] == [("user", "hello again"), ("assistant", "echo: hello again")]
-    assert [i.state for i in client.store.list_inputs(sid)] == ["completed", "completed"]
-    assert client.store.count_rows("lash_turn_commits", sid) == 2
+    assert [i.state for i in client.store.inputs.list_all(sid)] == ["completed", "completed"]
+    assert client.store.maintenance.count_rows("lash_turn_commits", sid) == 2
     assert worker.alive(), "the main process survives its children"
     wait_until(lambda: not fleet.live_leases(client.store, [sid]), 10, "the lease to be released")
     assert len(fault_log.read_text().splitlines()) == MAX_ATTEMPTS

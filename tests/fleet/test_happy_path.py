@@ -51,8 +51,8 @@ def test_two_workers_answer_every_input_once_in_order(fleet: Fleet) -> None:
                 ("assistant", "done: 42"),
             ]
         assert transcript_pairs(client, sid) == expected
-        assert client.store.active_turn(sid) is None
-        assert client.store.lease_state(sid)[0] is None
-        stamps = client.store.count_rows("lash_turn_commits", sid)
+        assert client.store.turns.active(sid) is None
+        assert client.store.leases.state(sid)[0] is None
+        stamps = client.store.maintenance.count_rows("lash_turn_commits", sid)
         assert stamps == 3
     client.close()

@@ -25,7 +25,7 @@ SLACK_S = 6
 def tool_running(client: Client, sid: str) -> bool:
     return any(
         e["status"] == "in_progress" and ":tool_call:" in e["replay_key"]
-        for e in client.store.journal_entries(sid)
+        for e in client.store.journal.entries(sid)
     )
 
 
@@ -58,12 +58,12 @@ def test_hung_tool_is_taken_over_while_another_session_keeps_its_worker_busy(
     input_a = client.enqueue_turn("a", "hang in A")
     wait_until(lambda: tool_running(client, "a"), 20, "A's tool to start", poll=0.05)
     started = time.monotonic()
-    assert client.store.lease_state("a")[0] == stuck.owner_id
+    assert client.store.leases.state("a")[0] == stuck.owner_id
     # and B hung on the same worker after A's step limit, before A's effect lease ran out,
     time.sleep(STEP_LIMIT_S + 0.5)
     input_b = client.enqueue_turn("b", "hang in B")
     wait_until(lambda: tool_running(client, "b"), 5, "B's tool to start", poll=0.05)
-    assert client.store.lease_state("b")[0] == stuck.owner_id
+    assert client.store.leases.state("b")[0] == stuck.owner_id
 
     # When a second worker starts taking steps,
     replies = fleet.publisher().control.add_consumer(
@@ -87,9 +87,9 @@ def test_hung_tool_is_taken_over_while_another_session_keeps_its_worker_busy(
             ("tool", "not hung"),
             ("assistant", "done: not hung"),
         ]
-        assert client.store.active_turn(sid) is None
-        assert client.store.count_rows("lash_turn_commits", sid) == 1
-        journal = client.store.journal_entries(sid)
+        assert client.store.turns.active(sid) is None
+        assert client.store.maintenance.count_rows("lash_turn_commits", sid) == 1
+        journal = client.store.journal.entries(sid)
         assert len(journal) == 3 and {e["status"] for e in journal} == {"completed"}
     assert stuck.alive() and fresh.alive()
     stuck.kill()  # its two threads never return; a warm shutdown would wait on them

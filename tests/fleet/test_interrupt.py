@@ -22,7 +22,7 @@ CLI = str(Path(sys.executable).parent / "lash-tasks")
 def llm_running(client: Client, sid: str) -> bool:
     return any(
         e["status"] == "in_progress" and ":llm_call:" in e["replay_key"]
-        for e in client.store.journal_entries(sid)
+        for e in client.store.journal.entries(sid)
     )
 
 
@@ -48,7 +48,7 @@ def test_cancel_interrupt_ends_a_long_llm_call_quickly(fleet: Fleet) -> None:
     )
     # The interrupt counts from the moment the CLI's request is in the database.
     wait_until(
-        lambda: (turn := client.store.active_turn(sid)) is None or turn.cancel_requested,
+        lambda: (turn := client.store.turns.active(sid)) is None or turn.cancel_requested,
         30,
         "the interrupt request to be recorded",
         poll=0.01,
@@ -66,9 +66,9 @@ def test_cancel_interrupt_ends_a_long_llm_call_quickly(fleet: Fleet) -> None:
     assert transcript_pairs(client, sid) == [("user", "think for a minute")]
     view = client.session_view(sid)
     assert view["transcript"][-1]["type"] == "turn_stopped"
-    (cut,) = client.store.journal_entries(sid)
+    (cut,) = client.store.journal.entries(sid)
     assert (cut["status"], cut["error"]["code"]) == ("failed", "interrupted")
-    assert client.store.active_turn(sid) is None
+    assert client.store.turns.active(sid) is None
     wait_until(lambda: not fleet.live_leases(client.store, [sid]), 5, "the lease to be released")
 
     later = client.enqueue_turn(sid, "quick one")

@@ -96,18 +96,18 @@ def test_sigkilled_workers_lose_nothing_and_repeat_no_journaled_call(fleet: Flee
         lambda: not fleet.live_leases(client.store, sessions), 15, "every lease to be released"
     )
     for sid in sessions:
-        inputs = client.store.list_inputs(sid)
+        inputs = client.store.inputs.list_all(sid)
         assert [i.input["text"] for i in inputs] == [_text(sid, t) for t in range(TURNS)]
         assert all(i.state == "completed" for i in inputs), [(i.input_id, i.state) for i in inputs]
         turn_ids = [i.turn_id for i in inputs]
         assert None not in turn_ids and len(set(turn_ids)) == TURNS
         for input_row in inputs:
-            stamp = client.store.turn_result(sid, str(input_row.turn_id))
+            stamp = client.store.turns.result(sid, str(input_row.turn_id))
             assert stamp is not None and stamp["input_ids"] == [input_row.input_id]
-        assert client.store.count_rows("lash_turn_commits", sid) == TURNS
+        assert client.store.maintenance.count_rows("lash_turn_commits", sid) == TURNS
         assert transcript_pairs(client, sid) == calc_transcript(_text(sid, t) for t in range(TURNS))
-        assert client.store.active_turn(sid) is None
-        journal = client.store.journal_entries(sid)
+        assert client.store.turns.active(sid) is None
+        journal = client.store.journal.entries(sid)
         # Per turn: step 0 = LLM call + calculator call, step 1 = LLM call.
         assert len(journal) == TURNS * 3
         assert {e["status"] for e in journal} == {"completed"}

@@ -37,8 +37,8 @@ def test_branch_orphans_are_readable_until_tombstoned_and_vacuumed(fleet: Fleet)
     assert transcript_pairs(client, sid) == calc_transcript(["calc first", "calc third"])
     active = [n["node_id"] for n in client.session_view(sid)["transcript"]]
     assert active[:4] == [n["node_id"] for n in before[:4]]
-    assert client.store.count_rows("lash_graph_nodes", sid) == 12
-    assert sorted(client.store.orphaned_node_ids(sid)) == sorted(orphans)
+    assert client.store.maintenance.count_rows("lash_graph_nodes", sid) == 12
+    assert sorted(client.store.sessions.orphaned_node_ids(sid)) == sorted(orphans)
 
     # Before maintenance the orphans stay readable, through a runtime built like a worker's.
     resources = build_resources(fleet.settings())
@@ -55,16 +55,18 @@ def test_branch_orphans_are_readable_until_tombstoned_and_vacuumed(fleet: Fleet)
         "lash.maintenance.tombstone_orphans", kwargs={"slot": "orphans-e2e-1"}
     ).get(timeout=30)
     assert tombstoned["tombstoned_nodes"] == 4, tombstoned
-    assert all(client.store.load_node(sid, node_id) is None for node_id in orphans)
-    assert client.store.count_rows("lash_graph_nodes", sid) == 12  # hidden, not yet deleted
+    assert all(client.store.sessions.load_node(sid, node_id) is None for node_id in orphans)
+    assert (
+        client.store.maintenance.count_rows("lash_graph_nodes", sid) == 12
+    )  # hidden, not yet deleted
 
     vacuumed = app.send_task("lash.maintenance.vacuum", kwargs={"slot": "orphans-e2e-1"}).get(
         timeout=30
     )
     assert vacuumed["removed_nodes"] == 4, vacuumed
-    assert client.store.count_rows("lash_graph_nodes", sid) == 8
-    assert client.store.orphaned_node_ids(sid) == []
-    assert all(client.store.load_node(sid, node_id) is not None for node_id in active)
+    assert client.store.maintenance.count_rows("lash_graph_nodes", sid) == 8
+    assert client.store.sessions.orphaned_node_ids(sid) == []
+    assert all(client.store.sessions.load_node(sid, node_id) is not None for node_id in active)
     assert transcript_pairs(client, sid) == calc_transcript(["calc first", "calc third"])
 
     resources = build_resources(fleet.settings())
@@ -80,6 +82,6 @@ def test_branch_orphans_are_readable_until_tombstoned_and_vacuumed(fleet: Fleet)
     assert transcript_pairs(client, sid) == calc_transcript(
         ["calc first", "calc third", "calc fourth"]
     )
-    assert client.store.count_rows("lash_graph_nodes", sid) == 12
+    assert client.store.maintenance.count_rows("lash_graph_nodes", sid) == 12
     app.close()
     client.close()

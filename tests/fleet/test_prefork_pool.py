@@ -60,7 +60,7 @@ def test_prefork_child_killed_mid_step_loses_nothing(fleet: Fleet) -> None:
             lambda: any(
                 e["status"] == "in_progress"
                 for sid in sessions
-                for e in client.store.journal_entries(sid)
+                for e in client.store.journal.entries(sid)
             ),
             30,
             "a step to be inside its LLM call",
@@ -77,8 +77,8 @@ def test_prefork_child_killed_mid_step_loses_nothing(fleet: Fleet) -> None:
         assert transcript_pairs(client, sid) == calc_transcript(
             [f"calc {t} in {sid}" for t in range(2)]
         )
-        assert client.store.count_rows("lash_turn_commits", sid) == 2
-        assert client.store.active_turn(sid) is None
+        assert client.store.maintenance.count_rows("lash_turn_commits", sid) == 2
+        assert client.store.turns.active(sid) is None
     calls = read_jsonl(fleet.call_log)
     # Only the killed child's in-flight call may have been repeated.
     assert len(calls) - len({c["request_hash"] for c in calls}) <= 1

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.fleet.harness import REPO, wait_until
 from tests.fleet.private_redis import PrivateRedis, free_port
 from tests.services import scratch_postgres_database
@@ -187,9 +187,9 @@ def test_readme_fleet_commands_run_as_written(tmp_path: Path, redis_server: Priv
                 else:
                     outputs.append(shell.run(line))
             assert any("echo: hello" in out for out in outputs), outputs
-            store = SqlStore.from_url(database_url)
+            store = Store.from_url(database_url)
             try:
-                wait_until(lambda: bool(store.maintenance_runs("sweep")), 20, "a sweep to run")
+                wait_until(lambda: bool(store.maintenance.runs("sweep")), 20, "a sweep to run")
             finally:
                 store.close()
             for line in (worker, beat, flower):

@@ -75,13 +75,16 @@ def test_workers_survive_a_redis_restart_and_every_turn_completes(
 
     # Given: turns are running (their first LLM call is in flight) when Redis goes away.
     wait_until(
-        lambda: client.store.count_rows("lash_active_turns") >= 3, 30, "turns to start", poll=0.05
+        lambda: client.store.maintenance.count_rows("lash_active_turns") >= 3,
+        30,
+        "turns to start",
+        poll=0.05,
     )
     time.sleep(IN_FLIGHT_S)
     redis_server.stop()
-    nodes_at_stop = client.store.count_rows("lash_graph_nodes")
+    nodes_at_stop = client.store.maintenance.count_rows("lash_graph_nodes")
     time.sleep(OUTAGE_S)  # steps finish and commit meanwhile; their pokes cannot be published
-    committed_in_outage = client.store.count_rows("lash_graph_nodes") - nodes_at_stop
+    committed_in_outage = client.store.maintenance.count_rows("lash_graph_nodes") - nodes_at_stop
     assert committed_in_outage > 0, "no step ended while Redis was down"
     assert not all_inputs_done(client, sessions), "every turn ended before Redis came back"
     redis_server.start()
@@ -106,11 +109,11 @@ def test_workers_survive_a_redis_restart_and_every_turn_completes(
 
     wait_until(lambda: not fleet.live_leases(client.store, sessions), 10, "leases to be released")
     for sid in sessions:
-        rows = client.store.list_inputs(sid)
+        rows = client.store.inputs.list_all(sid)
         assert [(r.input_id, r.state) for r in rows] == [(inputs[sid], "completed")]
-        assert client.store.count_rows("lash_turn_commits", sid) == 1
+        assert client.store.maintenance.count_rows("lash_turn_commits", sid) == 1
         assert transcript_pairs(client, sid) == calc_transcript([f"calc for {sid}"])
-        assert client.store.active_turn(sid) is None
+        assert client.store.turns.active(sid) is None
 
     # And: the reconnected fleet still serves new work through the broker.
     client.create_session("after-restart")

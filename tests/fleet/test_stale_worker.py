@@ -43,10 +43,10 @@ def test_worker_paused_past_its_lease_cannot_commit(fleet: Fleet, effect: str) -
     input_id = client.enqueue_turn(sid, "pause me")
 
     def stale_is_in_effect() -> bool:
-        owner, _, _ = client.store.lease_state(sid)
+        owner, _, _ = client.store.leases.state(sid)
         running = [
             e
-            for e in client.store.journal_entries(sid)
+            for e in client.store.journal.entries(sid)
             if e["status"] == "in_progress" and f":{effect}:" in e["replay_key"]
         ]
         return owner == stale.owner_id and bool(running)
@@ -54,17 +54,17 @@ def test_worker_paused_past_its_lease_cannot_commit(fleet: Fleet, effect: str) -
     wait_until(stale_is_in_effect, 20, f"the first worker to be in its {effect}", poll=0.05)
     stale.signal(signal.SIGSTOP)
     paused_at = time.monotonic()
-    _, paused_fence, _ = client.store.lease_state(sid)
+    _, paused_fence, _ = client.store.leases.state(sid)
 
     fresh = fleet.start_worker("fresh", concurrency=2)
     fresh.wait_ready()
     answer = client.wait_for_input(sid, input_id, timeout=60)
     assert answer.state == "completed"
     assert answer.text == f"done: {TOOL_TEXT[effect]}"
-    _, fence_after, _ = client.store.lease_state(sid)
+    _, fence_after, _ = client.store.leases.state(sid)
     assert fence_after > paused_fence, "the turn finished without taking the lease over"
     assert time.monotonic() - paused_at > 3.0, "finished within the paused worker's lease ttl"
-    head_before_wake = client.store.session_record(sid).head_revision
+    head_before_wake = client.store.sessions.record(sid).head_revision
 
     stale.signal(signal.SIGCONT)
     wait_until(
@@ -84,19 +84,19 @@ def test_worker_paused_past_its_lease_cannot_commit(fleet: Fleet, effect: str) -
     assert [r["session_id"] for r in discarded] == [sid]
 
     # Nothing of the stale step reached the database.
-    assert client.store.session_record(sid).head_revision == head_before_wake
-    assert client.store.count_rows("lash_turn_commits", sid) == 1
+    assert client.store.sessions.record(sid).head_revision == head_before_wake
+    assert client.store.maintenance.count_rows("lash_turn_commits", sid) == 1
     assert transcript_pairs(client, sid) == [
         ("user", "pause me"),
         ("assistant", ""),
         ("tool", TOOL_TEXT[effect]),
         ("assistant", answer.text),
     ]
-    assert [(i.input_id, i.state) for i in client.store.list_inputs(sid)] == [
+    assert [(i.input_id, i.state) for i in client.store.inputs.list_all(sid)] == [
         (input_id, "completed")
     ]
-    assert client.store.active_turn(sid) is None
-    journal = client.store.journal_entries(sid)
+    assert client.store.turns.active(sid) is None
+    journal = client.store.journal.entries(sid)
     assert len(journal) == 3 and {e["status"] for e in journal} == {"completed"}
     wait_until(lambda: not fleet.live_leases(client.store, [sid]), 10, "the lease to be released")
 

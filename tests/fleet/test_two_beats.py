@@ -52,7 +52,7 @@ def test_two_beats_run_each_sweep_slot_once(fleet: Fleet) -> None:
     assert skipped, "two beats never collided on a slot: the test proved nothing"
     assert {r["slot"] for r in skipped} <= set(worked_slots)
     client = fleet.client()
-    runs = client.store.maintenance_runs("sweep")
+    runs = client.store.maintenance.runs("sweep")
     client.close()
     assert sorted(run["slot"] for run in runs) == sorted(worked_slots)
     assert all(run["finished_at"] is not None for run in runs)
@@ -72,7 +72,7 @@ def test_same_explicit_slot_runs_once(fleet: Fleet) -> None:
     assert first["job"] == "vacuum" and first["slot"] == slot and "skipped" not in first
     assert second == {"job": "vacuum", "slot": slot, "skipped": "slot already ran"}
     client = fleet.client()
-    runs = client.store.maintenance_runs("vacuum")
+    runs = client.store.maintenance.runs("vacuum")
     client.close()
     assert [(r["slot"], r["report"]) for r in runs] == [(slot, first)]
     app.close()

@@ -41,6 +41,6 @@ def test_a_worker_beside_another_projects_celeryconfig_runs_ours(fleet: Fleet) -
     # Then
     answer = client.wait_for_input("anywhere", input_id, timeout=60)
     assert (answer.state, answer.text) == ("completed", "echo: hello")
-    wait_until(lambda: bool(client.store.maintenance_runs("sweep")), 30, "beat's sweep to run")
+    wait_until(lambda: bool(client.store.maintenance.runs("sweep")), 30, "beat's sweep to run")
     assert worker.alive() and beat.alive()
     client.close()

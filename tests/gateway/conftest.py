@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from lash_tasks.store.migrate import upgrade
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.events.private_redis import free_port
 from tests.fleet.conftest import REDIS_DB, exclusive_redis_db
 from tests.services import REDIS_HOST, REDIS_PORT, require_redis, scratch_postgres_database
@@ -88,8 +88,8 @@ def _wait_until_up(url: str, server: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def store(gateway: Gateway) -> Iterator[SqlStore]:
+def store(gateway: Gateway) -> Iterator[Store]:
     """The gateway's own database, to check what it wrote (shadows the dialect fixture)."""
-    sql_store = SqlStore.from_url(gateway.database_url)
-    yield sql_store
-    sql_store.close()
+    opened = Store.from_url(gateway.database_url)
+    yield opened
+    opened.close()

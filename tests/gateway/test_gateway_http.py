@@ -21,7 +21,7 @@ from lash_tasks.events.emitter import StepEvents
 from lash_tasks.events.publisher import RedisEventPublisher, stream_key
 from lash_tasks.ingress import CreateSessionPayload, EnqueueTurnPayload, parse_payload
 from lash_tasks.runtime.lash_core import LeaseTimings
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.events.private_redis import free_port
 from tests.gateway.conftest import Gateway, clean_env, serve_command
 from tests.runtime.conftest import Harness
@@ -88,8 +88,10 @@ def test_it_refuses_to_start_off_loopback_without_a_token(tmp_path: Path) -> Non
         pass
 
 
-def counts(store: SqlStore) -> tuple[int, int]:
-    return store.count_rows("lash_sessions"), store.count_rows("lash_pending_inputs")
+def counts(store: Store) -> tuple[int, int]:
+    return store.maintenance.count_rows("lash_sessions"), store.maintenance.count_rows(
+        "lash_pending_inputs"
+    )
 
 
 def expected_message(model: type[Any], data: Any) -> str:
@@ -100,7 +102,7 @@ def expected_message(model: type[Any], data: Any) -> str:
 
 
 def test_bad_bodies_are_422_naming_the_field_and_write_nothing(
-    gateway: Gateway, store: SqlStore
+    gateway: Gateway, store: Store
 ) -> None:
     """Each bad body gets 422 with the ingress tasks' own message naming the field, and
     not one row is written."""
@@ -133,7 +135,7 @@ def test_bad_bodies_are_422_naming_the_field_and_write_nothing(
         assert counts(store) == before
 
 
-def run_turn(store: SqlStore, home: Path, session_id: str) -> dict[str, Any]:
+def run_turn(store: Store, home: Path, session_id: str) -> dict[str, Any]:
     harness = Harness(store, FilesystemBlobStore(home / "blobs"), home)
     core, _ = harness.core(lease=LeaseTimings(30_000, 10_000))
     outcome = harness.run_until_settled(core, session_id).outcome
@@ -142,7 +144,7 @@ def run_turn(store: SqlStore, home: Path, session_id: str) -> dict[str, Any]:
 
 
 def test_sessions_inputs_cancel_view_and_long_poll_work_against_the_database(
-    gateway: Gateway, store: SqlStore
+    gateway: Gateway, store: Store
 ) -> None:
     """Create, idempotent enqueue, cancel, the view and a long poll that returns the answer
     once the turn commits, all through the same ingress operations as the Python client."""

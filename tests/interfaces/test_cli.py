@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 
 def run_cli(
@@ -65,15 +65,15 @@ def test_enqueue_attaches_files(home: Path) -> None:
     enqueued = run_cli(home, "--json", "enqueue", "cli-1", "look", "--attach", "pixel.png")
     assert enqueued.returncode == 0, enqueued.stderr
     input_id = json.loads(enqueued.stdout)["input_id"]
-    store = SqlStore.from_url(f"sqlite:///{home / 'lash.db'}")
+    store = Store.from_url(f"sqlite:///{home / 'lash.db'}")
     try:
-        [row] = store.manifest_rows("cli-1")
+        [row] = store.manifest.rows("cli-1")
         assert (row.media_type, row.owner_kind, row.owner_id) == ("image/png", "input", input_id)
-        assert store.get_input("cli-1", input_id).input["attachments"] == [row.attachment_id]  # type: ignore[union-attr]
+        assert store.inputs.get("cli-1", input_id).input["attachments"] == [row.attachment_id]  # type: ignore[union-attr]
         missing = run_cli(home, "enqueue", "cli-1", "look", "--attach", "nope.png")
         assert missing.returncode == 2
         assert "nope.png" in missing.stderr and "Traceback" not in missing.stderr
-        assert len(store.list_inputs("cli-1")) == 1
+        assert len(store.inputs.list_all("cli-1")) == 1
     finally:
         store.close()
 

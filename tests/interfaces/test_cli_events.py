@@ -20,7 +20,7 @@ from lash_tasks.events.emitter import StepEvents
 from lash_tasks.events.publisher import NullEventPublisher, RedisEventPublisher, stream_key
 from lash_tasks.runtime.lash_core import LeaseTimings
 from lash_tasks.store.records import Lease
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.fleet.conftest import REDIS_DB, exclusive_redis_db
 from tests.interfaces.test_cli import run_cli
 from tests.runtime.conftest import Harness
@@ -43,20 +43,20 @@ def redis_env() -> Iterator[dict[str, str]]:
         yield {"LASH_REDIS_URL": url}
 
 
-def open_store(home: Path) -> SqlStore:
-    return SqlStore.from_url(f"sqlite:///{home / 'lash.db'}")
+def open_store(home: Path) -> Store:
+    return Store.from_url(f"sqlite:///{home / 'lash.db'}")
 
 
 def commit_logged_step(home: Path, session_id: str, outcome: dict[str, Any]) -> None:
     """What a wired step driver commits on the embedded default: a tool call and the end."""
     store = open_store(home)
-    lease = store.try_claim_lease(session_id, "test", "inc", 30_000)
+    lease = store.leases.try_claim(session_id, "test", "inc", 30_000)
     assert isinstance(lease, Lease)
     step = StepEvents(NullEventPublisher(), True, session_id, "turn-1", 0)
     step.tool_call_started("c1", "calculator")
     step.tool_call_finished("c1", "calculator", 3)
     records = step.commit_events(1, outcome, ["in-1"])
-    store.commit(unchanged(session_id, 0, lease.fence, None, events=records))
+    store.commits.commit(unchanged(session_id, 0, lease.fence, None, events=records))
     store.close()
 
 
@@ -136,9 +136,9 @@ def test_enqueue_wait_streams_the_turn_then_prints_the_answer(
     publisher = RedisEventPublisher(redis_env["LASH_REDIS_URL"])
     try:
         deadline = time.monotonic() + 60
-        while not store.list_inputs(sid) and time.monotonic() < deadline:
+        while not store.inputs.list_all(sid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        (row,) = store.list_inputs(sid)
+        (row,) = store.inputs.list_all(sid)
         time.sleep(0.5)  # the waiter is reading the stream by now
         step = StepEvents(publisher, False, sid, "turn-1", 0)
         step.turn_started([row.input_id])
@@ -183,7 +183,7 @@ def test_enqueue_wait_prints_the_answer_when_no_event_showed_it(home: Path) -> N
     store = open_store(home)
     try:
         deadline = time.monotonic() + 60
-        while not store.list_inputs("w5") and time.monotonic() < deadline:
+        while not store.inputs.list_all("w5") and time.monotonic() < deadline:
             time.sleep(0.05)
         harness = Harness(store, FilesystemBlobStore(home / "blobs"), home)
         core, _ = harness.core(lease=LeaseTimings(30_000, 10_000))

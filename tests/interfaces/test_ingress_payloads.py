@@ -15,7 +15,7 @@ from lash_tasks.ingress import (
     parse_payload,
 )
 from lash_tasks.settings import Settings
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_non_object_payload_is_refused() -> None:
         parse_payload(EnqueueTurnPayload, ["s1", "hi"])
 
 
-def test_enqueue_is_idempotent_by_source_key(store: SqlStore, tmp_path: Any) -> None:
+def test_enqueue_is_idempotent_by_source_key(store: Store, tmp_path: Any) -> None:
     """The same source key and text twice gives one input row."""
     settings = Settings.from_env({"LASH_HOME": str(tmp_path)})
     operations.create_session(store, CreateSessionPayload(session_id="s1"), settings)
@@ -69,20 +69,20 @@ def test_enqueue_is_idempotent_by_source_key(store: SqlStore, tmp_path: Any) -> 
     first = operations.enqueue_turn(store, payload)
     second = operations.enqueue_turn(store, payload)
     assert first.input_id == second.input_id
-    assert len(store.list_inputs("s1")) == 1
+    assert len(store.inputs.list_all("s1")) == 1
 
 
-def test_enqueue_to_unknown_session_writes_nothing(store: SqlStore) -> None:
+def test_enqueue_to_unknown_session_writes_nothing(store: Store) -> None:
     """Enqueue for a session that does not exist fails with not-found and leaves no row."""
     from lash_tasks.errors import SessionNotFound
 
     payload = parse_payload(EnqueueTurnPayload, {"session_id": "ghost", "text": "hi"})
     with pytest.raises(SessionNotFound):
         operations.enqueue_turn(store, payload)
-    assert store.count_rows("lash_pending_inputs") == 0
+    assert store.maintenance.count_rows("lash_pending_inputs") == 0
 
 
-def test_cancel_with_nothing_to_cancel_is_refused(store: SqlStore, tmp_path: Any) -> None:
+def test_cancel_with_nothing_to_cancel_is_refused(store: Store, tmp_path: Any) -> None:
     """A cancel naming no input, no source key and no interrupt is a ValidationError (the
     ingress task, the client and the gateway share it), and changes nothing."""
     settings = Settings.from_env({"LASH_HOME": str(tmp_path)})
@@ -92,5 +92,5 @@ def test_cancel_with_nothing_to_cancel_is_refused(store: SqlStore, tmp_path: Any
     )
     with pytest.raises(ValidationError, match="needs an input_id, a source_key or interrupt"):
         operations.cancel_input(store, parse_payload(CancelInputPayload, {"session_id": "s1"}))
-    assert [i.state for i in store.list_inputs("s1")] == ["pending"]
-    assert store.get_input("s1", waiting.input_id) is not None
+    assert [i.state for i in store.inputs.list_all("s1")] == ["pending"]
+    assert store.inputs.get("s1", waiting.input_id) is not None

@@ -20,7 +20,7 @@ from lash_tasks.runtime.lash_core import LashCore, LeaseTimings, Residency
 from lash_tasks.runtime.step import StepResult, run_step
 from lash_tasks.runtime.trace import TraceSink
 from lash_tasks.store.records import InputDraft, PendingInput
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from lash_tasks.tools.builtins import BuiltinTools
 from lash_tasks.tools.registry import ToolRegistry
 
@@ -45,7 +45,7 @@ def wait_ms(ms: int) -> None:
 class Harness:
     """Builds cores, sessions and inputs over one store and one blob store."""
 
-    store: SqlStore
+    store: Store
     blobs: FilesystemBlobStore
     tmp_path: Path
     cores: list[LashCore] = field(default_factory=list)
@@ -84,14 +84,14 @@ class Harness:
         return core, scripted
 
     def session(self, session_id: str = "s1", **policy: Any) -> str:
-        self.store.create_session(session_id, SessionPolicy(model=MODEL, **policy))
+        self.store.sessions.create(session_id, SessionPolicy(model=MODEL, **policy))
         return session_id
 
     def enqueue(
         self, session_id: str, text: str, key: str | None = None, **extra: Any
     ) -> PendingInput:
         draft = InputDraft(session_id, key or f"key-{text}", {"text": text, **extra})
-        return self.store.enqueue_input(draft)
+        return self.store.inputs.enqueue(draft)
 
     def turn(self, core: LashCore, session_id: str, text: str, **extra: Any) -> StepResult:
         """Enqueue one input and step until its turn finishes."""
@@ -99,7 +99,7 @@ class Harness:
         return self.run_until_settled(core, session_id)
 
     def messages(self, session_id: str) -> list[Message]:
-        return self.store.load(session_id).graph.active_messages()
+        return self.store.sessions.load(session_id).graph.active_messages()
 
     def run_until_settled(self, core: LashCore, session_id: str, limit: int = 10) -> StepResult:
         """Step until the turn finishes; fail on anything but progress."""
@@ -112,6 +112,6 @@ class Harness:
 
 
 @pytest.fixture
-def harness(store: SqlStore, tmp_path: Path) -> Harness:
+def harness(store: Store, tmp_path: Path) -> Harness:
     """A core factory over the `store` fixture (both dialects) and blobs under tmp_path."""
     return Harness(store, FilesystemBlobStore(tmp_path / "blobs"), tmp_path)

@@ -17,13 +17,13 @@ from lash_tasks.machine import (
 from lash_tasks.runtime.assembly import ParkedSession, assemble_runtime, resume
 from lash_tasks.runtime.trace import MemoryTraceSink
 from lash_tasks.store.records import FullGraph, Lease
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.runtime.conftest import Harness
 
 
-def _corrupt_leaf(store: SqlStore, session_id: str, leaf: str) -> None:
+def _corrupt_leaf(store: Store, session_id: str, leaf: str) -> None:
     """Point the stored leaf at a node id that does not exist (raw SQL, no revision bump)."""
-    with store.engine.begin() as conn:
+    with store.database.engine.begin() as conn:
         conn.execute(
             text("UPDATE lash_sessions SET leaf_node_id = :leaf WHERE session_id = :sid"),
             {"leaf": leaf, "sid": session_id},
@@ -35,9 +35,9 @@ def _branched(harness: Harness) -> tuple[str, dict[str, str]]:
     core, _ = harness.core()
     sid = harness.session()
     harness.turn(core, sid, "one")
-    first = harness.store.load(sid).graph.active_path()
+    first = harness.store.sessions.load(sid).graph.active_path()
     harness.turn(core, sid, "two")
-    second = harness.store.load(sid).graph.active_path()[2:]
+    second = harness.store.sessions.load(sid).graph.active_path()[2:]
     harness.turn(core, sid, "three", branch_from=first[1].node_id)
     ids = {
         "u1": first[0].node_id,
@@ -67,7 +67,7 @@ def test_orphaned_leaf_is_healed_and_park_commits_exactly_once(
     core, _ = harness.core()
     sid = harness.session()
     harness.turn(core, sid, "hello")
-    before = harness.store.load(sid)
+    before = harness.store.sessions.load(sid)
     last_message = before.graph.active_path()[-1].node_id
     revision = before.record.head_revision
     _corrupt_leaf(harness.store, sid, "no-such-node")
@@ -78,26 +78,26 @@ def test_orphaned_leaf_is_healed_and_park_commits_exactly_once(
     assert [m.role for m in runtime.graph.active_messages()] == ["user", "assistant"]
 
     drafts: list[CommitDraft] = []
-    real_commit = harness.store.commit
+    real_commit = harness.store.commits.commit
 
     def spy(draft: CommitDraft) -> CommitResult:
         drafts.append(draft)
         return real_commit(draft)
 
-    monkeypatch.setattr(harness.store, "commit", spy)
+    monkeypatch.setattr(harness.store.commits, "commit", spy)
     parked = runtime.park()
     assert parked == ParkedSession(sid, runtime.policy)
     assert [d.graph.kind for d in drafts] == ["replace_full"]
-    after = harness.store.session_record(sid)
+    after = harness.store.sessions.record(sid)
     assert after.head_revision == revision + 1
     assert after.leaf_node_id == last_message
     assert runtime.graph_replace_required is False
-    assert sorted(harness.store.load(sid).graph.nodes) == sorted(before.graph.nodes)
+    assert sorted(harness.store.sessions.load(sid).graph.nodes) == sorted(before.graph.nodes)
 
     runtime.park()
     assert len(drafts) == 1
-    assert harness.store.session_record(sid).head_revision == revision + 1
-    assert harness.store.lease_state(sid)[0] is None
+    assert harness.store.sessions.record(sid).head_revision == revision + 1
+    assert harness.store.leases.state(sid)[0] is None
 
 
 def test_park_of_an_untouched_runtime_never_bumps_the_revision(harness: Harness) -> None:
@@ -105,46 +105,46 @@ def test_park_of_an_untouched_runtime_never_bumps_the_revision(harness: Harness)
     core, _ = harness.core()
     sid = harness.session()
     harness.turn(core, sid, "hello")
-    revision = harness.store.session_record(sid).head_revision
-    fence_before = harness.store.lease_state(sid)[1]
+    revision = harness.store.sessions.record(sid).head_revision
+    fence_before = harness.store.leases.state(sid)[1]
     runtime = assemble_runtime(core, sid)
     for _ in range(3):
         runtime.park()
-    assert harness.store.session_record(sid).head_revision == revision
-    assert harness.store.lease_state(sid)[1] == fence_before
+    assert harness.store.sessions.record(sid).head_revision == revision
+    assert harness.store.leases.state(sid)[1] == fence_before
 
 
 def test_heal_rewrite_keeps_orphaned_history(harness: Harness) -> None:
     """Healing under active_path_only never drops stored orphans: park rewrites the full graph."""
     sid, ids = _branched(harness)
-    full_before = sorted(harness.store.load(sid).graph.nodes)
+    full_before = sorted(harness.store.sessions.load(sid).graph.nodes)
     _corrupt_leaf(harness.store, sid, "gone")
     core, _ = harness.core()
     runtime = assemble_runtime(core, sid)
     assert runtime.graph_replace_required is True
     runtime.park()
-    assert sorted(harness.store.load(sid).graph.nodes) == full_before
-    assert harness.store.load_node(sid, ids["u2"]) is not None
+    assert sorted(harness.store.sessions.load(sid).graph.nodes) == full_before
+    assert harness.store.sessions.load_node(sid, ids["u2"]) is not None
 
 
 def test_step_after_heal_keeps_orphaned_history(harness: Harness) -> None:
     """A turn step that carries the heal rewrite still keeps every stored orphan."""
     sid, ids = _branched(harness)
-    full_before = set(harness.store.load(sid).graph.nodes)
+    full_before = set(harness.store.sessions.load(sid).graph.nodes)
     _corrupt_leaf(harness.store, sid, "gone")
     core, _ = harness.core()
     harness.turn(core, sid, "four")
-    stored = set(harness.store.load(sid).graph.nodes)
+    stored = set(harness.store.sessions.load(sid).graph.nodes)
     assert full_before <= stored
     assert len(stored) == len(full_before) + 2
-    assert harness.store.load_node(sid, ids["a2"]) is not None
+    assert harness.store.sessions.load_node(sid, ids["a2"]) is not None
 
 
 def test_resume_under_active_path_only_loads_only_the_active_path(harness: Harness) -> None:
     """After branching, a resumed runtime holds leaf → root only, not the orphaned branch."""
     sid, ids = _branched(harness)
     core, _ = harness.core()
-    full = harness.store.load(sid, FullGraph()).graph
+    full = harness.store.sessions.load(sid, FullGraph()).graph
     runtime = assemble_runtime(core, sid)
     parked = runtime.park()
     resumed = resume(core, parked)
@@ -165,7 +165,7 @@ def test_keep_all_residency_loads_the_full_graph(harness: Harness) -> None:
     core, _ = harness.core(residency="keep_all")
     sid = harness.session("s-keep", residency="keep_all")
     harness.turn(core, sid, "one")
-    first_answer = harness.store.load(sid).graph.active_path()[1].node_id
+    first_answer = harness.store.sessions.load(sid).graph.active_path()[1].node_id
     harness.turn(core, sid, "two")
     harness.turn(core, sid, "three", branch_from=first_answer)
     runtime = assemble_runtime(core, sid)
@@ -210,9 +210,9 @@ def test_tool_surface_snapshot_is_restored_with_its_generation(harness: Harness)
     snapshot = tools.snapshot()
     snapshot["generation"] = 7
     snapshot["tools"] = [t for t in snapshot["tools"] if t["manifest"]["name"] == "calculator"]
-    lease = harness.store.try_claim_lease(sid, "seeder", "inc", 30_000)
+    lease = harness.store.leases.try_claim(sid, "seeder", "inc", 30_000)
     assert isinstance(lease, Lease)
-    harness.store.commit(
+    harness.store.commits.commit(
         CommitDraft(
             session_id=sid,
             expected_head_revision=0,
@@ -236,14 +236,14 @@ def test_refresh_tool_catalog_command_bumps_the_restored_generation(harness: Har
     core, _ = harness.core()
     sid = harness.session()
     for n in (1, 2):
-        harness.store.enqueue_queued_work(
+        harness.store.queue.enqueue(
             sid,
             QueuedWorkDraft(
                 f"refresh-{n}", "session_command", ({"command": "refresh_tool_catalog"},)
             ),
         )
         assert run_step(core, sid).status == "command"
-        assert harness.store.session_record(sid).tool_state_generation == n
+        assert harness.store.sessions.record(sid).tool_state_generation == n
         assert assemble_runtime(core, sid).tools.generation == n
     assert run_step(core, sid).status == "idle"
 
@@ -265,11 +265,11 @@ def test_session_restored_is_traced(harness: Harness) -> None:
 def test_unconfigured_session_is_filled_from_the_caller_policy(harness: Harness) -> None:
     """A session created without a policy gets the caller's on first open, persisted."""
     core, _ = harness.core()
-    harness.store.create_session("s-empty", None)
+    harness.store.sessions.create("s-empty", None)
     caller = SessionPolicy(model=ModelSpec(id="from-caller"), max_turns=7)
     runtime = assemble_runtime(core, "s-empty", caller_policy=caller)
     assert runtime.policy == caller
-    stored = harness.store.session_record("s-empty").policy
+    stored = harness.store.sessions.record("s-empty").policy
     assert stored == caller
     # Once filled, a later caller's policy no longer overrides it.
     other = SessionPolicy(model=ModelSpec(id="other"))
@@ -281,7 +281,7 @@ def test_unconfigured_session_without_caller_policy_uses_the_core_default(
 ) -> None:
     """With no caller policy, an unconfigured session gets the core's default model spec."""
     core, _ = harness.core()
-    harness.store.create_session("s-default", None)
+    harness.store.sessions.create("s-default", None)
     runtime = assemble_runtime(core, "s-default")
     assert runtime.policy == core.default_policy()
-    assert harness.store.session_record("s-default").policy == core.default_policy()
+    assert harness.store.sessions.record("s-default").policy == core.default_policy()

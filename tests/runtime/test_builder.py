@@ -21,7 +21,7 @@ from lash_tasks.providers import ScriptedProvider
 from lash_tasks.runtime.effects import DurableEffectHost, InlineEffectHost
 from lash_tasks.runtime.lash_core import CoreBuilder, LashCore, LeaseTimings
 from lash_tasks.runtime.process_envs import BlobProcessEnvStore, InlineProcessEnvStore
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 MODEL = ModelSpec(id="scripted")
 
@@ -34,16 +34,16 @@ class FakeFacet:
 
 
 @pytest.fixture
-def file_store(tmp_path: Path) -> Iterator[SqlStore]:
-    """A durable SqlStore (SQLite file); the builder never touches its tables."""
-    store = SqlStore.from_url(f"sqlite:///{tmp_path / 'wiring.db'}")
+def file_store(tmp_path: Path) -> Iterator[Store]:
+    """A durable Store (SQLite file); the builder never touches its tables."""
+    store = Store.from_url(f"sqlite:///{tmp_path / 'wiring.db'}")
     yield store
     store.close()
 
 
 @pytest.fixture
-def memory_store() -> Iterator[SqlStore]:
-    store = SqlStore.from_url("sqlite:///:memory:")
+def memory_store() -> Iterator[Store]:
+    store = Store.from_url("sqlite:///:memory:")
     yield store
     store.close()
 
@@ -67,7 +67,7 @@ def _inline_parts() -> CoreBuilder:
 
 
 def test_missing_model_spec_is_refused(
-    file_store: SqlStore, durable_blobs: FilesystemBlobStore
+    file_store: Store, durable_blobs: FilesystemBlobStore
 ) -> None:
     """A core without a default model spec raises MissingModelSpec."""
     builder = LashCore.builder().with_sql_host(file_store, durable_blobs)
@@ -76,7 +76,7 @@ def test_missing_model_spec_is_refused(
 
 
 def test_missing_llm_provider_is_refused(
-    file_store: SqlStore, durable_blobs: FilesystemBlobStore
+    file_store: Store, durable_blobs: FilesystemBlobStore
 ) -> None:
     """A core without an LLM provider raises MissingDependency."""
     with pytest.raises(MissingDependency, match="LLM provider"):
@@ -124,7 +124,7 @@ def test_active_path_only_without_a_store_is_refused() -> None:
         _inline_parts().residency("active_path_only").build()
 
 
-def test_active_path_only_with_an_inline_store_is_refused(memory_store: SqlStore) -> None:
+def test_active_path_only_with_an_inline_store_is_refused(memory_store: Store) -> None:
     """An in-memory SQLite store is tier 'inline', so active_path_only is refused with it."""
     assert memory_store.durability_tier == "inline"
     builder = _inline_parts().session_store(memory_store).residency("active_path_only")
@@ -132,7 +132,7 @@ def test_active_path_only_with_an_inline_store_is_refused(memory_store: SqlStore
         builder.build()
 
 
-def test_inline_store_with_keep_all_builds(memory_store: SqlStore) -> None:
+def test_inline_store_with_keep_all_builds(memory_store: Store) -> None:
     """The embedded inline wiring (inline store, keep_all, inline peers) is accepted."""
     core = _inline_parts().session_store(memory_store).build()
     assert core.residency == "keep_all"
@@ -146,7 +146,7 @@ def test_process_registry_without_a_store_is_refused() -> None:
         builder.build()
 
 
-def test_durable_store_with_inline_attachment_store_is_refused(file_store: SqlStore) -> None:
+def test_durable_store_with_inline_attachment_store_is_refused(file_store: Store) -> None:
     """A durable session store wired to an in-memory blob store raises DurabilityMismatch."""
     builder = (
         LashCore.builder()
@@ -159,7 +159,7 @@ def test_durable_store_with_inline_attachment_store_is_refused(file_store: SqlSt
 
 
 def test_durable_store_with_inline_process_env_store_is_refused(
-    file_store: SqlStore, durable_blobs: FilesystemBlobStore
+    file_store: Store, durable_blobs: FilesystemBlobStore
 ) -> None:
     """A durable session store wired to an inline process-env store raises DurabilityMismatch."""
     builder = (
@@ -173,7 +173,7 @@ def test_durable_store_with_inline_process_env_store_is_refused(
         builder.build()
 
 
-def test_durable_process_registry_needs_a_durable_session_store(memory_store: SqlStore) -> None:
+def test_durable_process_registry_needs_a_durable_session_store(memory_store: Store) -> None:
     """A durable process registry over an inline session store raises DurabilityMismatch."""
     builder = (
         _inline_parts()
@@ -186,7 +186,7 @@ def test_durable_process_registry_needs_a_durable_session_store(memory_store: Sq
 
 
 def test_durable_process_registry_needs_a_durable_trigger_store(
-    file_store: SqlStore, durable_blobs: FilesystemBlobStore
+    file_store: Store, durable_blobs: FilesystemBlobStore
 ) -> None:
     """A durable process registry without (or with an inline) trigger store is refused."""
     for triggers in (None, FakeFacet("inline")):
@@ -204,7 +204,7 @@ def test_durable_process_registry_needs_a_durable_trigger_store(
 
 
 def test_durable_process_registry_needs_a_durable_process_env_store(
-    file_store: SqlStore, durable_blobs: FilesystemBlobStore
+    file_store: Store, durable_blobs: FilesystemBlobStore
 ) -> None:
     """A durable process registry with an inline process-env store raises DurabilityMismatch."""
     builder = (
@@ -221,21 +221,21 @@ def test_durable_process_registry_needs_a_durable_process_env_store(
 
 
 def test_durable_effect_host_with_inline_attachment_store_is_refused(
-    file_store: SqlStore,
+    file_store: Store,
 ) -> None:
     """A durable effect host next to an in-memory attachment store raises DurabilityMismatch."""
-    builder = _inline_parts().effect_host(DurableEffectHost(file_store, "w"))
+    builder = _inline_parts().effect_host(DurableEffectHost(file_store.journal, "w"))
     with pytest.raises(DurabilityMismatch, match="effect host cannot use an inline attachment"):
         builder.build()
 
 
 def test_durable_effect_host_with_inline_process_env_store_is_refused(
-    file_store: SqlStore, durable_blobs: FilesystemBlobStore
+    file_store: Store, durable_blobs: FilesystemBlobStore
 ) -> None:
     """A durable effect host next to an inline process-env store raises DurabilityMismatch."""
     builder = (
         _inline_parts()
-        .effect_host(DurableEffectHost(file_store, "w"))
+        .effect_host(DurableEffectHost(file_store.journal, "w"))
         .attachment_store(durable_blobs)
     )
     with pytest.raises(DurabilityMismatch, match="effect host cannot use an inline process-env"):
@@ -264,7 +264,7 @@ def test_lease_ttl_of_exactly_three_renewals_is_accepted() -> None:
 
 
 def test_full_host_config_wires_durable_parts(
-    file_store: SqlStore, durable_blobs: FilesystemBlobStore
+    file_store: Store, durable_blobs: FilesystemBlobStore
 ) -> None:
     """with_sql_host supplies a durable effect journal, blobs and process envs; all checks pass."""
     timings = LeaseTimings(ttl_ms=1200, renew_ms=400)

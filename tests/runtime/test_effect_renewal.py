@@ -109,4 +109,4 @@ def test_a_hung_step_is_not_kept_alive_by_another_sessions_step(harness: Harness
     assert hang.calls == 2
     assert results["a"].status == "lease_lost"
     assert results["b"].status == "finished"
-    assert store.active_turn("a") is None and store.active_turn("b") is None
+    assert store.turns.active("a") is None and store.turns.active("b") is None

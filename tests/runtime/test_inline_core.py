@@ -14,7 +14,7 @@ from lash_tasks.runtime.process_envs import InlineProcessEnvStore
 from lash_tasks.runtime.step import run_step
 from lash_tasks.store.records import InputDraft
 from lash_tasks.store.schema import metadata
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.runtime.conftest import FAST_LEASE, MODEL, builtin_tools
 
 BIG = (
@@ -24,14 +24,14 @@ BIG = (
 
 
 @pytest.fixture
-def memory_store() -> Iterator[SqlStore]:
-    store = SqlStore.from_url("sqlite:///:memory:")
-    metadata.create_all(store.engine)
+def memory_store() -> Iterator[Store]:
+    store = Store.from_url("sqlite:///:memory:")
+    metadata.create_all(store.database.engine)
     yield store
     store.close()
 
 
-def test_inline_core_runs_a_tool_turn_executing_every_effect(memory_store: SqlStore) -> None:
+def test_inline_core_runs_a_tool_turn_executing_every_effect(memory_store: Store) -> None:
     """keep_all over an inline store: the turn finishes; the inline host executes each effect;
     an oversized tool output still lands in the (inline) attachment store."""
     llm = ScriptedProvider(load_rules(BIG))
@@ -50,15 +50,15 @@ def test_inline_core_runs_a_tool_turn_executing_every_effect(memory_store: SqlSt
         .lease_timings(FAST_LEASE)
         .build()
     )
-    memory_store.create_session("s1", core.default_policy())
-    memory_store.enqueue_input(InputDraft("s1", "k1", {"text": "big please"}))
+    memory_store.sessions.create("s1", core.default_policy())
+    memory_store.inputs.enqueue(InputDraft("s1", "k1", {"text": "big please"}))
     assert run_step(core, "s1").status == "progressed"
     final = run_step(core, "s1")
     assert final.status == "finished"
     assert effects.executed == 3  # llm, tool, llm
     assert llm.call_count == 2
-    tool = memory_store.load("s1").graph.active_messages()[2]
+    tool = memory_store.sessions.load("s1").graph.active_messages()[2]
     (attachment_id,) = tool.attachments
     assert blobs.get(attachment_id) == b"0123456789" * 2000
-    assert memory_store.manifest_rows("s1") == []
-    assert memory_store.active_turn("s1") is None
+    assert memory_store.manifest.rows("s1") == []
+    assert memory_store.turns.active("s1") is None

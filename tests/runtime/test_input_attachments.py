@@ -66,7 +66,9 @@ def test_the_model_request_carries_the_users_image(harness: Harness, llm_server:
     server, provider = openai(llm_server, CALL_TOOL, chat_reply("a red pixel"))
     core, _ = harness.core(provider=provider)
     sid = harness.session()
-    attachment_id = SessionAttachments(harness.store, harness.blobs, sid).put(PNG, "image/png")
+    attachment_id = SessionAttachments(harness.store.manifest, harness.blobs, sid).put(
+        PNG, "image/png"
+    )
     input_id = ask_about(harness, sid, attachment_id)
 
     # When the turn's first step runs (the model asks for a tool)
@@ -79,18 +81,18 @@ def test_the_model_request_carries_the_users_image(harness: Harness, llm_server:
         {"type": "image_url", "image_url": {"url": data_uri}},
     ]
     # and the commit that wrote the user message stamped the attachment's row
-    [row] = harness.store.manifest_rows(sid)
+    [row] = harness.store.manifest.rows(sid)
     assert row.committed_at is not None
 
     # When the turn finishes, Then the second call re-sent the image with the history
     assert run_step(core, sid).outcome["text"] == "a red pixel"  # type: ignore[index]
     assert user_content(server.requests[1]) == user_content(server.requests[0])
-    assert harness.store.get_input(sid, input_id).state == InputState.COMPLETED  # type: ignore[union-attr]
+    assert harness.store.inputs.get(sid, input_id).state == InputState.COMPLETED  # type: ignore[union-attr]
     assert harness.messages(sid)[0].attachments == (attachment_id,)
 
     # and GC, however late, keeps the bytes the transcript refers to
-    future = harness.store.manifest_now_ms() + 3_600_000
-    reclaim_unreferenced_attachments(harness.store, harness.blobs, 1, now_ms=future)
+    future = harness.store.manifest.now_ms() + 3_600_000
+    reclaim_unreferenced_attachments(harness.store.manifest, harness.blobs, 1, now_ms=future)
     assert harness.blobs.get(attachment_id) == PNG
 
 
@@ -101,7 +103,9 @@ def test_an_attachment_whose_bytes_are_gone_becomes_a_note(
     server, provider = openai(llm_server, chat_reply("I cannot see it"))
     core, _ = harness.core(provider=provider)
     sid = harness.session()
-    attachment_id = SessionAttachments(harness.store, harness.blobs, sid).put(PNG, "image/png")
+    attachment_id = SessionAttachments(harness.store.manifest, harness.blobs, sid).put(
+        PNG, "image/png"
+    )
     ask_about(harness, sid, attachment_id)
     harness.blobs.delete(attachment_id)
 

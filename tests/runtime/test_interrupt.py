@@ -19,7 +19,7 @@ from lash_tasks.runtime.effects import DurableEffectHost
 from lash_tasks.runtime.step import StepResult, run_step
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import InputDraft, InputState
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.runtime.conftest import Harness
 
 # Step 0 calls the calculator; step 1's LLM call then "thinks" for 20 s.
@@ -65,13 +65,13 @@ def step_in_thread(
     return out
 
 
-def wait_for_effect(store: SqlStore, sid: str, kind: str, step: int, count: int = 1) -> None:
+def wait_for_effect(store: Store, sid: str, kind: str, step: int, count: int = 1) -> None:
     """Until `count` effects of `kind` in step `step` are running (journaled in progress)."""
     deadline = time.monotonic() + 10
     while True:
         running = [
             e
-            for e in store.journal_entries(sid)
+            for e in store.journal.entries(sid)
             if e["status"] == "in_progress" and f":{step}:{kind}:" in e["replay_key"]
         ]
         if len(running) >= count:
@@ -85,7 +85,7 @@ def interrupt_and_wait(
 ) -> tuple[StepResult, float]:
     """Request the interrupt; return the step's result and how long it took to end."""
     asked = time.monotonic()
-    assert harness.store.request_cancel(sid) is True
+    assert harness.store.turns.request_cancel(sid) is True
     deadline = asked + 10
     while not out and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -96,9 +96,9 @@ def interrupt_and_wait(
     return result, elapsed
 
 
-def expire_session_lease(store: SqlStore, sid: str) -> None:
+def expire_session_lease(store: Store, sid: str) -> None:
     """The holder is gone: its lease is over by the database clock."""
-    with store.engine.begin() as conn:
+    with store.database.engine.begin() as conn:
         conn.execute(
             update(t.session_leases)
             .where(t.session_leases.c.session_id == sid)
@@ -125,7 +125,7 @@ def test_interrupt_cuts_the_llm_call_and_keeps_committed_steps(
     assert result.status == "finished"
     assert result.outcome is not None
     assert (result.outcome["status"], result.outcome["reason"]) == ("stopped", "cancelled")
-    path = store.load(sid).graph.active_path()
+    path = store.sessions.load(sid).graph.active_path()
     assert [(n.kind, n.payload.get("role")) for n in path] == [
         ("message", "user"),
         ("message", "assistant"),
@@ -133,12 +133,12 @@ def test_interrupt_cuts_the_llm_call_and_keeps_committed_steps(
         ("event", None),
     ]
     assert path[-1].payload["reason"] == "cancelled"
-    cut = [e for e in store.journal_entries(sid) if ":1:llm_call:" in e["replay_key"]]
+    cut = [e for e in store.journal.entries(sid) if ":1:llm_call:" in e["replay_key"]]
     assert [(e["status"], e["error"]["code"]) for e in cut] == [("failed", "interrupted")]
     assert llm.call_count == 2
-    assert {i.state for i in store.list_inputs(sid)} == {InputState.COMPLETED}
-    assert store.active_turn(sid) is None
-    assert store.lease_state(sid)[0] is None
+    assert {i.state for i in store.inputs.list_all(sid)} == {InputState.COMPLETED}
+    assert store.turns.active(sid) is None
+    assert store.leases.state(sid)[0] is None
 
 
 def test_rerun_of_an_interrupted_step_does_not_call_the_llm_again(
@@ -153,17 +153,17 @@ def test_rerun_of_an_interrupted_step_does_not_call_the_llm_again(
     sid = harness.session()
     harness.enqueue(sid, "calc please")
     assert run_step(core_a, sid).status == "progressed"
-    real_commit = store.commit
+    real_commit = store.commits.commit
 
     def dying_commit(draft: CommitDraft) -> Any:
-        monkeypatch.setattr(store, "commit", real_commit)
-        monkeypatch.setattr(store, "release_lease", lambda fence: False)  # dead: no release
+        monkeypatch.setattr(store.commits, "commit", real_commit)
+        monkeypatch.setattr(store.leases, "release", lambda fence: False)  # dead: no release
         raise Crash("killed after the cut, before the commit")
 
-    monkeypatch.setattr(store, "commit", dying_commit)
+    monkeypatch.setattr(store.commits, "commit", dying_commit)
     out = step_in_thread(runner, core_a, sid)
     wait_for_effect(store, sid, "llm_call", step=1)
-    assert store.request_cancel(sid) is True
+    assert store.turns.request_cancel(sid) is True
     runner[0].join(timeout=10)
     assert len(out) == 1 and isinstance(out[0], Crash)
     monkeypatch.undo()
@@ -176,9 +176,9 @@ def test_rerun_of_an_interrupted_step_does_not_call_the_llm_again(
     assert result.outcome is not None and result.outcome["reason"] == "cancelled"
     assert llm.call_count == 2
     assert isinstance(core_b.effects, DurableEffectHost) and core_b.effects.executed == 0
-    cut = [e for e in store.journal_entries(sid) if ":1:llm_call:" in e["replay_key"]]
+    cut = [e for e in store.journal.entries(sid) if ":1:llm_call:" in e["replay_key"]]
     assert [(e["status"], e["error"]["code"]) for e in cut] == [("failed", "interrupted")]
-    assert store.active_turn(sid) is None
+    assert store.turns.active(sid) is None
 
 
 def test_no_tool_call_starts_after_the_interrupt(
@@ -204,10 +204,10 @@ def test_no_tool_call_starts_after_the_interrupt(
         "tool call not run: the turn was interrupted"
     ]
     assert tools[-1].is_error is True
-    journaled = [e for e in store.journal_entries(sid) if ":tool_call:" in e["replay_key"]]
+    journaled = [e for e in store.journal.entries(sid) if ":tool_call:" in e["replay_key"]]
     assert len(journaled) == 8 and {e["status"] for e in journaled} == {"completed"}
     assert llm.call_count == 1
-    assert store.active_turn(sid) is None
+    assert store.turns.active(sid) is None
 
 
 @pytest.mark.parametrize("when", ["before-the-step", "during-the-llm-call"])
@@ -221,21 +221,21 @@ def test_steer_input_without_an_answer_waits_for_the_next_turn(
     sid = harness.session()
     harness.enqueue(sid, "calc please")
     assert run_step(core, sid).status == "progressed"
-    steer = store.enqueue_input(
+    steer = store.inputs.enqueue(
         InputDraft(sid, "steer-1", {"text": "please halt"}, ingress="active_turn")
     )
     if when == "before-the-step":
-        assert store.request_cancel(sid) is True
+        assert store.turns.request_cancel(sid) is True
         result = run_step(core, sid)
     else:
         out = step_in_thread(runner, core, sid)
         wait_for_effect(store, sid, "llm_call", step=1)
-        assert store.get_input(sid, steer.input_id).state == InputState.ACCEPTED  # type: ignore[union-attr]
+        assert store.inputs.get(sid, steer.input_id).state == InputState.ACCEPTED  # type: ignore[union-attr]
         result, _ = interrupt_and_wait(harness, sid, out)
 
     assert result.outcome is not None and result.outcome["reason"] == "cancelled"
     assert result.more_work is True
-    waiting = store.get_input(sid, steer.input_id)
+    waiting = store.inputs.get(sid, steer.input_id)
     assert waiting is not None
     assert (waiting.state, waiting.ingress, waiting.claim_id) == (
         InputState.PENDING,
@@ -250,7 +250,7 @@ def test_steer_input_without_an_answer_waits_for_the_next_turn(
     assert follow.outcome is not None and follow.outcome["text"] == "echo: please halt"
     texts = [m.text for m in harness.messages(sid)]
     assert texts.count("please halt") == 1 and texts[-1] == "echo: please halt"
-    assert {i.state for i in store.list_inputs(sid)} == {InputState.COMPLETED}
+    assert {i.state for i in store.inputs.list_all(sid)} == {InputState.COMPLETED}
 
 
 def test_step_time_limit_cuts_a_hung_llm_call(harness: Harness) -> None:
@@ -265,6 +265,6 @@ def test_step_time_limit_cuts_a_hung_llm_call(harness: Harness) -> None:
     result = run_step(core, sid)
     assert time.monotonic() - started < 0.6 + CUT_WITHIN_S
     assert result.status == "lease_lost"
-    (entry,) = store.journal_entries(sid)
+    (entry,) = store.journal.entries(sid)
     assert (entry["status"], entry["error"]) == ("in_progress", None)
-    assert store.session_record(sid).head_revision == 0
+    assert store.sessions.record(sid).head_revision == 0

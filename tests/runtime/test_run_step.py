@@ -25,7 +25,7 @@ from lash_tasks.providers.openai_chat import OpenAIChatProvider
 from lash_tasks.runtime.effects import DurableEffectHost
 from lash_tasks.runtime.step import StepResult, run_step
 from lash_tasks.store.records import InputState, Lease
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.runtime._llm_server import ScriptedHttpLlm, chat_reply
 from tests.runtime.conftest import FAST_LEASE, Harness, wait_ms
 
@@ -43,11 +43,11 @@ class Crash(Exception):
     """The worker process dies here (fault injection)."""
 
 
-def assert_settled(store: SqlStore, session_id: str) -> None:
+def assert_settled(store: Store, session_id: str) -> None:
     """Every input answered, no live lease, no active turn."""
-    assert {i.state for i in store.list_inputs(session_id)} == {InputState.COMPLETED}
-    assert store.lease_state(session_id)[0] is None
-    assert store.active_turn(session_id) is None
+    assert {i.state for i in store.inputs.list_all(session_id)} == {InputState.COMPLETED}
+    assert store.leases.state(session_id)[0] is None
+    assert store.turns.active(session_id) is None
 
 
 def roles(messages: list[Message]) -> list[str]:
@@ -80,9 +80,9 @@ def test_two_step_tool_turn_commits_the_exact_transcript(harness: Harness) -> No
 
     first = run_step(core, sid)
     assert (first.status, first.more_work, first.head_revision) == ("progressed", True, 1)
-    active = harness.store.active_turn(sid)
+    active = harness.store.turns.active(sid)
     assert active is not None and active.turn_id == first.turn_id and active.step_index == 1
-    assert harness.store.lease_state(sid)[0] is None
+    assert harness.store.leases.state(sid)[0] is None
 
     second = run_step(core, sid)
     assert (second.status, second.more_work, second.head_revision) == ("finished", False, 2)
@@ -100,13 +100,13 @@ def test_two_step_tool_turn_commits_the_exact_transcript(harness: Harness) -> No
     assert_settled(harness.store, sid)
 
     turn = first.turn_id
-    keys = {e["replay_key"]: e["status"] for e in harness.store.journal_entries(sid, turn)}
+    keys = {e["replay_key"]: e["status"] for e in harness.store.journal.entries(sid, turn)}
     assert keys == {
         f"{sid}:{turn}:0:llm_call:0": "completed",
         f"{sid}:{turn}:0:tool_call:0:{call.call_id}": "completed",
         f"{sid}:{turn}:1:llm_call:0": "completed",
     }
-    assert harness.store.count_rows("lash_turn_commits", sid) == 1
+    assert harness.store.maintenance.count_rows("lash_turn_commits", sid) == 1
 
 
 def test_three_step_turn_stops_at_max_turns(harness: Harness) -> None:
@@ -123,7 +123,7 @@ def test_three_step_turn_stops_at_max_turns(harness: Harness) -> None:
     messages = harness.messages(sid)
     assert roles(messages) == ["user"] + ["assistant", "tool"] * 3 + ["assistant"]
     assert "limit of 3 model calls" in messages[-1].text
-    path = harness.store.load(sid).graph.active_path()
+    path = harness.store.sessions.load(sid).graph.active_path()
     assert path[-1].kind == "event"
     assert path[-1].payload["reason"] == "max_turns"
     assert_settled(harness.store, sid)
@@ -143,22 +143,22 @@ def test_crash_between_effects_and_commit_replays_journaled_outcomes(
     harness.enqueue(sid, "calc please")
     if crash_at == 1:
         assert run_step(core_a, sid).status == "progressed"
-    revision = store.session_record(sid).head_revision
-    real_commit = store.commit
+    revision = store.sessions.record(sid).head_revision
+    real_commit = store.commits.commit
 
     def dying_commit(draft: CommitDraft) -> Any:
-        monkeypatch.setattr(store, "commit", real_commit)
-        monkeypatch.setattr(store, "release_lease", lambda fence: False)  # dead: no release
+        monkeypatch.setattr(store.commits, "commit", real_commit)
+        monkeypatch.setattr(store.leases, "release", lambda fence: False)  # dead: no release
         raise Crash("killed between effect and commit")
 
-    monkeypatch.setattr(store, "commit", dying_commit)
+    monkeypatch.setattr(store.commits, "commit", dying_commit)
     with pytest.raises(Crash):
         run_step(core_a, sid)
     monkeypatch.undo()
     calls_after_crash = llm.call_count
     assert calls_after_crash == crash_at + 1
-    assert store.session_record(sid).head_revision == revision
-    assert store.lease_state(sid)[0] == "worker-a"
+    assert store.sessions.record(sid).head_revision == revision
+    assert store.leases.state(sid)[0] == "worker-a"
 
     busy = run_step(core_b, sid)
     assert busy.status == "busy"
@@ -177,7 +177,7 @@ def test_crash_between_effects_and_commit_replays_journaled_outcomes(
     assert llm.call_count == 2
     messages = harness.messages(sid)
     assert roles(messages) == ["user", "assistant", "tool", "assistant"]
-    assert len(harness.store.load(sid).graph.nodes) == 4
+    assert len(harness.store.sessions.load(sid).graph.nodes) == 4
     assert_settled(store, sid)
 
 
@@ -185,20 +185,20 @@ def test_stale_owner_commit_is_refused_after_takeover(harness: Harness) -> None:
     """Owner A's expired fence cannot commit once owner B holds the lease; nothing is written."""
     store = harness.store
     sid = harness.session()
-    lease_a = store.try_claim_lease(sid, "worker-a", "inc-a", ttl_ms=100)
+    lease_a = store.leases.try_claim(sid, "worker-a", "inc-a", ttl_ms=100)
     assert isinstance(lease_a, Lease)
     wait_ms(200)
-    lease_b = store.try_claim_lease(sid, "worker-b", "inc-b", ttl_ms=30_000)
+    lease_b = store.leases.try_claim(sid, "worker-b", "inc-b", ttl_ms=30_000)
     assert isinstance(lease_b, Lease)
     assert lease_b.fencing_token == lease_a.fencing_token + 1
     node = Node("n1", None, "message", Message("user", "hi").to_json(), "t0")
     draft = CommitDraft(sid, 0, lease_a.fence, GraphAppend((node,), "n1"))
     with pytest.raises(LeaseLost):
-        store.commit(draft)
-    assert store.session_record(sid).head_revision == 0
-    assert store.load(sid).graph.nodes == {}
-    assert store.lease_state(sid)[0] == "worker-b"
-    assert store.commit(CommitDraft(sid, 0, lease_b.fence, draft.graph)).head_revision == 1
+        store.commits.commit(draft)
+    assert store.sessions.record(sid).head_revision == 0
+    assert store.sessions.load(sid).graph.nodes == {}
+    assert store.leases.state(sid)[0] == "worker-b"
+    assert store.commits.commit(CommitDraft(sid, 0, lease_b.fence, draft.graph)).head_revision == 1
 
 
 def test_step_whose_lease_was_taken_over_is_discarded(
@@ -212,7 +212,7 @@ def test_step_whose_lease_was_taken_over_is_discarded(
     core_b, _ = harness.core(provider=llm, owner="worker-b")
     sid = harness.session()
     harness.enqueue(sid, "slow one")
-    monkeypatch.setattr(store, "renew_lease", lambda fence, ttl_ms=0: 0)  # partitioned
+    monkeypatch.setattr(store.leases, "renew", lambda fence, ttl_ms=0: 0)  # partitioned
     results: list[Any] = []
     worker = threading.Thread(target=lambda: results.append(run_step(core_a, sid)))
     worker.start()
@@ -223,9 +223,9 @@ def test_step_whose_lease_was_taken_over_is_discarded(
     worker.join(timeout=10)
     monkeypatch.undo()
     assert results[0].status == "lease_lost"
-    assert store.session_record(sid).head_revision == 0
-    assert store.load(sid).graph.nodes == {}
-    assert store.lease_state(sid)[0] is None
+    assert store.sessions.record(sid).head_revision == 0
+    assert store.sessions.load(sid).graph.nodes == {}
+    assert store.leases.state(sid)[0] is None
 
     final = harness.run_until_settled(core_b, sid)
     assert final.outcome is not None and final.outcome["text"] == "echo: slow one"
@@ -239,7 +239,7 @@ def test_replayed_final_commit_is_a_no_op(harness: Harness) -> None:
     the same turn with different content is a TurnCommitConflict."""
     store = harness.store
     sid = harness.session()
-    lease = store.try_claim_lease(sid, "worker-a", "inc-a", ttl_ms=30_000)
+    lease = store.leases.try_claim(sid, "worker-a", "inc-a", ttl_ms=30_000)
     assert isinstance(lease, Lease)
     node = Node("n1", None, "message", Message("user", "hi").to_json(), "t0")
     result = {"turn_id": "turn_x", "outcome": {"status": "finished"}}
@@ -252,17 +252,17 @@ def test_replayed_final_commit_is_a_no_op(harness: Harness) -> None:
         turn_stamp=TurnStamp("turn_x", "a" * 64, result),
         release_lease=True,
     )
-    first = store.commit(draft)
+    first = store.commits.commit(draft)
     assert (first.head_revision, first.replayed) == (1, False)
-    again = store.commit(draft)
+    again = store.commits.commit(draft)
     assert (again.head_revision, again.replayed, again.turn_result) == (1, True, result)
-    assert store.session_record(sid).head_revision == 1
-    assert len(store.load(sid).graph.nodes) == 1
+    assert store.sessions.record(sid).head_revision == 1
+    assert len(store.sessions.load(sid).graph.nodes) == 1
     other = CommitDraft(
         sid, 1, lease.fence, GraphAppend((), "n1"), turn_stamp=TurnStamp("turn_x", "b" * 64, result)
     )
     with pytest.raises(TurnCommitConflict):
-        store.commit(other)
+        store.commits.commit(other)
 
 
 def test_busy_when_another_owner_holds_the_lease(harness: Harness) -> None:
@@ -270,14 +270,14 @@ def test_busy_when_another_owner_holds_the_lease(harness: Harness) -> None:
     core, llm = harness.core()
     sid = harness.session()
     harness.enqueue(sid, "hello")
-    other = harness.store.try_claim_lease(sid, "worker-z", "inc-z", ttl_ms=5_000)
+    other = harness.store.leases.try_claim(sid, "worker-z", "inc-z", ttl_ms=5_000)
     assert isinstance(other, Lease)
     result = run_step(core, sid)
     assert result.status == "busy"
     assert result.retry_after_ms is not None and 0 < result.retry_after_ms <= 5_000
     assert llm.call_count == 0
-    assert harness.store.list_pending_inputs(sid)
-    assert harness.store.lease_state(sid)[0] == "worker-z"
+    assert harness.store.inputs.list_pending(sid)
+    assert harness.store.leases.state(sid)[0] == "worker-z"
 
 
 def test_idle_session_releases_the_lease(harness: Harness) -> None:
@@ -285,7 +285,7 @@ def test_idle_session_releases_the_lease(harness: Harness) -> None:
     core, _ = harness.core()
     sid = harness.session()
     assert run_step(core, sid).status == "idle"
-    assert harness.store.lease_state(sid)[0] is None
+    assert harness.store.leases.state(sid)[0] is None
 
 
 def test_cancel_request_stops_the_turn_at_the_next_step(harness: Harness) -> None:
@@ -294,19 +294,19 @@ def test_cancel_request_stops_the_turn_at_the_next_step(harness: Harness) -> Non
     sid = harness.session()
     harness.enqueue(sid, "loop please")
     assert run_step(core, sid).status == "progressed"
-    assert harness.store.request_cancel(sid) is True
+    assert harness.store.turns.request_cancel(sid) is True
     result = run_step(core, sid)
     assert result.status == "finished"
     assert result.outcome is not None
     assert (result.outcome["status"], result.outcome["reason"]) == ("stopped", "cancelled")
     assert llm.call_count == 1
-    last = harness.store.load(sid).graph.active_path()[-1]
+    last = harness.store.sessions.load(sid).graph.active_path()[-1]
     assert last.kind == "event"
     assert last.payload["type"] == "turn_stopped"
     assert last.payload["reason"] == "cancelled"
     assert roles(harness.messages(sid)) == ["user", "assistant", "tool"]
     assert_settled(harness.store, sid)
-    assert harness.store.request_cancel(sid) is False
+    assert harness.store.turns.request_cancel(sid) is False
 
 
 def test_unknown_tool_is_an_error_result_and_the_turn_continues(harness: Harness) -> None:
@@ -356,11 +356,11 @@ def test_provider_401_stops_the_turn_with_a_recorded_outcome(harness: Harness) -
     assert result.outcome["retryable"] is False
     assert "401" in result.outcome["text"]
     assert llm.call_count == 1
-    assert harness.store.session_record(sid).head_revision == 1
-    path = harness.store.load(sid).graph.active_path()
+    assert harness.store.sessions.record(sid).head_revision == 1
+    path = harness.store.sessions.load(sid).graph.active_path()
     assert [n.kind for n in path] == ["message", "event"]
     assert path[1].payload["reason"] == "provider_error"
-    assert harness.store.count_rows("lash_turn_commits", sid) == 1
+    assert harness.store.maintenance.count_rows("lash_turn_commits", sid) == 1
     assert_settled(harness.store, sid)
 
 
@@ -396,17 +396,17 @@ def test_oversized_tool_output_goes_to_an_attachment(harness: Harness) -> None:
     (attachment_id,) = tool.attachments
     assert len(tool.text.encode()) <= 16384
     assert f"full output stored as attachment {attachment_id}" in tool.text
-    (row,) = harness.store.manifest_rows(sid)
+    (row,) = harness.store.manifest.rows(sid)
     assert row.attachment_id == attachment_id and row.committed_at is not None
-    assert (row.owner_kind, row.owner_id) == ("turn", harness.store.active_turn(sid).turn_id)  # type: ignore[union-attr]
+    assert (row.owner_kind, row.owner_id) == ("turn", harness.store.turns.active(sid).turn_id)  # type: ignore[union-attr]
     assert row.media_type == "text/plain"
 
     final = run_step(core, sid)
     assert final.status == "finished"
     assert final.outcome is not None and "omitted" in final.outcome["text"]
-    full = attachments_for(harness.store, harness.blobs, sid).get(attachment_id)
+    full = attachments_for(harness.store.manifest, harness.blobs, sid).get(attachment_id)
     assert full == b"0123456789" * 2000
-    (row,) = harness.store.manifest_rows(sid)
+    (row,) = harness.store.manifest.rows(sid)
     assert row.committed_at is not None
     assert_settled(harness.store, sid)
 
@@ -421,13 +421,13 @@ def test_replay_mismatch_ends_the_turn_instead_of_retrying_forever(
     store = harness.store
     sid = harness.session()
     harness.enqueue(sid, "calc please")
-    real_commit = store.commit
+    real_commit = store.commits.commit
 
     def dying_commit(draft: CommitDraft) -> Any:
-        monkeypatch.setattr(store, "commit", real_commit)
+        monkeypatch.setattr(store.commits, "commit", real_commit)
         raise Crash("killed between effect and commit")
 
-    monkeypatch.setattr(store, "commit", dying_commit)
+    monkeypatch.setattr(store.commits, "commit", dying_commit)
     with pytest.raises(Crash):
         run_step(core_a, sid)
     monkeypatch.undo()
@@ -442,7 +442,7 @@ def test_replay_mismatch_ends_the_turn_instead_of_retrying_forever(
     assert result.outcome["retryable"] is False
     assert result.outcome["detail"]["code"] == "replay_mismatch"
     assert llm.call_count == 1
-    path = store.load(sid).graph.active_path()
+    path = store.sessions.load(sid).graph.active_path()
     assert [n.kind for n in path] == ["message", "event"]
     assert path[-1].payload["reason"] == "runtime_error"
     assert_settled(store, sid)
@@ -485,10 +485,10 @@ def test_terminal_error_ends_the_turn_with_a_recorded_outcome(harness: Harness) 
     assert (result.outcome["status"], result.outcome["reason"]) == ("stopped", "runtime_error")
     assert "no-such-node" in result.outcome["text"]
     assert llm.call_count == 1  # only the first turn called the model
-    path = harness.store.load(sid).graph.active_path()
+    path = harness.store.sessions.load(sid).graph.active_path()
     assert [n.kind for n in path] == ["message", "message", "message", "event"]
     assert path[2].payload["text"] == "retry from nowhere"
-    assert all(i.state == "completed" for i in harness.store.list_inputs(sid))
+    assert all(i.state == "completed" for i in harness.store.inputs.list_all(sid))
     assert_settled(harness.store, sid)
 
 
@@ -502,14 +502,14 @@ def test_retryable_provider_error_retries_until_the_final_attempt(harness: Harne
     with pytest.raises(ProviderError) as info:
         run_step(core, sid, final_attempt=False)
     assert info.value.retryable is True
-    assert harness.store.session_record(sid).head_revision == 0
-    assert harness.store.lease_state(sid)[0] is None
+    assert harness.store.sessions.record(sid).head_revision == 0
+    assert harness.store.leases.state(sid)[0] is None
     result = run_step(core, sid, final_attempt=True)
     assert result.status == "finished"
     assert result.outcome is not None
     assert (result.outcome["reason"], result.outcome["retryable"]) == ("provider_error", True)
     assert llm.call_count == 2
-    assert all(i.state == "completed" for i in harness.store.list_inputs(sid))
+    assert all(i.state == "completed" for i in harness.store.inputs.list_all(sid))
     assert_settled(harness.store, sid)
 
 
@@ -539,11 +539,11 @@ def test_a_step_past_its_time_limit_gives_up_its_lease(harness: Harness) -> None
     harness.enqueue(sid, "slow tool")
     result = run_step(core, sid)
     assert result.status == "lease_lost"
-    assert harness.store.session_record(sid).head_revision == 0
+    assert harness.store.sessions.record(sid).head_revision == 0
     # Nothing committed; the turn stays durable for the next worker to resume.
-    active = harness.store.active_turn(sid)
+    active = harness.store.turns.active(sid)
     assert active is not None and active.step_index == 0
-    assert [i.state for i in harness.store.list_inputs(sid)] == ["claimed"]
+    assert [i.state for i in harness.store.inputs.list_all(sid)] == ["claimed"]
 
 
 def test_interrupt_during_the_first_step_stops_the_turn_in_that_step(
@@ -562,9 +562,9 @@ def test_interrupt_during_the_first_step_stops_the_turn_in_that_step(
     runner = threading.Thread(target=lambda: results.append(run_step(core, sid)))
     runner.start()
     deadline = time.monotonic() + 5
-    while harness.store.active_turn(sid) is None and time.monotonic() < deadline:
+    while harness.store.turns.active(sid) is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert harness.store.request_cancel(sid) is True
+    assert harness.store.turns.request_cancel(sid) is True
     runner.join(timeout=10)
     assert [r.status for r in results] == ["finished"]
     final = results[0]

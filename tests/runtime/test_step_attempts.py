@@ -16,7 +16,7 @@ from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.runtime.step import StepResult, run_step
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import InputState
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from lash_tasks.tools.builtins import BuiltinTools
 from lash_tasks.tools.contract import ToolContext, ToolResult
 from lash_tasks.tools.registry import ToolRegistry
@@ -46,8 +46,8 @@ def limited(core: LashCore, attempts: int) -> LashCore:
     return core
 
 
-def expire_session_lease(store: SqlStore, sid: str) -> None:
-    with store.engine.begin() as conn:
+def expire_session_lease(store: Store, sid: str) -> None:
+    with store.database.engine.begin() as conn:
         conn.execute(
             update(t.session_leases)
             .where(t.session_leases.c.session_id == sid)
@@ -84,16 +84,16 @@ def test_a_step_that_keeps_failing_ends_its_turn_with_the_reason(harness: Harnes
     assert (stopped.outcome["status"], stopped.outcome["reason"]) == ("stopped", "runtime_error")
     assert "failed 3 times" in stopped.outcome["text"]
     assert "AttributeError" in stopped.outcome["text"]
-    path = store.load(sid).graph.active_path()
+    path = store.sessions.load(sid).graph.active_path()
     assert path[0].payload["text"] == "break it"
     assert path[-1].payload["type"] == "turn_stopped"
-    assert store.get_input(sid, broken.input_id).state == InputState.COMPLETED  # type: ignore[union-attr]
-    assert store.active_turn(sid) is None
+    assert store.inputs.get(sid, broken.input_id).state == InputState.COMPLETED  # type: ignore[union-attr]
+    assert store.turns.active(sid) is None
 
     follow = run_step(core, sid)
     assert follow.status == "finished"
     assert follow.outcome is not None and follow.outcome["text"] == "echo: and after that"
-    assert store.get_input(sid, later.input_id).state == InputState.COMPLETED  # type: ignore[union-attr]
+    assert store.inputs.get(sid, later.input_id).state == InputState.COMPLETED  # type: ignore[union-attr]
 
 
 def test_the_last_attempt_records_a_transient_provider_failure(harness: Harness) -> None:
@@ -112,7 +112,7 @@ def test_the_last_attempt_records_a_transient_provider_failure(harness: Harness)
     assert result.outcome is not None
     assert (result.outcome["reason"], result.outcome["retryable"]) == ("provider_error", True)
     assert llm.call_count == 2
-    assert harness.store.active_turn(sid) is None
+    assert harness.store.turns.active(sid) is None
 
 
 def test_steps_that_only_met_another_worker_do_not_count(harness: Harness) -> None:
@@ -128,7 +128,7 @@ def test_steps_that_only_met_another_worker_do_not_count(harness: Harness) -> No
     results: list[StepResult] = []
     worker = threading.Thread(target=lambda: results.append(run_step(core_a, sid)))
     worker.start()
-    while not any(e["status"] == "in_progress" for e in store.journal_entries(sid)):
+    while not any(e["status"] == "in_progress" for e in store.journal.entries(sid)):
         worker.join(timeout=0.01)
 
     expire_session_lease(store, sid)  # worker-a is partitioned from the database
@@ -136,7 +136,7 @@ def test_steps_that_only_met_another_worker_do_not_count(harness: Harness) -> No
     assert busy.status == "effect_busy"
     worker.join(timeout=10)
     assert [r.status for r in results] == ["lease_lost"]
-    assert store.step_attempts(sid).number == 0  # type: ignore[union-attr]
+    assert store.turns.step_attempts(sid).number == 0  # type: ignore[union-attr]
 
     llm.rules = ()  # the model answers at once now
     final = run_step(core_b, sid)

@@ -22,7 +22,7 @@ class Crash(Exception):
 
 
 def _states(harness: Harness, sid: str) -> list[str]:
-    return [str(i.state) for i in harness.store.list_inputs(sid)]
+    return [str(i.state) for i in harness.store.inputs.list_all(sid)]
 
 
 def test_pending_inputs_are_claimed_together_as_one_turn(harness: Harness) -> None:
@@ -60,13 +60,13 @@ def test_session_commands_run_first_and_never_become_prompt_text(harness: Harnes
     core, llm = harness.core()
     sid = harness.session()
     harness.enqueue(sid, "hello")
-    harness.store.enqueue_queued_work(
+    harness.store.queue.enqueue(
         sid, QueuedWorkDraft("cmd-1", "session_command", ({"command": "noop"},))
     )
     first = run_step(core, sid)
     assert (first.status, first.more_work, first.head_revision) == ("command", True, 1)
     assert llm.call_count == 0
-    assert harness.store.list_queued_work(sid) == []
+    assert harness.store.queue.list_batches(sid) == []
     second = run_step(core, sid)
     assert second.status == "finished"
     assert [m.text for m in harness.messages(sid)] == ["hello", "echo: hello"]
@@ -77,7 +77,7 @@ def test_queued_turn_work_runs_as_a_turn_and_is_completed(harness: Harness) -> N
     core, _ = harness.core()
     sid = harness.session()
     payload = {"type": "process_wake", "process_id": "p1", "status": "completed", "summary": "ok"}
-    harness.store.enqueue_queued_work(
+    harness.store.queue.enqueue(
         sid, QueuedWorkDraft("process:p1:event:1:wake", "turn_work", (payload,))
     )
     result = run_step(core, sid)
@@ -85,11 +85,11 @@ def test_queued_turn_work_runs_as_a_turn_and_is_completed(harness: Harness) -> N
     messages = harness.messages(sid)
     assert [m.role for m in messages] == ["user", "assistant"]
     assert messages[0].text == "[background process p1 completed] ok"
-    assert harness.store.list_queued_work(sid) == []
-    assert [b.state for b in harness.store.list_queued_work(sid, include_done=True)] == [
+    assert harness.store.queue.list_batches(sid) == []
+    assert [b.state for b in harness.store.queue.list_batches(sid, include_done=True)] == [
         "completed"
     ]
-    assert harness.store.active_turn(sid) is None
+    assert harness.store.turns.active(sid) is None
 
 
 def test_steer_input_is_accepted_at_the_next_step_boundary(harness: Harness) -> None:
@@ -98,7 +98,7 @@ def test_steer_input_is_accepted_at_the_next_step_boundary(harness: Harness) -> 
     sid = harness.session()
     harness.enqueue(sid, "loop")
     assert run_step(core, sid).status == "progressed"
-    harness.store.enqueue_input(
+    harness.store.inputs.enqueue(
         InputDraft(sid, "steer-1", {"text": "please halt"}, ingress="active_turn")
     )
     result = run_step(core, sid)
@@ -114,11 +114,11 @@ def test_steer_input_on_an_idle_session_starts_the_next_turn(harness: Harness) -
     """A steer input with no turn to join is answered by the next turn, never stranded."""
     core, _ = harness.core()
     sid = harness.session()
-    harness.store.enqueue_input(
+    harness.store.inputs.enqueue(
         InputDraft(sid, "steer-idle", {"text": "anyone there?"}, ingress="active_turn")
     )
-    assert harness.store.has_waiting_work(sid)
-    assert [r.session_id for r in harness.store.runnable_sessions()] == [sid]
+    assert harness.store.turns.has_waiting_work(sid)
+    assert [r.session_id for r in harness.store.maintenance.runnable_sessions()] == [sid]
     result = run_step(core, sid)
     assert result.status == "finished"
     assert [m.text for m in harness.messages(sid)] == ["anyone there?", "echo: anyone there?"]
@@ -130,7 +130,7 @@ def test_steer_input_beside_a_pending_input_joins_its_turn(harness: Harness) -> 
     core, _ = harness.core()
     sid = harness.session()
     harness.enqueue(sid, "hello")
-    harness.store.enqueue_input(
+    harness.store.inputs.enqueue(
         InputDraft(sid, "steer-late", {"text": "and then"}, ingress="active_turn")
     )
     first = run_step(core, sid)
@@ -151,15 +151,15 @@ def test_steer_input_accepted_by_a_crashed_step_is_not_lost(
     sid = harness.session()
     harness.enqueue(sid, "loop")
     assert run_step(core_a, sid).status == "progressed"
-    store.enqueue_input(InputDraft(sid, "steer-1", {"text": "please halt"}, ingress="active_turn"))
-    real_commit = store.commit
+    store.inputs.enqueue(InputDraft(sid, "steer-1", {"text": "please halt"}, ingress="active_turn"))
+    real_commit = store.commits.commit
 
     def dying_commit(draft: CommitDraft) -> Any:
-        monkeypatch.setattr(store, "commit", real_commit)
-        monkeypatch.setattr(store, "release_lease", lambda fence: False)
+        monkeypatch.setattr(store.commits, "commit", real_commit)
+        monkeypatch.setattr(store.leases, "release", lambda fence: False)
         raise Crash("killed between effect and commit")
 
-    monkeypatch.setattr(store, "commit", dying_commit)
+    monkeypatch.setattr(store.commits, "commit", dying_commit)
     with pytest.raises(Crash):
         run_step(core_a, sid)
     monkeypatch.undo()

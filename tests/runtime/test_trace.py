@@ -86,7 +86,7 @@ def test_failing_sink_never_fails_a_turn(
     assert sink.attempts > 3
     warnings = [r for r in caplog.records if r.name == "lash_tasks.runtime.trace"]
     assert len(warnings) == 1
-    assert harness.store.active_turn(sid) is None
+    assert harness.store.turns.active(sid) is None
 
 
 def test_tracer_without_sink_and_memory_sink() -> None:

@@ -12,7 +12,7 @@ from lash_tasks.machine import CommitDraft, GraphAppend, Message, Node, QueuedWo
 from lash_tasks.runtime.step import run_step
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import InputDraft, InputState, Lease
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.runtime.conftest import Harness
 
 SQUAT = Message("user", "squatter").to_json()
@@ -24,15 +24,15 @@ class Crash(Exception):
 
 def _enqueue_as(harness: Harness, sid: str, input_id: str, text: str) -> None:
     # What `enqueue_turn(input_id=...)` writes: the source key follows the caller's id.
-    harness.store.enqueue_input(
+    harness.store.inputs.enqueue(
         InputDraft(sid, f"host:{input_id}", {"text": text}, input_id=input_id)
     )
 
 
-def _assert_settled(store: SqlStore, sid: str) -> None:
-    assert {i.state for i in store.list_inputs(sid)} <= {InputState.COMPLETED}
-    assert store.lease_state(sid)[0] is None
-    assert store.active_turn(sid) is None
+def _assert_settled(store: Store, sid: str) -> None:
+    assert {i.state for i in store.inputs.list_all(sid)} <= {InputState.COMPLETED}
+    assert store.leases.state(sid)[0] is None
+    assert store.turns.active(sid) is None
 
 
 def _wake(key: str) -> QueuedWorkDraft:
@@ -50,7 +50,7 @@ def test_input_id_reused_after_vacuum_starts_a_new_turn(harness: Harness) -> Non
     sid = harness.session()
     _enqueue_as(harness, sid, "msg-1", "first")
     first = harness.run_until_settled(core, sid)
-    assert harness.store.vacuum(input_retention_ms=0).removed_inputs == 1
+    assert harness.store.maintenance.vacuum(input_retention_ms=0).removed_inputs == 1
 
     _enqueue_as(harness, sid, "msg-1", "second")
     second = harness.run_until_settled(core, sid)
@@ -70,17 +70,17 @@ def test_queued_work_source_key_reused_after_vacuum_starts_a_new_turn(harness: H
     SQLite the same reused enqueue_seq) runs a fresh turn instead of failing forever."""
     core, llm = harness.core()
     sid = harness.session()
-    harness.store.enqueue_queued_work(sid, _wake("wake-1"))
+    harness.store.queue.enqueue(sid, _wake("wake-1"))
     first = harness.run_until_settled(core, sid)
-    assert harness.store.vacuum().removed_queued_work == 1
+    assert harness.store.maintenance.vacuum().removed_queued_work == 1
 
-    harness.store.enqueue_queued_work(sid, _wake("wake-1"))
+    harness.store.queue.enqueue(sid, _wake("wake-1"))
     second = harness.run_until_settled(core, sid)
     assert second.turn_id != first.turn_id
     assert second.outcome is not None and second.outcome["status"] == "finished"
     assert [m.role for m in harness.messages(sid)] == ["user", "assistant"] * 2
     assert llm.call_count == 2
-    assert harness.store.list_queued_work(sid) == []
+    assert harness.store.queue.list_batches(sid) == []
     _assert_settled(harness.store, sid)
 
 
@@ -94,14 +94,14 @@ def test_unknown_command_reused_after_vacuum_is_settled_again(harness: Harness) 
         work_class="session_command",
         payloads=({"type": "session_command", "command": "frobnicate"},),
     )
-    harness.store.enqueue_queued_work(sid, draft)
+    harness.store.queue.enqueue(sid, draft)
     assert run_step(core, sid).status == "command"
-    harness.store.vacuum()
-    harness.store.enqueue_queued_work(sid, draft)
+    harness.store.maintenance.vacuum()
+    harness.store.queue.enqueue(sid, draft)
     assert run_step(core, sid).status == "command"
     answer = harness.turn(core, sid, "after the commands")
     assert answer.outcome is not None and answer.outcome["text"] == "echo: after the commands"
-    events = [n for n in harness.store.load(sid).graph.nodes.values() if n.kind == "event"]
+    events = [n for n in harness.store.sessions.load(sid).graph.nodes.values() if n.kind == "event"]
     assert [e.payload["command"] for e in events] == ["frobnicate", "frobnicate"]
     _assert_settled(harness.store, sid)
 
@@ -115,7 +115,7 @@ def test_same_input_id_in_two_sessions_both_run(harness: Harness) -> None:
     for sid, text in (("s1", "to one"), ("s2", "to two")):
         answer = harness.run_until_settled(core, sid)
         assert answer.outcome is not None and answer.outcome["text"] == f"echo: {text}"
-        row = harness.store.get_input(sid, "msg-1")
+        row = harness.store.inputs.get(sid, "msg-1")
         assert row is not None and row.state == InputState.COMPLETED
         assert row.input["text"] == text
         _assert_settled(harness.store, sid)
@@ -139,20 +139,20 @@ def test_stopped_turn_whose_nodes_are_refused_still_ends(
     with pytest.raises(Crash):
         run_step(core, sid)
     monkeypatch.undo()
-    active = store.active_turn(sid)
+    active = store.turns.active(sid)
     assert active is not None
-    with store.engine.begin() as conn:  # the dead worker's effect lease has run out
+    with store.database.engine.begin() as conn:  # the dead worker's effect lease has run out
         conn.execute(update(t.effect_journal).values(lease_expires_at=0))
     # Something already holds the ids the turn's nodes would get (e.g. rows an old build
     # wrote under the same turn id): every append of this turn is refused.
-    record = store.session_record(sid)
+    record = store.sessions.record(sid)
     squatters = [
         Node(f"{active.turn_id}.0.{position}", record.leaf_node_id, "message", SQUAT, "t0")
         for position in range(3)
     ]
-    lease = store.try_claim_lease(sid, "operator", "inc-1")
+    lease = store.leases.try_claim(sid, "operator", "inc-1")
     assert isinstance(lease, Lease)
-    store.commit(
+    store.commits.commit(
         CommitDraft(
             sid,
             record.head_revision,
@@ -161,16 +161,16 @@ def test_stopped_turn_whose_nodes_are_refused_still_ends(
             release_lease=True,
         )
     )
-    revision = store.session_record(sid).head_revision
+    revision = store.sessions.record(sid).head_revision
 
     result = run_step(core, sid)
     assert result.status == "finished"
     assert result.outcome is not None
     assert (result.outcome["status"], result.outcome["reason"]) == ("stopped", "runtime_error")
     assert "already" in result.outcome["text"]
-    assert store.session_record(sid).head_revision == revision + 1
+    assert store.sessions.record(sid).head_revision == revision + 1
     assert [m.text for m in harness.messages(sid)] == ["before", "echo: before"]
-    stamped = store.turn_result(sid, active.turn_id)
+    stamped = store.turns.result(sid, active.turn_id)
     assert stamped is not None and stamped["outcome"] == result.outcome
     follow = harness.turn(core, sid, "after")
     assert follow.outcome is not None and follow.outcome["text"] == "echo: after"

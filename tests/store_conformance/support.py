@@ -26,7 +26,7 @@ from lash_tasks.machine import (
 )
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import InputDraft, Lease, PendingInput
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 
 T = TypeVar("T")
 
@@ -36,24 +36,24 @@ CREATED_AT = "2025-01-01T00:00:00Z"
 SHORT_TTL_MS = 250
 
 
-def new_session(store: SqlStore, session_id: str = "s1") -> str:
-    store.create_session(session_id, POLICY)
+def new_session(store: Store, session_id: str = "s1") -> str:
+    store.sessions.create(session_id, POLICY)
     return session_id
 
 
 def take_lease(
-    store: SqlStore,
+    store: Store,
     session_id: str,
     owner_id: str = "worker-a",
     incarnation_id: str = "inc-1",
     ttl_ms: int = 30_000,
 ) -> Lease:
-    lease = store.try_claim_lease(session_id, owner_id, incarnation_id, ttl_ms=ttl_ms)
+    lease = store.leases.try_claim(session_id, owner_id, incarnation_id, ttl_ms=ttl_ms)
     assert isinstance(lease, Lease), lease
     return lease
 
 
-def expire_soon(store: SqlStore, session_id: str, owner_id: str = "worker-a") -> Lease:
+def expire_soon(store: Store, session_id: str, owner_id: str = "worker-a") -> Lease:
     """A lease that is dead a moment after this returns (short ttl, then a short sleep)."""
     lease = take_lease(store, session_id, owner_id, ttl_ms=SHORT_TTL_MS)
     wait_past_expiry()
@@ -99,25 +99,25 @@ def unchanged(
     )
 
 
-def commit_chain(store: SqlStore, lease: Lease, *node_ids: str) -> CommitResult:
+def commit_chain(store: Store, lease: Lease, *node_ids: str) -> CommitResult:
     """Append a linear chain of message nodes under the current leaf in one commit."""
-    record = store.session_record(lease.session_id)
+    record = store.sessions.record(lease.session_id)
     parent = record.leaf_node_id
     nodes = []
     for node_id in node_ids:
         nodes.append(msg(node_id, parent, text=f"text of {node_id}"))
         parent = node_id
-    return store.commit(append(lease.session_id, record.head_revision, lease.fence, nodes))
+    return store.commits.commit(append(lease.session_id, record.head_revision, lease.fence, nodes))
 
 
 def enqueue(
-    store: SqlStore,
+    store: Store,
     session_id: str,
     key: str,
     text: str = "hello",
     ingress: str = "next_turn",
 ) -> PendingInput:
-    return store.enqueue_input(
+    return store.inputs.enqueue(
         InputDraft(session_id, key, {"text": text}, ingress=ingress)  # type: ignore[arg-type]
     )
 
@@ -151,24 +151,27 @@ def start_turn(turn_id: str, input_claim_id: str | None = None, queue_claim_id: 
     return ActiveTurn(turn_id, 0, input_claim_id, queue_claim_id)
 
 
-def states(store: SqlStore, session_id: str) -> dict[str, str]:
-    return {i.input_id: i.state for i in store.list_inputs(session_id)}
+def states(store: Store, session_id: str) -> dict[str, str]:
+    return {i.input_id: i.state for i in store.inputs.list_all(session_id)}
 
 
-def node_ids(store: SqlStore, session_id: str) -> set[str]:
-    return set(store.load(session_id).graph.nodes)
+def node_ids(store: Store, session_id: str) -> set[str]:
+    return set(store.sessions.load(session_id).graph.nodes)
 
 
-def stamp_count(store: SqlStore, session_id: str) -> int:
-    return store.count_rows("lash_turn_commits", session_id)
+def stamp_count(store: Store, session_id: str) -> int:
+    return store.maintenance.count_rows("lash_turn_commits", session_id)
 
 
-def session_row_counts(store: SqlStore, session_id: str) -> dict[str, int]:
+def session_row_counts(store: Store, session_id: str) -> dict[str, int]:
     """Rows per table that belong to `session_id`, queued work items and processes included."""
-    counts = {table.name: store.count_rows(table.name, session_id) for table in t.SESSION_TABLES}
-    counts["lash_processes"] = store.count_rows("lash_processes", session_id)
+    counts = {
+        table.name: store.maintenance.count_rows(table.name, session_id)
+        for table in t.SESSION_TABLES
+    }
+    counts["lash_processes"] = store.maintenance.count_rows("lash_processes", session_id)
     items = t.queued_work_items
-    with store.engine.connect() as conn:
+    with store.database.engine.connect() as conn:
         counts["lash_queued_work_items"] = int(
             conn.execute(
                 select(func.count())

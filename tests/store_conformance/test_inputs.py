@@ -13,7 +13,7 @@ from lash_tasks.errors import (
 )
 from lash_tasks.machine import ClearActiveTurn, TurnStamp
 from lash_tasks.store.records import CancelOutcome, InputClaim, InputDraft
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.store_conformance.support import (
     SHORT_TTL_MS,
     append,
@@ -30,15 +30,15 @@ from tests.store_conformance.support import (
 )
 
 
-def _claimed(store: SqlStore, sid: str, lease_fence: object) -> InputClaim:
-    claim = store.claim_next_turn_inputs(lease_fence)  # type: ignore[arg-type]
+def _claimed(store: Store, sid: str, lease_fence: object) -> InputClaim:
+    claim = store.inputs.claim_next_turn(lease_fence)  # type: ignore[arg-type]
     assert claim is not None
     return claim
 
 
-def _finish(store: SqlStore, sid: str, fence: object, claim: InputClaim, head: int) -> None:
+def _finish(store: Store, sid: str, fence: object, claim: InputClaim, head: int) -> None:
     """A final commit settling `claim`."""
-    store.commit(
+    store.commits.commit(
         unchanged(
             sid,
             head,
@@ -50,7 +50,7 @@ def _finish(store: SqlStore, sid: str, fence: object, claim: InputClaim, head: i
     )
 
 
-def test_source_key_is_idempotent_and_conflicts_on_changed_content(store: SqlStore) -> None:
+def test_source_key_is_idempotent_and_conflicts_on_changed_content(store: Store) -> None:
     """Same source key + content returns the existing row, even once terminal; changed content
     or ingress raises SourceKeyConflict; the same key in another session is independent."""
     sid = new_session(store)
@@ -62,35 +62,35 @@ def test_source_key_is_idempotent_and_conflicts_on_changed_content(store: SqlSto
     with pytest.raises(SourceKeyConflict):
         enqueue(store, sid, "k1", "hello", ingress="active_turn")
 
-    assert store.cancel_input(sid, input_id=first.input_id) == CancelOutcome.CANCELLED
+    assert store.inputs.cancel(sid, input_id=first.input_id) == CancelOutcome.CANCELLED
     replay = enqueue(store, sid, "k1", "hello")
     assert replay.input_id == first.input_id and replay.state == "cancelled"
 
     other = new_session(store, "s2")
     elsewhere = enqueue(store, other, "k1", "something else")
     assert elsewhere.input_id != first.input_id
-    assert len(store.list_inputs(sid)) == 1
+    assert len(store.inputs.list_all(sid)) == 1
 
 
-def test_enqueue_is_ordered_and_validated(store: SqlStore) -> None:
+def test_enqueue_is_ordered_and_validated(store: Store) -> None:
     """Inputs list in enqueue order; an empty source key or unknown ingress writes nothing."""
     sid = new_session(store)
     ids = [enqueue(store, sid, f"k{i}").input_id for i in range(3)]
-    assert [i.input_id for i in store.list_pending_inputs(sid)] == ids
+    assert [i.input_id for i in store.inputs.list_pending(sid)] == ids
     with pytest.raises(ValidationError):
-        store.enqueue_input(InputDraft(sid, "", {"text": "x"}))
+        store.inputs.enqueue(InputDraft(sid, "", {"text": "x"}))
     with pytest.raises(ValidationError):
-        store.enqueue_input(InputDraft(sid, "k9", {"text": "x"}, ingress="sideways"))  # type: ignore[arg-type]
-    assert len(store.list_inputs(sid)) == 3
+        store.inputs.enqueue(InputDraft(sid, "k9", {"text": "x"}, ingress="sideways"))  # type: ignore[arg-type]
+    assert len(store.inputs.list_all(sid)) == 3
 
 
-def test_enqueue_for_an_unknown_session_is_refused(store: SqlStore) -> None:
+def test_enqueue_for_an_unknown_session_is_refused(store: Store) -> None:
     """Enqueueing for a session that does not exist raises SessionNotFound."""
     with pytest.raises(SessionNotFound):
         enqueue(store, "nope", "k1")
 
 
-def test_cancel_returns_typed_outcomes(store: SqlStore) -> None:
+def test_cancel_returns_typed_outcomes(store: Store) -> None:
     """Cancel by id or source key: cancelled, already_cancelled, already_claimed,
     already_completed, not_found."""
     sid = new_session(store)
@@ -103,14 +103,14 @@ def test_cancel_returns_typed_outcomes(store: SqlStore) -> None:
     free = enqueue(store, sid, "free")
     by_key = enqueue(store, sid, "by-key")
 
-    assert store.cancel_input(sid, input_id=free.input_id) == CancelOutcome.CANCELLED
-    assert store.cancel_input(sid, input_id=free.input_id) == CancelOutcome.ALREADY_CANCELLED
-    assert store.cancel_input(sid, input_id=held.input_id) == CancelOutcome.ALREADY_CLAIMED
-    assert store.cancel_input(sid, input_id=done.input_id) == CancelOutcome.ALREADY_COMPLETED
-    assert store.cancel_input(sid, input_id="in_missing") == CancelOutcome.NOT_FOUND
-    assert store.cancel_input(sid, source_key="by-key") == CancelOutcome.CANCELLED
-    assert store.cancel_input(sid, source_key="by-key") == CancelOutcome.ALREADY_CANCELLED
-    assert store.cancel_input(sid, source_key="missing") == CancelOutcome.NOT_FOUND
+    assert store.inputs.cancel(sid, input_id=free.input_id) == CancelOutcome.CANCELLED
+    assert store.inputs.cancel(sid, input_id=free.input_id) == CancelOutcome.ALREADY_CANCELLED
+    assert store.inputs.cancel(sid, input_id=held.input_id) == CancelOutcome.ALREADY_CLAIMED
+    assert store.inputs.cancel(sid, input_id=done.input_id) == CancelOutcome.ALREADY_COMPLETED
+    assert store.inputs.cancel(sid, input_id="in_missing") == CancelOutcome.NOT_FOUND
+    assert store.inputs.cancel(sid, source_key="by-key") == CancelOutcome.CANCELLED
+    assert store.inputs.cancel(sid, source_key="by-key") == CancelOutcome.ALREADY_CANCELLED
+    assert store.inputs.cancel(sid, source_key="missing") == CancelOutcome.NOT_FOUND
     assert states(store, sid) == {
         done.input_id: "completed",
         held.input_id: "claimed",
@@ -118,33 +118,33 @@ def test_cancel_returns_typed_outcomes(store: SqlStore) -> None:
         by_key.input_id: "cancelled",
     }
     with pytest.raises(ValidationError):
-        store.cancel_input(sid)
+        store.inputs.cancel(sid)
     with pytest.raises(ValidationError):
-        store.cancel_input(sid, input_id=free.input_id, source_key="free")
+        store.inputs.cancel(sid, input_id=free.input_id, source_key="free")
 
 
-def test_cancel_does_not_reach_into_another_session(store: SqlStore) -> None:
+def test_cancel_does_not_reach_into_another_session(store: Store) -> None:
     """Cancelling another session's input id is not_found and leaves it pending."""
     a = new_session(store, "a")
     b = new_session(store, "b")
     theirs = enqueue(store, b, "k1")
-    assert store.cancel_input(a, input_id=theirs.input_id) == CancelOutcome.NOT_FOUND
-    assert store.cancel_input(a, source_key="k1") == CancelOutcome.NOT_FOUND
+    assert store.inputs.cancel(a, input_id=theirs.input_id) == CancelOutcome.NOT_FOUND
+    assert store.inputs.cancel(a, source_key="k1") == CancelOutcome.NOT_FOUND
     assert states(store, b) == {theirs.input_id: "pending"}
 
 
-def test_cancel_of_a_dead_claim_succeeds(store: SqlStore) -> None:
+def test_cancel_of_a_dead_claim_succeeds(store: Store) -> None:
     """A row claimed under a lease that has since expired is cancellable."""
     sid = new_session(store)
     item = enqueue(store, sid, "k1")
     lease = take_lease(store, sid, ttl_ms=SHORT_TTL_MS)
     _claimed(store, sid, lease.fence)
-    assert store.cancel_input(sid, input_id=item.input_id) == CancelOutcome.ALREADY_CLAIMED
+    assert store.inputs.cancel(sid, input_id=item.input_id) == CancelOutcome.ALREADY_CLAIMED
     wait_past_expiry()
-    assert store.cancel_input(sid, input_id=item.input_id) == CancelOutcome.CANCELLED
+    assert store.inputs.cancel(sid, input_id=item.input_id) == CancelOutcome.CANCELLED
 
 
-def test_bulk_cancel_reports_per_id_outcomes(store: SqlStore) -> None:
+def test_bulk_cancel_reports_per_id_outcomes(store: Store) -> None:
     """cancel_inputs cancels every unclaimed listed row in one go and reports each outcome."""
     sid = new_session(store)
     lease = take_lease(store, sid)
@@ -153,7 +153,7 @@ def test_bulk_cancel_reports_per_id_outcomes(store: SqlStore) -> None:
     a = enqueue(store, sid, "a")
     b = enqueue(store, sid, "b")
     untouched = enqueue(store, sid, "c")
-    outcomes = store.cancel_inputs(sid, [a.input_id, held.input_id, "missing", b.input_id])
+    outcomes = store.inputs.cancel_many(sid, [a.input_id, held.input_id, "missing", b.input_id])
     assert outcomes == {
         a.input_id: CancelOutcome.CANCELLED,
         held.input_id: CancelOutcome.ALREADY_CLAIMED,
@@ -164,49 +164,49 @@ def test_bulk_cancel_reports_per_id_outcomes(store: SqlStore) -> None:
     assert states(store, sid)[held.input_id] == "claimed"
 
 
-def test_suffix_cancel_covers_the_anchor_and_every_later_row(store: SqlStore) -> None:
+def test_suffix_cancel_covers_the_anchor_and_every_later_row(store: Store) -> None:
     """cancel_input_suffix cancels the anchor and all later rows, and no earlier one."""
     sid = new_session(store)
     other = new_session(store, "other")
     rows = [enqueue(store, sid, f"k{i}") for i in range(5)]
     foreign = enqueue(store, other, "later-elsewhere")
-    store.cancel_input(sid, input_id=rows[3].input_id)
-    outcomes = store.cancel_input_suffix(sid, rows[2].input_id)
+    store.inputs.cancel(sid, input_id=rows[3].input_id)
+    outcomes = store.inputs.cancel_suffix(sid, rows[2].input_id)
     assert outcomes == {
         rows[2].input_id: CancelOutcome.CANCELLED,
         rows[3].input_id: CancelOutcome.ALREADY_CANCELLED,
         rows[4].input_id: CancelOutcome.CANCELLED,
     }
-    assert [i.input_id for i in store.list_pending_inputs(sid)] == [r.input_id for r in rows[:2]]
+    assert [i.input_id for i in store.inputs.list_pending(sid)] == [r.input_id for r in rows[:2]]
     assert states(store, other) == {foreign.input_id: "pending"}
-    assert store.cancel_input_suffix(sid, "missing") == {"missing": CancelOutcome.NOT_FOUND}
+    assert store.inputs.cancel_suffix(sid, "missing") == {"missing": CancelOutcome.NOT_FOUND}
 
 
-def test_claim_takes_pending_inputs_in_order_up_to_the_limit(store: SqlStore) -> None:
+def test_claim_takes_pending_inputs_in_order_up_to_the_limit(store: Store) -> None:
     """A claim takes the oldest waiting inputs, at most max_inputs; with no turn running a
     steer input waits like any other."""
     sid = new_session(store)
     lease = take_lease(store, sid)
     rows = [enqueue(store, sid, f"k{i}") for i in range(4)]
     steer = enqueue(store, sid, "steer", ingress="active_turn")
-    first = store.claim_next_turn_inputs(lease.fence, max_inputs=3)
+    first = store.inputs.claim_next_turn(lease.fence, max_inputs=3)
     assert first is not None
     assert [i.input_id for i in first.inputs] == [r.input_id for r in rows[:3]]
     assert all(i.state == "claimed" and i.claim_id == first.claim_id for i in first.inputs)
     assert first.generation == lease.fencing_token
-    second = store.claim_next_turn_inputs(lease.fence)
+    second = store.inputs.claim_next_turn(lease.fence)
     assert second is not None
     assert [i.input_id for i in second.inputs] == [rows[3].input_id, steer.input_id]
-    assert store.claim_next_turn_inputs(lease.fence) is None
+    assert store.inputs.claim_next_turn(lease.fence) is None
 
 
-def test_concurrent_claims_have_exactly_one_owner_per_row(store: SqlStore) -> None:
+def test_concurrent_claims_have_exactly_one_owner_per_row(store: Store) -> None:
     """Threads claiming with the same fence never claim one row twice."""
     sid = new_session(store)
     lease = take_lease(store, sid)
     ids = {enqueue(store, sid, f"k{i}").input_id for i in range(12)}
     results = race(
-        [lambda: store.claim_next_turn_inputs(lease.fence, max_inputs=3) for _ in range(6)]
+        [lambda: store.inputs.claim_next_turn(lease.fence, max_inputs=3) for _ in range(6)]
     )
     claims = [r for r in results if isinstance(r, InputClaim)]
     assert all(r is None or isinstance(r, InputClaim) for r in results), results
@@ -214,12 +214,12 @@ def test_concurrent_claims_have_exactly_one_owner_per_row(store: SqlStore) -> No
     claimed = [i.input_id for c in claims for i in c.inputs]
     assert len(claimed) == len(set(claimed)) == len(ids)
     assert len({c.claim_id for c in claims}) == len(claims)
-    by_row = {i.input_id: i.claim_id for i in store.list_inputs(sid)}
+    by_row = {i.input_id: i.claim_id for i in store.inputs.list_all(sid)}
     for claim in claims:
         assert all(by_row[i.input_id] == claim.claim_id for i in claim.inputs)
 
 
-def test_claims_are_superseded_across_lease_generations(store: SqlStore) -> None:
+def test_claims_are_superseded_across_lease_generations(store: Store) -> None:
     """Rows claimed under a dead generation are re-claimed as the same set by the next one,
     and the old generation's completion is refused."""
     sid = new_session(store)
@@ -239,7 +239,7 @@ def test_claims_are_superseded_across_lease_generations(store: SqlStore) -> None
         _finish(store, sid, gen1.fence, old, 0)
     with pytest.raises(StaleClaim):
         _finish(store, sid, gen3.fence, old, 0)
-    assert store.session_record(sid).head_revision == 0
+    assert store.sessions.record(sid).head_revision == 0
 
     _finish(store, sid, gen3.fence, new, 0)
     assert states(store, sid) == {
@@ -249,28 +249,28 @@ def test_claims_are_superseded_across_lease_generations(store: SqlStore) -> None
     }
 
 
-def test_same_generation_cannot_steal_its_own_claim(store: SqlStore) -> None:
+def test_same_generation_cannot_steal_its_own_claim(store: Store) -> None:
     """A live claim is not re-claimed by the same lease generation."""
     sid = new_session(store)
     lease = take_lease(store, sid)
     enqueue(store, sid, "k1")
     _claimed(store, sid, lease.fence)
-    assert store.claim_next_turn_inputs(lease.fence) is None
+    assert store.inputs.claim_next_turn(lease.fence) is None
 
 
-def test_abandoned_claim_returns_rows_to_pending(store: SqlStore) -> None:
+def test_abandoned_claim_returns_rows_to_pending(store: Store) -> None:
     """Abandoning a claim makes its rows pending again and claimable by the same lease."""
     sid = new_session(store)
     lease = take_lease(store, sid)
     item = enqueue(store, sid, "k1")
     claim = _claimed(store, sid, lease.fence)
-    assert store.abandon_input_claim(lease.fence, claim.claim_id) == 1
+    assert store.inputs.abandon_claim(lease.fence, claim.claim_id) == 1
     assert states(store, sid) == {item.input_id: "pending"}
     again = _claimed(store, sid, lease.fence)
     assert [i.input_id for i in again.inputs] == [item.input_id]
 
 
-def test_list_pending_hides_terminal_and_live_claimed_rows(store: SqlStore) -> None:
+def test_list_pending_hides_terminal_and_live_claimed_rows(store: Store) -> None:
     """list_pending_inputs shows only waiting rows: no terminal rows, no live claims; rows of a
     dead claim show again."""
     sid = new_session(store)
@@ -278,28 +278,28 @@ def test_list_pending_hides_terminal_and_live_claimed_rows(store: SqlStore) -> N
     claimed = enqueue(store, sid, "claimed")
     _claimed(store, sid, lease.fence)
     cancelled = enqueue(store, sid, "cancelled")
-    store.cancel_input(sid, input_id=cancelled.input_id)
+    store.inputs.cancel(sid, input_id=cancelled.input_id)
     waiting = enqueue(store, sid, "waiting")
     steer = enqueue(store, sid, "steer", ingress="active_turn")
-    assert [i.input_id for i in store.list_pending_inputs(sid)] == [
+    assert [i.input_id for i in store.inputs.list_pending(sid)] == [
         waiting.input_id,
         steer.input_id,
     ]
-    pending_by_id = {i.input_id: i for i in store.list_pending_inputs(sid)}
+    pending_by_id = {i.input_id: i for i in store.inputs.list_pending(sid)}
     assert pending_by_id[steer.input_id].state == "pending_active"
 
     wait_past_expiry()
-    assert claimed.input_id in {i.input_id for i in store.list_pending_inputs(sid)}
+    assert claimed.input_id in {i.input_id for i in store.inputs.list_pending(sid)}
 
 
-def test_list_pending_hides_rows_held_by_the_active_turn(store: SqlStore) -> None:
+def test_list_pending_hides_rows_held_by_the_active_turn(store: Store) -> None:
     """Rows claimed by a committed active turn stay hidden (and uncancellable) after the lease
     is released: the turn, not the lease, holds them."""
     sid = new_session(store)
     lease = take_lease(store, sid)
     held = enqueue(store, sid, "held")
     claim = _claimed(store, sid, lease.fence)
-    store.commit(
+    store.commits.commit(
         append(
             sid,
             0,
@@ -310,10 +310,10 @@ def test_list_pending_hides_rows_held_by_the_active_turn(store: SqlStore) -> Non
             release_lease=True,
         )
     )
-    assert store.lease_state(sid)[0] is None
+    assert store.leases.state(sid)[0] is None
     waiting = enqueue(store, sid, "waiting")
-    assert [i.input_id for i in store.list_pending_inputs(sid)] == [waiting.input_id]
-    assert store.cancel_input(sid, input_id=held.input_id) == CancelOutcome.ALREADY_CLAIMED
+    assert [i.input_id for i in store.inputs.list_pending(sid)] == [waiting.input_id]
+    assert store.inputs.cancel(sid, input_id=held.input_id) == CancelOutcome.ALREADY_CLAIMED
 
     # A new lease generation does not re-claim the active turn's rows as a new turn.
     gen2 = take_lease(store, sid, "worker-b")
@@ -321,14 +321,14 @@ def test_list_pending_hides_rows_held_by_the_active_turn(store: SqlStore) -> Non
     assert [i.input_id for i in next_claim.inputs] == [waiting.input_id]
 
 
-def test_resumed_turn_settles_its_claim_under_a_new_generation(store: SqlStore) -> None:
+def test_resumed_turn_settles_its_claim_under_a_new_generation(store: Store) -> None:
     """A turn that continues on a new lease generation can complete the claim its active turn
     holds (continuing durable work, not stealing it)."""
     sid = new_session(store)
     gen1 = take_lease(store, sid, "worker-a", ttl_ms=SHORT_TTL_MS)
     item = enqueue(store, sid, "k1")
     claim = _claimed(store, sid, gen1.fence)
-    store.commit(
+    store.commits.commit(
         append(
             sid,
             0,
@@ -341,7 +341,7 @@ def test_resumed_turn_settles_its_claim_under_a_new_generation(store: SqlStore) 
     wait_past_expiry()
     gen3 = take_lease(store, sid, "worker-b")
     assert gen3.fencing_token == gen1.fencing_token + 1
-    result = store.commit(
+    result = store.commits.commit(
         append(
             sid,
             1,
@@ -356,14 +356,14 @@ def test_resumed_turn_settles_its_claim_under_a_new_generation(store: SqlStore) 
     assert states(store, sid) == {item.input_id: "completed"}
 
 
-def test_unaccepted_steer_inputs_are_deferred_by_the_final_commit(store: SqlStore) -> None:
+def test_unaccepted_steer_inputs_are_deferred_by_the_final_commit(store: Store) -> None:
     """A final commit with defer_active_inputs turns unaccepted steer input into next-turn input
     (once); accepted steer input completes with the turn's claim."""
     sid = new_session(store)
     lease = take_lease(store, sid)
     first = enqueue(store, sid, "first")
     claim = _claimed(store, sid, lease.fence)
-    store.commit(
+    store.commits.commit(
         append(
             sid,
             0,
@@ -374,13 +374,13 @@ def test_unaccepted_steer_inputs_are_deferred_by_the_final_commit(store: SqlStor
         )
     )
     accepted = enqueue(store, sid, "steer-1", ingress="active_turn")
-    taken = store.accept_active_inputs(lease.fence, claim.claim_id, "turn-1")
+    taken = store.inputs.accept_active(lease.fence, claim.claim_id, "turn-1")
     assert [i.input_id for i in taken] == [accepted.input_id]
     late = enqueue(store, sid, "steer-2", ingress="active_turn")
     assert states(store, sid)[accepted.input_id] == "accepted"
     assert states(store, sid)[late.input_id] == "pending_active"
 
-    store.commit(
+    store.commits.commit(
         unchanged(
             sid,
             1,
@@ -391,7 +391,7 @@ def test_unaccepted_steer_inputs_are_deferred_by_the_final_commit(store: SqlStor
             defer_active_inputs=True,
         )
     )
-    rows = {i.input_id: i for i in store.list_inputs(sid)}
+    rows = {i.input_id: i for i in store.inputs.list_all(sid)}
     assert rows[first.input_id].state == "completed"
     assert rows[accepted.input_id].state == "completed"
     assert rows[late.input_id].state == "pending"
@@ -400,16 +400,16 @@ def test_unaccepted_steer_inputs_are_deferred_by_the_final_commit(store: SqlStor
     assert [i.input_id for i in next_turn.inputs] == [late.input_id]
 
 
-def test_final_commit_without_defer_leaves_steer_input_alone(store: SqlStore) -> None:
+def test_final_commit_without_defer_leaves_steer_input_alone(store: Store) -> None:
     """Without defer_active_inputs a commit does not touch pending_active rows."""
     sid = new_session(store)
     lease = take_lease(store, sid)
     steer = enqueue(store, sid, "steer", ingress="active_turn")
-    store.commit(unchanged(sid, 0, lease.fence, None))
+    store.commits.commit(unchanged(sid, 0, lease.fence, None))
     assert states(store, sid) == {steer.input_id: "pending_active"}
 
 
-def test_accept_ignores_a_claim_id_of_another_session(store: SqlStore) -> None:
+def test_accept_ignores_a_claim_id_of_another_session(store: Store) -> None:
     """Accepting steer input into a claim id that belongs to another session accepts nothing."""
     a = new_session(store, "a")
     b = new_session(store, "b")
@@ -418,26 +418,26 @@ def test_accept_ignores_a_claim_id_of_another_session(store: SqlStore) -> None:
     enqueue(store, a, "k1")
     foreign = _claimed(store, a, lease_a.fence)
     steer = enqueue(store, b, "steer", ingress="active_turn")
-    assert store.accept_active_inputs(lease_b.fence, foreign.claim_id, "turn-b") == []
+    assert store.inputs.accept_active(lease_b.fence, foreign.claim_id, "turn-b") == []
     assert states(store, b) == {steer.input_id: "pending_active"}
 
 
-def test_restamp_carries_the_active_turns_claims_into_a_new_generation(store: SqlStore) -> None:
+def test_restamp_carries_the_active_turns_claims_into_a_new_generation(store: Store) -> None:
     """restamp_turn_claims moves the active turn's claims to the new fence (same claim id and
     token); a stale fence cannot re-stamp."""
     sid = new_session(store)
     gen1 = take_lease(store, sid, "worker-a", ttl_ms=SHORT_TTL_MS)
     item = enqueue(store, sid, "k1")
     claim = _claimed(store, sid, gen1.fence)
-    store.commit(
+    store.commits.commit(
         unchanged(sid, 0, gen1.fence, None, active_turn=start_turn("turn-1", claim.claim_id))
     )
     wait_past_expiry()
     gen2 = take_lease(store, sid, "worker-b")
     with pytest.raises(LeaseLost):
-        store.restamp_turn_claims(gen1.fence, claim.claim_id, None)
-    store.restamp_turn_claims(gen2.fence, claim.claim_id, None)
-    assert store.get_input(sid, item.input_id).claim_id == claim.claim_id  # type: ignore[union-attr]
-    assert store.list_pending_inputs(sid) == []
+        store.turns.restamp_claims(gen1.fence, claim.claim_id, None)
+    store.turns.restamp_claims(gen2.fence, claim.claim_id, None)
+    assert store.inputs.get(sid, item.input_id).claim_id == claim.claim_id  # type: ignore[union-attr]
+    assert store.inputs.list_pending(sid) == []
     _finish(store, sid, gen2.fence, claim, 1)
     assert states(store, sid) == {item.input_id: "completed"}

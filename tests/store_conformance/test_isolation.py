@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from lash_tasks.store.migrate import upgrade
 from lash_tasks.store.records import Busy
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.services import PG_ADMIN_URL, scratch_postgres_database
 from tests.store_conformance.support import POLICY
 
@@ -43,11 +43,11 @@ def serializable_by_default() -> Iterator[str]:
 def test_store_connections_run_read_committed(serializable_by_default: str) -> None:
     """Whatever the database's default, the store's transactions run READ COMMITTED."""
     raw = create_engine(serializable_by_default)
-    store = SqlStore.from_url(serializable_by_default)
+    store = Store.from_url(serializable_by_default)
     try:
         with raw.connect() as conn:
             assert conn.execute(text("SHOW transaction_isolation")).scalar_one() == "serializable"
-        with store.tx() as conn:
+        with store.database.tx() as conn:
             assert conn.execute(text("SHOW transaction_isolation")).scalar_one() == "read committed"
     finally:
         store.close()
@@ -59,11 +59,11 @@ def test_a_writer_that_waited_on_the_session_lock_sees_what_committed_first(
 ) -> None:
     """A lease claim queued behind another writer's session lock reads that writer's lease
     once it gets the lock (Busy), instead of a snapshot from before it waited."""
-    store = SqlStore.from_url(serializable_by_default)
+    store = Store.from_url(serializable_by_default)
     other = create_engine(serializable_by_default, isolation_level="READ COMMITTED")
     outcome: list[Any] = []
     try:
-        store.create_session("s1", POLICY)
+        store.sessions.create("s1", POLICY)
         with other.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('session:s1', 0))"))
             claimer = threading.Thread(
@@ -87,9 +87,9 @@ def test_a_writer_that_waited_on_the_session_lock_sees_what_committed_first(
         other.dispose()
 
 
-def _claim(store: SqlStore) -> Any:
+def _claim(store: Store) -> Any:
     try:
-        return store.try_claim_lease("s1", "worker-b", "inc-b")
+        return store.leases.try_claim("s1", "worker-b", "inc-b")
     except Exception as exc:  # reported to the test thread, not lost in this one
         return exc
 

@@ -7,7 +7,7 @@ from sqlalchemy import insert
 from lash_tasks.machine import ClearActiveTurn, TurnStamp
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import ActivePath, FullGraph, VacuumReport
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.store_conformance.support import (
     SHORT_TTL_MS,
     append,
@@ -25,65 +25,68 @@ from tests.store_conformance.support import (
 )
 
 
-def _branched(store: SqlStore, sid: str) -> None:
+def _branched(store: Store, sid: str) -> None:
     """root -> a1 -> a2 (orphaned branch), root -> b1 (active path)."""
     lease = take_lease(store, sid)
     commit_chain(store, lease, "root", "a1", "a2")
-    store.commit(append(sid, 1, lease.fence, [msg("b1", "root")]))
-    store.release_lease(lease.fence)
+    store.commits.commit(append(sid, 1, lease.fence, [msg("b1", "root")]))
+    store.leases.release(lease.fence)
 
 
-def test_orphaned_node_ids_are_the_nodes_off_the_active_path(store: SqlStore) -> None:
+def test_orphaned_node_ids_are_the_nodes_off_the_active_path(store: Store) -> None:
     """orphaned_node_ids lists live nodes that are not on the active path."""
     sid = new_session(store)
     _branched(store, sid)
-    assert store.orphaned_node_ids(sid) == ["a1", "a2"]
+    assert store.sessions.orphaned_node_ids(sid) == ["a1", "a2"]
 
 
-def test_tombstoned_nodes_vanish_from_every_read(store: SqlStore) -> None:
+def test_tombstoned_nodes_vanish_from_every_read(store: Store) -> None:
     """Tombstoned nodes are hidden from full and active-path loads and from load_node."""
     sid = new_session(store)
     _branched(store, sid)
-    assert store.tombstone_nodes(sid, ["a1", "a2"]) == 2
-    assert store.tombstone_nodes(sid, ["a1", "a2"]) == 0
-    assert set(store.load(sid, FullGraph()).graph.nodes) == {"root", "b1"}
-    assert not {"a1", "a2"} & set(store.load(sid, ActivePath(leaf="a2")).graph.nodes)
-    assert store.load_node(sid, "a1") is None
-    assert store.load_node(sid, "root") is not None
-    assert store.orphaned_node_ids(sid) == []
+    assert store.maintenance.tombstone_nodes(sid, ["a1", "a2"]) == 2
+    assert store.maintenance.tombstone_nodes(sid, ["a1", "a2"]) == 0
+    assert set(store.sessions.load(sid, FullGraph()).graph.nodes) == {"root", "b1"}
+    assert not {"a1", "a2"} & set(store.sessions.load(sid, ActivePath(leaf="a2")).graph.nodes)
+    assert store.sessions.load_node(sid, "a1") is None
+    assert store.sessions.load_node(sid, "root") is not None
+    assert store.sessions.orphaned_node_ids(sid) == []
 
 
-def test_nodes_on_the_active_path_are_never_tombstoned(store: SqlStore) -> None:
+def test_nodes_on_the_active_path_are_never_tombstoned(store: Store) -> None:
     """tombstone_nodes skips every node on the current active path."""
     sid = new_session(store)
     _branched(store, sid)
-    assert store.tombstone_nodes(sid, ["root", "b1"]) == 0
-    assert store.tombstone_nodes(sid, ["root", "a2", "b1", "missing"]) == 1
-    assert set(store.load(sid).graph.nodes) == {"root", "a1", "b1"}
-    assert [n.node_id for n in store.load(sid, ActivePath()).graph.active_path()] == ["root", "b1"]
+    assert store.maintenance.tombstone_nodes(sid, ["root", "b1"]) == 0
+    assert store.maintenance.tombstone_nodes(sid, ["root", "a2", "b1", "missing"]) == 1
+    assert set(store.sessions.load(sid).graph.nodes) == {"root", "a1", "b1"}
+    assert [n.node_id for n in store.sessions.load(sid, ActivePath()).graph.active_path()] == [
+        "root",
+        "b1",
+    ]
 
 
-def test_tombstones_do_not_reach_other_sessions(store: SqlStore) -> None:
+def test_tombstones_do_not_reach_other_sessions(store: Store) -> None:
     """Tombstoning node ids in one session leaves same-named nodes of another session alone."""
     for sid in ("a", "b"):
         new_session(store, sid)
         _branched(store, sid)
-    store.tombstone_nodes("a", ["a1", "a2"])
-    assert store.load_node("b", "a1") is not None
+    store.maintenance.tombstone_nodes("a", ["a1", "a2"])
+    assert store.sessions.load_node("b", "a1") is not None
 
 
-def _populate(store: SqlStore, sid: str) -> None:
+def _populate(store: Store, sid: str) -> None:
     """One of everything: nodes, a terminal and a waiting input, queued work (done and ready),
     an active turn, a turn stamp, a session event, a journal row, a manifest row and a process
     with an event."""
     lease = take_lease(store, sid)
     done_input = enqueue(store, sid, "done")
-    claim = store.claim_next_turn_inputs(lease.fence)
+    claim = store.inputs.claim_next_turn(lease.fence)
     assert claim is not None and claim.inputs[0].input_id == done_input.input_id
-    store.enqueue_queued_work(sid, turn_work("done-work"))
-    qclaim = store.claim_turn_work(lease.fence)
+    store.queue.enqueue(sid, turn_work("done-work"))
+    qclaim = store.queue.claim_turn_work(lease.fence)
     assert qclaim is not None
-    store.commit(
+    store.commits.commit(
         append(
             sid,
             0,
@@ -95,11 +98,13 @@ def _populate(store: SqlStore, sid: str) -> None:
             events=({"schema_version": 1, "type": "step_committed", "session_id": sid},),
         )
     )
-    store.commit(unchanged(sid, 1, lease.fence, "a1", active_turn=start_turn("turn-2"), outbox=()))
+    store.commits.commit(
+        unchanged(sid, 1, lease.fence, "a1", active_turn=start_turn("turn-2"), outbox=())
+    )
     enqueue(store, sid, "waiting")
-    store.enqueue_queued_work(sid, turn_work("ready-work"))
-    now = store.db_now_ms()
-    with store.engine.begin() as conn:
+    store.queue.enqueue(sid, turn_work("ready-work"))
+    now = store.database.db_now_ms()
+    with store.database.engine.begin() as conn:
         conn.execute(
             insert(t.effect_journal).values(
                 scope_id=sid,
@@ -139,7 +144,7 @@ def _populate(store: SqlStore, sid: str) -> None:
         )
 
 
-def test_delete_session_leaves_other_sessions_intact(store: SqlStore) -> None:
+def test_delete_session_leaves_other_sessions_intact(store: Store) -> None:
     """delete_session removes every row of that session and not one row of any other."""
     new_session(store, "victim")
     new_session(store, "bystander")
@@ -148,46 +153,50 @@ def test_delete_session_leaves_other_sessions_intact(store: SqlStore) -> None:
     before = session_row_counts(store, "bystander")
     assert all(count > 0 for count in before.values()), before
 
-    assert store.delete_session("victim") is True
+    assert store.sessions.delete("victim") is True
     assert session_row_counts(store, "bystander") == before
     assert set(session_row_counts(store, "victim").values()) == {0}
-    assert store.session_exists("victim") is False
-    assert store.delete_session("victim") is False
-    assert store.load("bystander").graph.nodes.keys() == {"root", "a1"}
+    assert store.sessions.exists("victim") is False
+    assert store.sessions.delete("victim") is False
+    assert store.sessions.load("bystander").graph.nodes.keys() == {"root", "a1"}
 
 
-def test_vacuum_reports_only_rows_it_removed(store: SqlStore) -> None:
+def test_vacuum_reports_only_rows_it_removed(store: Store) -> None:
     """vacuum deletes tombstoned nodes, terminal inputs, finished queued work and journal rows
     of committed turns, reports exactly those counts, and a second vacuum reports zeros."""
     sid = new_session(store)
     _populate(store, sid)
     lease = take_lease(store, sid)
     cancelled = enqueue(store, sid, "cancel-me")
-    store.cancel_input(sid, input_id=cancelled.input_id)
-    store.commit(append(sid, 2, lease.fence, [msg("b1", "root")], active_turn=ClearActiveTurn()))
-    assert store.tombstone_nodes(sid, store.orphaned_node_ids(sid)) == 1
+    store.inputs.cancel(sid, input_id=cancelled.input_id)
+    store.commits.commit(
+        append(sid, 2, lease.fence, [msg("b1", "root")], active_turn=ClearActiveTurn())
+    )
+    assert store.maintenance.tombstone_nodes(sid, store.sessions.orphaned_node_ids(sid)) == 1
 
-    report = store.vacuum(journal_retention_ms=0)
+    report = store.maintenance.vacuum(journal_retention_ms=0)
     assert report == VacuumReport(
         removed_nodes=1, removed_inputs=2, removed_queued_work=1, removed_journal_rows=1
     )
-    assert store.vacuum(journal_retention_ms=0) == VacuumReport()
-    assert [i.source_key for i in store.list_inputs(sid)] == ["waiting"]
-    assert [b.source_key for b in store.list_queued_work(sid, include_done=True)] == ["ready-work"]
-    assert set(store.load(sid).graph.nodes) == {"root", "b1"}
-    assert store.count_rows("lash_queued_work_items", None) == 1
+    assert store.maintenance.vacuum(journal_retention_ms=0) == VacuumReport()
+    assert [i.source_key for i in store.inputs.list_all(sid)] == ["waiting"]
+    assert [b.source_key for b in store.queue.list_batches(sid, include_done=True)] == [
+        "ready-work"
+    ]
+    assert set(store.sessions.load(sid).graph.nodes) == {"root", "b1"}
+    assert store.maintenance.count_rows("lash_queued_work_items", None) == 1
 
 
-def test_vacuum_of_a_clean_store_reports_zeros(store: SqlStore) -> None:
+def test_vacuum_of_a_clean_store_reports_zeros(store: Store) -> None:
     """vacuum on a store with nothing to remove reports all zeros."""
     sid = new_session(store)
     commit_chain(store, take_lease(store, sid), "n1")
     enqueue(store, sid, "k1")
-    assert store.vacuum() == VacuumReport()
-    assert len(store.load(sid).graph) == 1
+    assert store.maintenance.vacuum() == VacuumReport()
+    assert len(store.sessions.load(sid).graph) == 1
 
 
-def test_runnable_sessions_are_those_with_work_and_no_live_lease(store: SqlStore) -> None:
+def test_runnable_sessions_are_those_with_work_and_no_live_lease(store: Store) -> None:
     """runnable_sessions finds sessions with pending input, ready work or an active turn and no
     live lease; a live lease hides a session until it expires or is released."""
     idle = new_session(store, "idle")
@@ -197,45 +206,49 @@ def test_runnable_sessions_are_those_with_work_and_no_live_lease(store: SqlStore
     working = new_session(store, "working")
     for sid in (free, leased, expiring):
         enqueue(store, sid, "k1")
-    store.enqueue_queued_work(working, turn_work("w1"))
+    store.queue.enqueue(working, turn_work("w1"))
     take_lease(store, leased)
     take_lease(store, expiring, ttl_ms=SHORT_TTL_MS)
     take_lease(store, idle)
 
-    found = {r.session_id: r.reasons for r in store.runnable_sessions()}
+    found = {r.session_id: r.reasons for r in store.maintenance.runnable_sessions()}
     assert set(found) == {free, working}
     assert found[free] == ("pending_input",)
     assert found[working] == ("queued_work",)
 
     wait_past_expiry()
-    assert {r.session_id for r in store.runnable_sessions()} == {free, working, expiring}
+    assert {r.session_id for r in store.maintenance.runnable_sessions()} == {
+        free,
+        working,
+        expiring,
+    }
 
 
-def test_runnable_sessions_include_an_unleased_active_turn(store: SqlStore) -> None:
+def test_runnable_sessions_include_an_unleased_active_turn(store: Store) -> None:
     """A session whose active turn lost its lease is runnable; completed input alone is not."""
     sid = new_session(store)
     lease = take_lease(store, sid)
-    store.commit(
+    store.commits.commit(
         unchanged(sid, 0, lease.fence, None, active_turn=start_turn("turn-1"), release_lease=True)
     )
-    assert [(r.session_id, r.reasons) for r in store.runnable_sessions()] == [
+    assert [(r.session_id, r.reasons) for r in store.maintenance.runnable_sessions()] == [
         (sid, ("active_turn",))
     ]
     lease = take_lease(store, sid)
-    store.commit(
+    store.commits.commit(
         unchanged(sid, 1, lease.fence, None, active_turn=ClearActiveTurn(), release_lease=True)
     )
-    assert store.runnable_sessions() == []
+    assert store.maintenance.runnable_sessions() == []
 
 
-def test_vacuum_keeps_terminal_inputs_inside_the_retention_window(store: SqlStore) -> None:
+def test_vacuum_keeps_terminal_inputs_inside_the_retention_window(store: Store) -> None:
     """Terminal inputs younger than the retention window survive vacuum; older ones go."""
     sid = new_session(store)
     row = enqueue(store, sid, "k-recent")
-    assert store.cancel_input(sid, input_id=row.input_id).value == "cancelled"
-    kept = store.vacuum(input_retention_ms=3_600_000)
+    assert store.inputs.cancel(sid, input_id=row.input_id).value == "cancelled"
+    kept = store.maintenance.vacuum(input_retention_ms=3_600_000)
     assert kept.removed_inputs == 0
-    assert [i.input_id for i in store.list_inputs(sid)] == [row.input_id]
-    removed = store.vacuum(input_retention_ms=0)
+    assert [i.input_id for i in store.inputs.list_all(sid)] == [row.input_id]
+    removed = store.maintenance.vacuum(input_retention_ms=0)
     assert removed.removed_inputs == 1
-    assert store.list_inputs(sid) == []
+    assert store.inputs.list_all(sid) == []

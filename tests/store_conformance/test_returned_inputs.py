@@ -8,7 +8,7 @@ import pytest
 from lash_tasks.errors import LeaseLost
 from lash_tasks.machine import ClearActiveTurn
 from lash_tasks.store.records import InputClaim
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.store_conformance.support import (
     append,
     completion,
@@ -22,12 +22,12 @@ from tests.store_conformance.support import (
 )
 
 
-def running_turn(store: SqlStore, sid: str, fence: object) -> InputClaim:
+def running_turn(store: Store, sid: str, fence: object) -> InputClaim:
     """A turn with one claimed input, committed once, so steer input can join it."""
     enqueue(store, sid, "first")
-    claim = store.claim_next_turn_inputs(fence)  # type: ignore[arg-type]
+    claim = store.inputs.claim_next_turn(fence)  # type: ignore[arg-type]
     assert claim is not None
-    store.commit(
+    store.commits.commit(
         append(
             sid,
             0,
@@ -40,7 +40,7 @@ def running_turn(store: SqlStore, sid: str, fence: object) -> InputClaim:
     return claim
 
 
-def test_returned_steer_input_is_pending_again_and_the_rest_completes(store: SqlStore) -> None:
+def test_returned_steer_input_is_pending_again_and_the_rest_completes(store: Store) -> None:
     """returned_input_ids: those accepted inputs become pending next-turn input with no claim;
     the turn's other inputs (claimed and accepted) complete; the next turn claims the returned
     one."""
@@ -49,9 +49,9 @@ def test_returned_steer_input_is_pending_again_and_the_rest_completes(store: Sql
     claim = running_turn(store, sid, lease.fence)
     answered = enqueue(store, sid, "steer-1", ingress="active_turn")
     unanswered = enqueue(store, sid, "steer-2", ingress="active_turn")
-    store.accept_active_inputs(lease.fence, claim.claim_id, "turn-1")
+    store.inputs.accept_active(lease.fence, claim.claim_id, "turn-1")
 
-    store.commit(
+    store.commits.commit(
         unchanged(
             sid,
             1,
@@ -64,7 +64,7 @@ def test_returned_steer_input_is_pending_again_and_the_rest_completes(store: Sql
         )
     )
 
-    rows = {i.input_id: i for i in store.list_inputs(sid)}
+    rows = {i.input_id: i for i in store.inputs.list_all(sid)}
     assert [rows[i].state for i in rows if i not in (answered.input_id, unanswered.input_id)] == [
         "completed"
     ]
@@ -76,22 +76,22 @@ def test_returned_steer_input_is_pending_again_and_the_rest_completes(store: Sql
         None,
         None,
     )
-    next_turn = store.claim_next_turn_inputs(lease.fence)
+    next_turn = store.inputs.claim_next_turn(lease.fence)
     assert next_turn is not None
     assert [i.input_id for i in next_turn.inputs] == [unanswered.input_id]
 
 
-def test_returning_inputs_is_part_of_the_fenced_commit(store: SqlStore) -> None:
+def test_returning_inputs_is_part_of_the_fenced_commit(store: Store) -> None:
     """A stale fence's final commit is refused whole: the accepted input stays accepted."""
     sid = new_session(store)
     stale = expire_soon(store, sid)
     lease = take_lease(store, sid, "worker-b")
     claim = running_turn(store, sid, lease.fence)
     steer = enqueue(store, sid, "steer-1", ingress="active_turn")
-    store.accept_active_inputs(lease.fence, claim.claim_id, "turn-1")
+    store.inputs.accept_active(lease.fence, claim.claim_id, "turn-1")
 
     with pytest.raises(LeaseLost):
-        store.commit(
+        store.commits.commit(
             unchanged(
                 sid,
                 1,
@@ -102,10 +102,10 @@ def test_returning_inputs_is_part_of_the_fenced_commit(store: SqlStore) -> None:
                 returned_input_ids=(steer.input_id,),
             )
         )
-    assert store.get_input(sid, steer.input_id).state == "accepted"  # type: ignore[union-attr]
+    assert store.inputs.get(sid, steer.input_id).state == "accepted"  # type: ignore[union-attr]
 
 
-def test_only_accepted_inputs_of_the_session_are_returned(store: SqlStore) -> None:
+def test_only_accepted_inputs_of_the_session_are_returned(store: Store) -> None:
     """Ids of another session's inputs, or of inputs not accepted, are left as they are."""
     sid = new_session(store)
     other = new_session(store, "s2")
@@ -114,7 +114,7 @@ def test_only_accepted_inputs_of_the_session_are_returned(store: SqlStore) -> No
     foreign = enqueue(store, other, "theirs")
     waiting = enqueue(store, sid, "steer-late", ingress="active_turn")
 
-    store.commit(
+    store.commits.commit(
         unchanged(
             sid,
             1,
@@ -125,5 +125,5 @@ def test_only_accepted_inputs_of_the_session_are_returned(store: SqlStore) -> No
             returned_input_ids=(foreign.input_id, waiting.input_id),
         )
     )
-    assert store.get_input(other, foreign.input_id).state == "pending"  # type: ignore[union-attr]
-    assert store.get_input(sid, waiting.input_id).state == "pending_active"  # type: ignore[union-attr]
+    assert store.inputs.get(other, foreign.input_id).state == "pending"  # type: ignore[union-attr]
+    assert store.inputs.get(sid, waiting.input_id).state == "pending_active"  # type: ignore[union-attr]

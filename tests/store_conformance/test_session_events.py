@@ -16,7 +16,7 @@ from lash_tasks.events.vocabulary import SessionEvent
 from lash_tasks.machine import ClearActiveTurn, TurnStamp
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import Lease
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.store_conformance.support import append, msg, new_session, take_lease, unchanged
 
 
@@ -29,18 +29,18 @@ def step_events(sid: str, turn: str = "turn-1", step: int = 0) -> StepEvents:
 
 
 def commit_step(
-    store: SqlStore, lease: Lease, texts: list[str], outcome: dict[str, Any] | None = None
+    store: Store, lease: Lease, texts: list[str], outcome: dict[str, Any] | None = None
 ) -> StepEvents:
     """One step of a turn that streamed `texts`, called a tool, and committed."""
     sid = lease.session_id
-    record = store.session_record(sid)
+    record = store.sessions.record(sid)
     events = step_events(sid)
     for text in texts:
         events.text_delta(text)
     events.tool_call_started("call-1", "calculator")
     events.tool_call_finished("call-1", "calculator", 3)
     node = msg(f"n{record.head_revision}", record.leaf_node_id, "".join(texts), "assistant")
-    store.commit(
+    store.commits.commit(
         append(
             sid,
             record.head_revision,
@@ -52,25 +52,27 @@ def commit_step(
     return events
 
 
-def rows(store: SqlStore, sid: str) -> list[Any]:
+def rows(store: Store, sid: str) -> list[Any]:
     e = t.session_events
-    with store.engine.connect() as conn:
+    with store.database.engine.connect() as conn:
         return list(conn.execute(select(e).where(e.c.session_id == sid).order_by(e.c.seq)))
 
 
-def events_of(store: SqlStore, sid: str, cursor: str | None = None) -> list[SessionEvent]:
-    return list(read(DatabaseEventSource(store, view, poll_s=0.01), sid, cursor, timeout=0.05))
+def events_of(store: Store, sid: str, cursor: str | None = None) -> list[SessionEvent]:
+    return list(
+        read(DatabaseEventSource(store.events, view, poll_s=0.01), sid, cursor, timeout=0.05)
+    )
 
 
-def test_a_commit_writes_its_committed_events_numbered_per_session(store: SqlStore) -> None:
+def test_a_commit_writes_its_committed_events_numbered_per_session(store: Store) -> None:
     """Commit events get seq 1, 2, 3 … per session, in order, stamped by the DB clock."""
     new_session(store, "a")
     new_session(store, "b")
-    before = store.db_now_ms()
+    before = store.database.db_now_ms()
     commit_step(store, take_lease(store, "a"), ["Hel", "lo"])
     commit_step(store, take_lease(store, "b"), ["x"])
     commit_step(store, take_lease(store, "a"), ["again"], {"status": "finished", "text": "ok"})
-    after = store.db_now_ms()
+    after = store.database.db_now_ms()
     a = rows(store, "a")
     assert [r.seq for r in a] == [1, 2, 3, 4, 5, 6, 7]
     assert [r.event["type"] for r in a] == [
@@ -86,25 +88,27 @@ def test_a_commit_writes_its_committed_events_numbered_per_session(store: SqlSto
     assert [r.seq for r in rows(store, "b")] == [1, 2, 3]
 
 
-def test_text_deltas_never_reach_the_database_log(store: SqlStore) -> None:
+def test_text_deltas_never_reach_the_database_log(store: Store) -> None:
     """Provisional text deltas are not committed events: the log has none."""
     sid = new_session(store)
     commit_step(store, take_lease(store, sid), ["a", "b", "c"])
     assert "text_delta" not in {r.event["type"] for r in rows(store, sid)}
 
 
-def test_a_failed_commit_writes_no_events(store: SqlStore) -> None:
+def test_a_failed_commit_writes_no_events(store: Store) -> None:
     """A commit refused by its head-revision check leaves the event log untouched."""
     sid = new_session(store)
     lease = take_lease(store, sid)
     events = step_events(sid)
     events.tool_call_started("c", "calculator")
     with pytest.raises(HeadRevisionConflict):
-        store.commit(append(sid, 7, lease.fence, [msg("r", None)], events=events.commit_events(8)))
+        store.commits.commit(
+            append(sid, 7, lease.fence, [msg("r", None)], events=events.commit_events(8))
+        )
     assert rows(store, sid) == []
 
 
-def test_a_replayed_final_commit_writes_its_events_once(store: SqlStore) -> None:
+def test_a_replayed_final_commit_writes_its_events_once(store: Store) -> None:
     """The same final commit applied twice (turn stamp replay) logs its events once."""
     sid = new_session(store)
     lease = take_lease(store, sid)
@@ -120,18 +124,18 @@ def test_a_replayed_final_commit_writes_its_events_once(store: SqlStore) -> None
         events=records,
         active_turn=ClearActiveTurn(),
     )
-    first = store.commit(draft)
-    again = store.commit(draft)
+    first = store.commits.commit(draft)
+    again = store.commits.commit(draft)
     assert again.replayed and again.head_revision == first.head_revision
     assert [r.event["type"] for r in rows(store, sid)] == ["step_committed", "turn_finished"]
 
 
 def test_the_reader_yields_committed_events_in_order_and_resumes_after_a_cursor(
-    store: SqlStore,
+    store: Store,
 ) -> None:
     """read() yields logged events in order with db-<seq> cursors and resumes after a cursor."""
     sid = new_session(store)
-    assert DatabaseEventSource(store, view).tail(sid) == "db-0"
+    assert DatabaseEventSource(store.events, view).tail(sid) == "db-0"
     commit_step(store, take_lease(store, sid), ["a"])
     commit_step(store, take_lease(store, sid), ["b"], {"status": "finished", "text": "ab"})
     everything = events_of(store, sid)
@@ -139,38 +143,38 @@ def test_the_reader_yields_committed_events_in_order_and_resumes_after_a_cursor(
     assert everything[-1].type == "turn_finished"
     assert everything[-1].outcome == {"status": "finished", "text": "ab"}
     assert events_of(store, sid, "db-5") == everything[5:]
-    assert DatabaseEventSource(store, view).tail(sid) == "db-7"
+    assert DatabaseEventSource(store.events, view).tail(sid) == "db-7"
     assert events_of(store, sid, "db-7") == []
 
 
-def test_vacuum_drops_old_events_but_keeps_each_sessions_last(store: SqlStore) -> None:
+def test_vacuum_drops_old_events_but_keeps_each_sessions_last(store: Store) -> None:
     """vacuum removes events past the retention except each session's last `event_keep`."""
     sid = new_session(store)
     for _ in range(4):
         commit_step(store, take_lease(store, sid), ["x"])  # 12 events
     young = new_session(store, "young")
     commit_step(store, take_lease(store, young), ["y"])
-    with store.engine.begin() as conn:
+    with store.database.engine.begin() as conn:
         conn.execute(
             update(t.session_events)
             .where(t.session_events.c.session_id == sid)
             .values(created_at=0)
         )
-    report = store.vacuum(event_retention_ms=60_000, event_keep=5)
+    report = store.maintenance.vacuum(event_retention_ms=60_000, event_keep=5)
     assert report.removed_events == 7
     assert [r.seq for r in rows(store, sid)] == [8, 9, 10, 11, 12]
     assert len(rows(store, young)) == 3
-    assert store.vacuum(event_retention_ms=60_000, event_keep=5).removed_events == 0
+    assert store.maintenance.vacuum(event_retention_ms=60_000, event_keep=5).removed_events == 0
 
 
-def test_a_cursor_before_vacuumed_events_yields_a_gap_with_the_view(store: SqlStore) -> None:
+def test_a_cursor_before_vacuumed_events_yields_a_gap_with_the_view(store: Store) -> None:
     """A cursor before vacuumed events yields `gap` with the view, then the oldest kept events."""
     sid = new_session(store)
     for _ in range(3):
         commit_step(store, take_lease(store, sid), ["x"])  # events 1..9
-    with store.engine.begin() as conn:
+    with store.database.engine.begin() as conn:
         conn.execute(update(t.session_events).values(created_at=0))
-    store.vacuum(event_retention_ms=60_000, event_keep=4)  # keeps 6..9
+    store.maintenance.vacuum(event_retention_ms=60_000, event_keep=4)  # keeps 6..9
     events = events_of(store, sid, "db-2")
     assert events[0].type == "gap"
     assert events[0].view == view(sid) and events[0].cursor == "db-5"
@@ -178,11 +182,11 @@ def test_a_cursor_before_vacuumed_events_yields_a_gap_with_the_view(store: SqlSt
     assert [e.type for e in events_of(store, sid, "db-5")][:1] == ["step_committed"]
 
 
-def test_bad_cursors_are_refused_and_nothing_is_read(store: SqlStore) -> None:
+def test_bad_cursors_are_refused_and_nothing_is_read(store: Store) -> None:
     """A cursor past the last event, malformed, or in stream-id form raises InvalidCursor."""
     sid = new_session(store)
     commit_step(store, take_lease(store, sid), ["x"])
-    source = DatabaseEventSource(store, view)
+    source = DatabaseEventSource(store.events, view)
     with pytest.raises(InvalidCursor, match="ahead of the event log"):
         read(source, sid, "db-4")
     with pytest.raises(InvalidCursor, match="malformed"):
@@ -191,9 +195,9 @@ def test_bad_cursors_are_refused_and_nothing_is_read(store: SqlStore) -> None:
         read(source, sid, "1700000000000-0")
 
 
-def test_a_commit_without_events_writes_none(store: SqlStore) -> None:
+def test_a_commit_without_events_writes_none(store: Store) -> None:
     """A commit whose draft carries no events (Redis carries them) adds no log rows."""
     sid = new_session(store)
     lease = take_lease(store, sid)
-    store.commit(unchanged(sid, 0, lease.fence, None))
+    store.commits.commit(unchanged(sid, 0, lease.fence, None))
     assert rows(store, sid) == []

@@ -16,7 +16,7 @@ from lash_tasks.errors import (
 )
 from lash_tasks.machine import ModelSpec, SessionPolicy, SessionSnapshot
 from lash_tasks.store.records import ActivePath, FullGraph, InputDraft
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.store_conformance.support import (
     POLICY,
     append,
@@ -29,27 +29,27 @@ from tests.store_conformance.support import (
 BAD_SESSION_IDS = ["", " ", "has space", "-leading-dash", "x" * 201, "slash/inside", "é"]
 
 
-def test_create_session_starts_at_revision_zero_and_is_idempotent(store: SqlStore) -> None:
+def test_create_session_starts_at_revision_zero_and_is_idempotent(store: Store) -> None:
     """A new session is at head revision 0; re-creating it with the same policy is a no-op."""
-    first = store.create_session("s1", POLICY)
+    first = store.sessions.create("s1", POLICY)
     assert first.head_revision == 0
     assert first.leaf_node_id is None
     assert first.policy == POLICY
-    again = store.create_session("s1", POLICY)
+    again = store.sessions.create("s1", POLICY)
     assert again == first
     other = SessionPolicy(model=ModelSpec(id="another-model"))
     with pytest.raises(SessionExists):
-        store.create_session("s1", other)
-    assert store.session_record("s1").policy == POLICY
-    assert store.list_session_ids() == ["s1"]
+        store.sessions.create("s1", other)
+    assert store.sessions.record("s1").policy == POLICY
+    assert store.sessions.list_ids() == ["s1"]
 
 
-def test_durability_tier_of_a_file_or_server_store_is_durable(store: SqlStore) -> None:
+def test_durability_tier_of_a_file_or_server_store_is_durable(store: Store) -> None:
     """A file-backed SQLite store and a PostgreSQL store both declare the durable tier."""
     assert store.durability_tier == "durable"
 
 
-def test_commit_increments_head_and_round_trips_nodes_and_snapshot(store: SqlStore) -> None:
+def test_commit_increments_head_and_round_trips_nodes_and_snapshot(store: Store) -> None:
     """Each commit moves the head by one; nodes, leaf, usage and snapshots load back unchanged."""
     sid = new_session(store)
     lease = take_lease(store, sid)
@@ -60,13 +60,13 @@ def test_commit_increments_head_and_round_trips_nodes_and_snapshot(store: SqlSto
         plugin_snapshot={"p": 1},
         usage_delta=(10, 5),
     )
-    result = store.commit(append(sid, 0, lease.fence, nodes, snapshot=snapshot))
+    result = store.commits.commit(append(sid, 0, lease.fence, nodes, snapshot=snapshot))
     assert result.head_revision == 1
     assert not result.replayed
     result = commit_chain(store, lease, "n3")
     assert result.head_revision == 2
 
-    loaded = store.load(sid)
+    loaded = store.sessions.load(sid)
     assert loaded.record.head_revision == 2
     assert loaded.record.leaf_node_id == "n3"
     assert loaded.record.tool_state == {"tools": ["read"]}
@@ -76,104 +76,104 @@ def test_commit_increments_head_and_round_trips_nodes_and_snapshot(store: SqlSto
     assert [n.node_id for n in loaded.graph.active_path()] == ["n1", "n2", "n3"]
     assert loaded.graph.nodes["n2"] == nodes[1]
     assert loaded.active_turn is None
-    assert store.load_node(sid, "n1") == nodes[0]
-    assert store.load_node(sid, "missing") is None
+    assert store.sessions.load_node(sid, "n1") == nodes[0]
+    assert store.sessions.load_node(sid, "missing") is None
 
 
-def test_active_path_read_selects_only_requested_ancestry(store: SqlStore) -> None:
+def test_active_path_read_selects_only_requested_ancestry(store: Store) -> None:
     """ActivePath() reads the persisted leaf's ancestry, ActivePath(x) x's; FullGraph keeps all."""
     sid = new_session(store)
     lease = take_lease(store, sid)
     # root -> a1 -> a2 (old branch), root -> b1 -> b2 (current branch)
     commit_chain(store, lease, "root", "a1", "a2")
     nodes = [msg("b1", "root"), msg("b2", "b1")]
-    store.commit(append(sid, 1, lease.fence, nodes))
+    store.commits.commit(append(sid, 1, lease.fence, nodes))
 
-    full = store.load(sid, FullGraph())
+    full = store.sessions.load(sid, FullGraph())
     assert set(full.graph.nodes) == {"root", "a1", "a2", "b1", "b2"}
     assert full.graph.leaf_node_id == "b2"
 
-    current = store.load(sid, ActivePath())
+    current = store.sessions.load(sid, ActivePath())
     assert list(current.graph.nodes) == ["root", "b1", "b2"]
     assert current.graph.leaf_node_id == "b2"
     assert isinstance(current.scope, ActivePath)
 
-    old = store.load(sid, ActivePath(leaf="a1"))
+    old = store.sessions.load(sid, ActivePath(leaf="a1"))
     assert list(old.graph.nodes) == ["root", "a1"]
     assert old.graph.leaf_node_id == "a1"
     assert [n.node_id for n in old.graph.active_path()] == ["root", "a1"]
 
 
-def test_active_path_of_an_empty_session_is_empty(store: SqlStore) -> None:
+def test_active_path_of_an_empty_session_is_empty(store: Store) -> None:
     """A session with no nodes loads an empty graph under either scope."""
     sid = new_session(store)
-    assert len(store.load(sid, ActivePath()).graph) == 0
-    assert len(store.load(sid, FullGraph()).graph) == 0
+    assert len(store.sessions.load(sid, ActivePath()).graph) == 0
+    assert len(store.sessions.load(sid, FullGraph()).graph) == 0
 
 
-def test_active_path_reads_do_not_cross_sessions(store: SqlStore) -> None:
+def test_active_path_reads_do_not_cross_sessions(store: Store) -> None:
     """Two sessions may use the same node ids; each read sees only its own session's nodes."""
     for sid, text_ in (("s1", "one"), ("s2", "two")):
         new_session(store, sid)
         lease = take_lease(store, sid)
-        store.commit(append(sid, 0, lease.fence, [msg("n1", None, text_), msg("n2", "n1")]))
-    one = store.load("s1", ActivePath())
+        store.commits.commit(append(sid, 0, lease.fence, [msg("n1", None, text_), msg("n2", "n1")]))
+    one = store.sessions.load("s1", ActivePath())
     assert one.graph.nodes["n1"].payload["text"] == "one"
-    assert store.load_node("s2", "n1").payload["text"] == "two"  # type: ignore[union-attr]
+    assert store.sessions.load_node("s2", "n1").payload["text"] == "two"  # type: ignore[union-attr]
 
 
-def test_loading_an_unknown_session_raises_session_not_found(store: SqlStore) -> None:
+def test_loading_an_unknown_session_raises_session_not_found(store: Store) -> None:
     """Reads of a session that does not exist raise SessionNotFound."""
     with pytest.raises(SessionNotFound):
-        store.load("nope")
+        store.sessions.load("nope")
     with pytest.raises(SessionNotFound):
-        store.session_record("nope")
+        store.sessions.record("nope")
     with pytest.raises(SessionNotFound):
-        store.load_node("nope", "n1")
-    assert store.session_exists("nope") is False
+        store.sessions.load_node("nope", "n1")
+    assert store.sessions.exists("nope") is False
 
 
 @pytest.mark.parametrize("bad", BAD_SESSION_IDS)
-def test_invalid_session_ids_are_refused_and_nothing_is_written(store: SqlStore, bad: str) -> None:
+def test_invalid_session_ids_are_refused_and_nothing_is_written(store: Store, bad: str) -> None:
     """Empty or malformed session ids raise InvalidSessionId at every entry point."""
     with pytest.raises(InvalidSessionId):
-        store.create_session(bad, POLICY)
+        store.sessions.create(bad, POLICY)
     with pytest.raises(InvalidSessionId):
-        store.load(bad)
+        store.sessions.load(bad)
     with pytest.raises(InvalidSessionId):
-        store.enqueue_input(InputDraft(bad, "k", {"text": "x"}))
+        store.inputs.enqueue(InputDraft(bad, "k", {"text": "x"}))
     with pytest.raises(InvalidSessionId):
-        store.try_claim_lease(bad, "w", "i")
+        store.leases.try_claim(bad, "w", "i")
     with pytest.raises(InvalidSessionId):
-        store.commit(append(bad, 0, None, [msg("n1", None)]))
+        store.commits.commit(append(bad, 0, None, [msg("n1", None)]))
     with pytest.raises(InvalidSessionId):
-        store.delete_session(bad)
-    assert store.list_session_ids() == []
+        store.sessions.delete(bad)
+    assert store.sessions.list_ids() == []
 
 
-def test_non_string_session_id_is_refused(store: SqlStore) -> None:
+def test_non_string_session_id_is_refused(store: Store) -> None:
     """A session id that is not a string raises InvalidSessionId."""
     with pytest.raises(InvalidSessionId):
-        store.create_session(123, POLICY)  # type: ignore[arg-type]
+        store.sessions.create(123, POLICY)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     "model",
     [{"id": ""}, {"id": "m", "context_window_tokens": 0}, {"id": "m", "bogus": 1}, {}],
 )
-def test_invalid_model_spec_is_refused_and_nothing_written(store: SqlStore, model: dict) -> None:
+def test_invalid_model_spec_is_refused_and_nothing_written(store: Store, model: dict) -> None:
     """Creating a session with an invalid model spec raises InvalidModelSpec and writes nothing."""
     with pytest.raises(InvalidModelSpec):
-        store.create_session("s1", {"model": model})  # type: ignore[arg-type]
-    assert store.session_exists("s1") is False
+        store.sessions.create("s1", {"model": model})  # type: ignore[arg-type]
+    assert store.sessions.exists("s1") is False
 
 
-def _corrupt(store: SqlStore, sql: str, **params: object) -> None:
-    with store.engine.begin() as conn:
+def _corrupt(store: Store, sql: str, **params: object) -> None:
+    with store.database.engine.begin() as conn:
         conn.execute(text(sql), params)
 
 
-def test_unknown_fields_in_a_persisted_node_raise_schema_version_error(store: SqlStore) -> None:
+def test_unknown_fields_in_a_persisted_node_raise_schema_version_error(store: Store) -> None:
     """A stored node payload with an unknown field fails every load with SchemaVersionError."""
     sid = new_session(store)
     commit_chain(store, take_lease(store, sid), "n1", "n2")
@@ -185,15 +185,15 @@ def test_unknown_fields_in_a_persisted_node_raise_schema_version_error(store: Sq
         s=sid,
     )
     with pytest.raises(SchemaVersionError):
-        store.load(sid, FullGraph())
+        store.sessions.load(sid, FullGraph())
     with pytest.raises(SchemaVersionError):
-        store.load(sid, ActivePath())
+        store.sessions.load(sid, ActivePath())
     with pytest.raises(SchemaVersionError):
-        store.load_node(sid, "n1")
-    assert store.load_node(sid, "n2") is not None
+        store.sessions.load_node(sid, "n1")
+    assert store.sessions.load_node(sid, "n2") is not None
 
 
-def test_unknown_schema_version_of_a_persisted_node_is_refused(store: SqlStore) -> None:
+def test_unknown_schema_version_of_a_persisted_node_is_refused(store: Store) -> None:
     """A stored node payload of another schema_version raises SchemaVersionError on load."""
     sid = new_session(store)
     commit_chain(store, take_lease(store, sid), "n1")
@@ -205,7 +205,7 @@ def test_unknown_schema_version_of_a_persisted_node_is_refused(store: SqlStore) 
         s=sid,
     )
     with pytest.raises(SchemaVersionError):
-        store.load_node(sid, "n1")
+        store.sessions.load_node(sid, "n1")
 
 
 @pytest.mark.parametrize(
@@ -217,7 +217,7 @@ def test_unknown_schema_version_of_a_persisted_node_is_refused(store: SqlStore) 
     ],
 )
 def test_unknown_fields_in_a_persisted_config_raise_schema_version_error(
-    store: SqlStore, mutate: object
+    store: Store, mutate: object
 ) -> None:
     """A stored session config with unknown fields raises SchemaVersionError on load."""
     sid = new_session(store)
@@ -230,6 +230,6 @@ def test_unknown_fields_in_a_persisted_config_raise_schema_version_error(
         s=sid,
     )
     with pytest.raises(SchemaVersionError):
-        store.load(sid)
+        store.sessions.load(sid)
     with pytest.raises(SchemaVersionError):
-        store.session_record(sid)
+        store.sessions.record(sid)

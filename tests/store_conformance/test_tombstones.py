@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lash_tasks.machine import ActiveTurn, ClearActiveTurn
 from lash_tasks.store.records import ActivePath, InputDraft
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from tests.store_conformance.support import (
     append,
     commit_chain,
@@ -15,66 +15,69 @@ from tests.store_conformance.support import (
 )
 
 
-def _branched(store: SqlStore, sid: str) -> None:
+def _branched(store: Store, sid: str) -> None:
     """root -> a1 -> a2 (orphaned branch), root -> b1 (active path)."""
     lease = take_lease(store, sid)
     commit_chain(store, lease, "root", "a1", "a2")
-    store.commit(append(sid, 1, lease.fence, [msg("b1", "root")], release_lease=True))
+    store.commits.commit(append(sid, 1, lease.fence, [msg("b1", "root")], release_lease=True))
 
 
-def _path(store: SqlStore, sid: str) -> list[str]:
-    return [n.node_id for n in store.load(sid, ActivePath()).graph.active_path()]
+def _path(store: Store, sid: str) -> list[str]:
+    return [n.node_id for n in store.sessions.load(sid, ActivePath()).graph.active_path()]
 
 
-def test_append_under_a_tombstoned_node_revives_its_path(store: SqlStore) -> None:
+def test_append_under_a_tombstoned_node_revives_its_path(store: Store) -> None:
     """A commit that branches under tombstoned history un-tombstones the new active path,
     so it reads whole and vacuum leaves it alone."""
     sid = new_session(store)
     _branched(store, sid)
-    assert store.tombstone_nodes(sid, ["a1", "a2"]) == 2
+    assert store.maintenance.tombstone_nodes(sid, ["a1", "a2"]) == 2
     lease = take_lease(store, sid)
-    store.commit(append(sid, 2, lease.fence, [msg("c1", "a2")], release_lease=True))
+    store.commits.commit(append(sid, 2, lease.fence, [msg("c1", "a2")], release_lease=True))
     assert _path(store, sid) == ["root", "a1", "a2", "c1"]
-    assert store.load_node(sid, "a1") is not None
-    assert store.vacuum().removed_nodes == 0
+    assert store.sessions.load_node(sid, "a1") is not None
+    assert store.maintenance.vacuum().removed_nodes == 0
     assert _path(store, sid) == ["root", "a1", "a2", "c1"]
-    assert store.orphaned_node_ids(sid) == ["b1"]
+    assert store.sessions.orphaned_node_ids(sid) == ["b1"]
 
 
-def test_moving_the_leaf_onto_a_tombstoned_node_revives_its_path(store: SqlStore) -> None:
+def test_moving_the_leaf_onto_a_tombstoned_node_revives_its_path(store: Store) -> None:
     """A commit that only moves the leaf to tombstoned history brings that path back too."""
     sid = new_session(store)
     _branched(store, sid)
-    assert store.tombstone_nodes(sid, ["a1", "a2"]) == 2
+    assert store.maintenance.tombstone_nodes(sid, ["a1", "a2"]) == 2
     lease = take_lease(store, sid)
-    store.commit(unchanged(sid, 2, lease.fence, "a2", release_lease=True))
-    assert store.vacuum().removed_nodes == 0
+    store.commits.commit(unchanged(sid, 2, lease.fence, "a2", release_lease=True))
+    assert store.maintenance.vacuum().removed_nodes == 0
     assert _path(store, sid) == ["root", "a1", "a2"]
 
 
-def test_tombstoning_spares_the_branch_point_of_the_active_turn(store: SqlStore) -> None:
+def test_tombstoning_spares_the_branch_point_of_the_active_turn(store: Store) -> None:
     """While the active turn is branching to a node, neither it nor its ancestors are
     tombstoned; once the turn ends they are ordinary orphans again."""
     sid = new_session(store)
     _branched(store, sid)
     lease = take_lease(store, sid)
     turn = ActiveTurn("turn-1", 0, None, None, state={"branch_from": "a2"})
-    store.commit(unchanged(sid, 2, lease.fence, "b1", active_turn=turn))
-    assert store.tombstone_nodes(sid, ["a1", "a2"]) == 0
-    assert store.load_node(sid, "a2") is not None
-    store.commit(
+    store.commits.commit(unchanged(sid, 2, lease.fence, "b1", active_turn=turn))
+    assert store.maintenance.tombstone_nodes(sid, ["a1", "a2"]) == 0
+    assert store.sessions.load_node(sid, "a2") is not None
+    store.commits.commit(
         unchanged(sid, 3, lease.fence, "b1", active_turn=ClearActiveTurn(), release_lease=True)
     )
-    assert store.tombstone_nodes(sid, ["a1", "a2"]) == 2
+    assert store.maintenance.tombstone_nodes(sid, ["a1", "a2"]) == 2
 
 
-def test_tombstoning_spares_the_branch_point_of_a_waiting_input(store: SqlStore) -> None:
+def test_tombstoning_spares_the_branch_point_of_a_waiting_input(store: Store) -> None:
     """A node that a pending input will branch to is not tombstoned until that input is
     answered or cancelled."""
     sid = new_session(store)
     _branched(store, sid)
-    row = store.enqueue_input(InputDraft(sid, "k1", {"text": "again", "branch_from": "a1"}))
-    assert store.tombstone_nodes(sid, ["a1", "a2"]) == 1  # a2 is below the branch point
-    assert store.load_node(sid, "a1") is not None and store.load_node(sid, "a2") is None
-    store.cancel_input(sid, input_id=row.input_id)
-    assert store.tombstone_nodes(sid, ["a1"]) == 1
+    row = store.inputs.enqueue(InputDraft(sid, "k1", {"text": "again", "branch_from": "a1"}))
+    assert store.maintenance.tombstone_nodes(sid, ["a1", "a2"]) == 1  # a2 is below the branch point
+    assert (
+        store.sessions.load_node(sid, "a1") is not None
+        and store.sessions.load_node(sid, "a2") is None
+    )
+    store.inputs.cancel(sid, input_id=row.input_id)
+    assert store.maintenance.tombstone_nodes(sid, ["a1"]) == 1

@@ -11,7 +11,7 @@ import pytest
 
 from lash_tasks.errors import WorkerIdentityInUse
 from lash_tasks.store.records import Busy
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from lash_tasks.worker.heartbeat import Heartbeat
 from lash_tasks.worker.process_identity import local_evidence
 from tests.store_conformance.support import enqueue, new_session, take_lease
@@ -30,9 +30,7 @@ class Pokes:
         self.poked.set()
 
 
-def heartbeat(
-    store: SqlStore, owner: str, incarnation: str, pokes: Pokes | None = None
-) -> Heartbeat:
+def heartbeat(store: Store, owner: str, incarnation: str, pokes: Pokes | None = None) -> Heartbeat:
     return Heartbeat(
         store,
         owner,
@@ -53,16 +51,16 @@ def other_process() -> Iterator[subprocess.Popen[bytes]]:
         proc.wait(timeout=10)
 
 
-def _predecessor(store: SqlStore, proc: subprocess.Popen[bytes], **change: object) -> None:
+def _predecessor(store: Store, proc: subprocess.Popen[bytes], **change: object) -> None:
     """An earlier incarnation of `w1` that ran as `proc`, registered with a live heartbeat."""
     evidence = local_evidence(proc.pid)
     if evidence is None:
         pytest.skip("needs Linux /proc")
-    store.register_incarnation("w1", "inc-old", grace_ms=TTL_MS, liveness={**evidence, **change})
+    store.heartbeats.register("w1", "inc-old", grace_ms=TTL_MS, liveness={**evidence, **change})
 
 
 def test_restart_proves_the_predecessor_dead_and_pokes_its_sessions(
-    store: SqlStore, other_process: subprocess.Popen[bytes]
+    store: Store, other_process: subprocess.Popen[bytes]
 ) -> None:
     """A predecessor whose process is gone is declared dead at registration; its session is
     poked and its lease goes to the new incarnation with fence + 1."""
@@ -75,11 +73,11 @@ def test_restart_proves_the_predecessor_dead_and_pokes_its_sessions(
     heartbeat(store, "w1", "inc-new", pokes).register()
     assert pokes.sessions == [sid]
     assert take_lease(store, sid, "w1", "inc-new").fencing_token == old.fencing_token + 1
-    assert [i.incarnation_id for i in store.live_incarnations("w1")] == ["inc-new"]
+    assert [i.incarnation_id for i in store.heartbeats.live_incarnations("w1")] == ["inc-new"]
 
 
 def test_a_live_namesake_refuses_the_newcomer(
-    store: SqlStore, other_process: subprocess.Popen[bytes]
+    store: Store, other_process: subprocess.Popen[bytes]
 ) -> None:
     """While the predecessor's process runs, registration raises WorkerIdentityInUse,
     writes nothing, and the predecessor keeps its lease."""
@@ -89,12 +87,12 @@ def test_a_live_namesake_refuses_the_newcomer(
     with pytest.raises(WorkerIdentityInUse) as refused:
         heartbeat(store, "w1", "inc-new").register()
     assert f"pid {other_process.pid}" in refused.value.message
-    assert store.incarnation("inc-new") is None
-    assert isinstance(store.try_claim_lease(sid, "w1", "inc-new", TTL_MS), Busy)
+    assert store.heartbeats.incarnation("inc-new") is None
+    assert isinstance(store.leases.try_claim(sid, "w1", "inc-new", TTL_MS), Busy)
 
 
 def test_an_undecidable_namesake_that_keeps_beating_refuses_the_newcomer(
-    store: SqlStore, other_process: subprocess.Popen[bytes]
+    store: Store, other_process: subprocess.Popen[bytes]
 ) -> None:
     """A namesake in another PID namespace is judged by its heartbeat: if it goes on while
     the newcomer waits, the newcomer refuses to start."""
@@ -103,7 +101,7 @@ def test_an_undecidable_namesake_that_keeps_beating_refuses_the_newcomer(
 
     def beat() -> None:
         while not stop.wait(INTERVAL_MS / 1000):
-            store.beat("w1", "inc-old", grace_ms=3 * INTERVAL_MS)
+            store.heartbeats.beat("w1", "inc-old", grace_ms=3 * INTERVAL_MS)
 
     beater = threading.Thread(target=beat, daemon=True)
     beater.start()
@@ -114,17 +112,17 @@ def test_an_undecidable_namesake_that_keeps_beating_refuses_the_newcomer(
         stop.set()
         beater.join(timeout=5)
     assert "heartbeat goes on" in refused.value.message
-    assert store.incarnation("inc-new") is None
+    assert store.heartbeats.incarnation("inc-new") is None
 
 
 def test_an_undecidable_namesake_that_stopped_is_taken_over_once_it_expires(
-    store: SqlStore, other_process: subprocess.Popen[bytes]
+    store: Store, other_process: subprocess.Popen[bytes]
 ) -> None:
     """A silent namesake in another namespace expires within one grace period; then the
     newcomer registers and its lease is taken over."""
     sid = new_session(store)
     _predecessor(store, other_process, pid_namespace="pid:[1]")
-    store.beat("w1", "inc-old", grace_ms=3 * INTERVAL_MS)  # its last beat
+    store.heartbeats.beat("w1", "inc-old", grace_ms=3 * INTERVAL_MS)  # its last beat
     take_lease(store, sid, "w1", "inc-old", ttl_ms=TTL_MS)
     pokes = Pokes()
     heartbeat(store, "w1", "inc-new", pokes).register()
@@ -132,7 +130,7 @@ def test_an_undecidable_namesake_that_stopped_is_taken_over_once_it_expires(
     assert take_lease(store, sid, "w1", "inc-new").fencing_token == 2
 
 
-def test_a_live_workers_reaper_pokes_the_sessions_of_one_that_stopped(store: SqlStore) -> None:
+def test_a_live_workers_reaper_pokes_the_sessions_of_one_that_stopped(store: Store) -> None:
     """Worker B's heartbeat thread finds A's heartbeat expired and pokes A's sessions once;
     a clean stop retires the incarnation at once."""
     sid = new_session(store)
@@ -151,17 +149,17 @@ def test_a_live_workers_reaper_pokes_the_sessions_of_one_that_stopped(store: Sql
         assert take_lease(store, sid, "wb", "inc-b").fencing_token == 2
     finally:
         b.stop(retire=True)
-    assert store.live_incarnations("wb") == []
+    assert store.heartbeats.live_incarnations("wb") == []
 
 
-def test_a_poke_that_fails_does_not_stop_the_reaper(store: SqlStore) -> None:
+def test_a_poke_that_fails_does_not_stop_the_reaper(store: Store) -> None:
     """With the broker away the reap still completes and the dead incarnation counts as
     reaped; its session is left to the sweeper, which sees its lease as not live."""
     sid = new_session(store)
     enqueue(store, sid, "k1")
-    store.register_incarnation("wa", "inc-a", grace_ms=TTL_MS)
+    store.heartbeats.register("wa", "inc-a", grace_ms=TTL_MS)
     take_lease(store, sid, "wa", "inc-a", ttl_ms=TTL_MS)
-    store.retire_incarnation("inc-a")
+    store.heartbeats.retire("inc-a")
 
     def broker_away(sessions: Sequence[str]) -> None:
         raise ConnectionError("broker unreachable")
@@ -169,6 +167,6 @@ def test_a_poke_that_fails_does_not_stop_the_reaper(store: SqlStore) -> None:
     Heartbeat(
         store, "wb", "inc-b", interval_ms=INTERVAL_MS, lease_ttl_ms=TTL_MS, poke=broker_away
     ).register()
-    reaped = store.incarnation("inc-a")
+    reaped = store.heartbeats.incarnation("inc-a")
     assert reaped is not None and reaped.reaped_at is not None
-    assert [r.session_id for r in store.runnable_sessions()] == [sid]
+    assert [r.session_id for r in store.maintenance.runnable_sessions()] == [sid]

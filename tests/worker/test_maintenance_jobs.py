@@ -15,7 +15,7 @@ from lash_tasks.runtime.step import run_step
 from lash_tasks.settings import Settings
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import InputDraft
-from lash_tasks.store.sql_store import SqlStore
+from lash_tasks.store.store import Store
 from lash_tasks.worker import maintenance
 from lash_tasks.worker.maintenance import run_job
 from lash_tasks.worker.resources import Resources, build_resources
@@ -26,7 +26,7 @@ KEEP = SessionPolicy(model=ModelSpec(id="scripted-echo"), orphan_policy="keep_hi
 
 
 @pytest.fixture
-def make_res(store: SqlStore, tmp_path: Path) -> Iterator[Callable[[int], Resources]]:
+def make_res(store: Store, tmp_path: Path) -> Iterator[Callable[[int], Resources]]:
     """A worker's resources over the `store` fixture's database, by orphan retention."""
     opened: list[Resources] = []
 
@@ -34,7 +34,9 @@ def make_res(store: SqlStore, tmp_path: Path) -> Iterator[Callable[[int], Resour
         settings = Settings.from_env(
             {
                 "LASH_HOME": str(tmp_path / "home"),
-                "LASH_DATABASE_URL": store.engine.url.render_as_string(hide_password=False),
+                "LASH_DATABASE_URL": store.database.engine.url.render_as_string(
+                    hide_password=False
+                ),
                 "LASH_ORPHAN_RETENTION_S": str(orphan_retention_s),
             }
         )
@@ -52,16 +54,16 @@ def res(make_res: Callable[[int], Resources]) -> Resources:
     return make_res(3600)
 
 
-def _with_orphans(store: SqlStore, sid: str) -> None:
+def _with_orphans(store: Store, sid: str) -> None:
     """root -> a1 -> a2 (orphans), root -> b1 (active); node created_at strings say 2025."""
-    store.create_session(sid, POLICY)
+    store.sessions.create(sid, POLICY)
     lease = take_lease(store, sid)
     commit_chain(store, lease, "root", "a1", "a2")
-    store.commit(append(sid, 1, lease.fence, [msg("b1", "root")], release_lease=True))
+    store.commits.commit(append(sid, 1, lease.fence, [msg("b1", "root")], release_lease=True))
 
 
-def _age_nodes(store: SqlStore, sid: str, by_ms: int) -> None:
-    with store.engine.begin() as conn:
+def _age_nodes(store: Store, sid: str, by_ms: int) -> None:
+    with store.database.engine.begin() as conn:
         conn.execute(
             update(t.graph_nodes)
             .where(t.graph_nodes.c.session_id == sid)
@@ -74,15 +76,15 @@ def test_vacuum_job_keeps_the_journal_of_a_turn_committed_within_a_lease_ttl(
 ) -> None:
     """Right after a turn commits, vacuum leaves its journal for any stale worker to replay."""
     store = res.store
-    store.create_session("s1", POLICY)
-    store.enqueue_input(InputDraft("s1", "k1", {"text": "hello"}))
+    store.sessions.create("s1", POLICY)
+    store.inputs.enqueue(InputDraft("s1", "k1", {"text": "hello"}))
     assert run_step(res.core, "s1").status == "finished"
-    journaled = store.journal_entries("s1")
+    journaled = store.journal.entries("s1")
     assert len(journaled) == 1
 
     report = run_job(res, None, "vacuum", "slot-1")
     assert report["removed_journal_rows"] == 0
-    assert store.journal_entries("s1") == journaled
+    assert store.journal.entries("s1") == journaled
 
 
 @pytest.mark.timeout(90)
@@ -93,7 +95,7 @@ def test_orphan_job_reaches_every_changed_session_past_one_page(
     recently changed one still has its orphans tombstoned in the same run."""
     res = make_res(0)
     store = res.store
-    now = store.db_now_ms()
+    now = store.database.db_now_ms()
     noise = [
         {
             "session_id": f"noise-{i:04d}",
@@ -107,14 +109,14 @@ def test_orphan_job_reaches_every_changed_session_past_one_page(
         }
         for i in range(1000)  # the old fixed cap; more than one page too (checked below)
     ]
-    with store.engine.begin() as conn:
+    with store.database.engine.begin() as conn:
         conn.execute(insert(t.sessions), noise)
     _with_orphans(store, "target")
 
     report = run_job(res, None, "tombstone_orphans", "slot-1")
     assert report["tombstoned_nodes"] == 2
-    assert store.orphaned_node_ids("target") == []
-    assert set(store.load("target").graph.nodes) == {"root", "b1"}
+    assert store.sessions.orphaned_node_ids("target") == []
+    assert set(store.sessions.load("target").graph.nodes) == {"root", "b1"}
     assert report["sessions_checked"] == 1  # the noise keeps its history
     assert len(noise) > maintenance.ORPHAN_PAGE_SIZE
 
@@ -126,14 +128,14 @@ def test_orphan_job_paginates_in_bounded_pages(
     res = make_res(0)
     monkeypatch.setattr(maintenance, "ORPHAN_PAGE_SIZE", 2)
     pages: list[int] = []
-    real_page = res.store.changed_sessions_page
+    real_page = res.store.maintenance.changed_sessions_page
 
     def counted(*args: object, **kwargs: object) -> list[tuple[int, str]]:
         page = real_page(*args, **kwargs)  # type: ignore[arg-type]
         pages.append(len(page))
         return page
 
-    monkeypatch.setattr(res.store, "changed_sessions_page", counted)
+    monkeypatch.setattr(res.store.maintenance, "changed_sessions_page", counted)
     for i in range(5):
         _with_orphans(res.store, f"s{i}")
     report = run_job(res, None, "tombstone_orphans", "slot-1")
@@ -146,7 +148,7 @@ def test_orphan_job_ignores_the_writers_own_clock(res: Resources) -> None:
     recorded just now are not tombstoned; an hour later on the database clock they are."""
     _with_orphans(res.store, "s1")
     assert run_job(res, None, "tombstone_orphans", "slot-1")["tombstoned_nodes"] == 0
-    assert sorted(res.store.orphaned_node_ids("s1")) == ["a1", "a2"]
+    assert sorted(res.store.sessions.orphaned_node_ids("s1")) == ["a1", "a2"]
     _age_nodes(res.store, "s1", 3_600_001)
     assert run_job(res, None, "tombstone_orphans", "slot-2")["tombstoned_nodes"] == 2
 
@@ -168,4 +170,4 @@ def test_workers_with_skewed_clocks_share_a_maintenance_slot(
     monkeypatch.setattr(maintenance, "time", _SkewedClock, raising=False)
     second = run_job(res, None, "vacuum")
     assert second == {"job": "vacuum", "slot": first["slot"], "skipped": "slot already ran"}
-    assert len(res.store.maintenance_runs("vacuum")) == 1
+    assert len(res.store.maintenance.runs("vacuum")) == 1

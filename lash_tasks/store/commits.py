@@ -1,4 +1,4 @@
-"""The fenced commit: one transaction that records a turn step, or nothing at all.
+"""`Commits`: the fenced commit, one transaction that records a turn step or nothing at all.
 
 Order inside the transaction (after lash): lock the session, replay an existing
 turn stamp, check the lease fence, compare-and-set the head revision, settle
@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Table, delete, func, insert, null, select, update
+from sqlalchemy import Connection, delete, insert, null, select, update
 
 from lash_tasks.errors import (
     HeadRevisionConflict,
     LeaseLost,
-    NodeExists,
-    StaleClaim,
     TurnCommitConflict,
-    UnknownParentNode,
     UnsettledClaim,
 )
 from lash_tasks.machine import (
@@ -27,21 +24,24 @@ from lash_tasks.machine import (
     ClearActiveTurn,
     CommitDraft,
     CommitResult,
-    GraphAppend,
-    GraphReplaceFull,
     GraphUnchanged,
-    Node,
 )
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
-from lash_tasks.store.base import encode_node_payload
+from lash_tasks.store.claiming import settle
+from lash_tasks.store.database import Database
+from lash_tasks.store.graph_writes import write_graph
+from lash_tasks.store.inputs import INPUT_CLAIMS
 from lash_tasks.store.leases import release_statement
-from lash_tasks.store.queued import QueuedWorkMixin
 from lash_tasks.store.records import InputState
-from lash_tasks.store.sessions import SessionsMixin
+from lash_tasks.store.session_events import append_events
+from lash_tasks.store.work_queue import QUEUE_CLAIMS, QueueState, enqueue_batch
 
 
-class CommitMixin(SessionsMixin, QueuedWorkMixin):
+class Commits:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
     def commit(self, draft: CommitDraft) -> CommitResult:
         """Apply `draft` atomically. Any failed check raises and changes nothing."""
         check_session_id(draft.session_id)
@@ -50,17 +50,17 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                 f"commit for session {draft.session_id!r} presents the lease of "
                 f"session {draft.fence.session_id!r}"
             )
-        with self.tx() as conn:
-            self.dialect.lock_session(conn, draft.session_id)
-            head = self._require_session(conn, draft.session_id)
-            now = self.now_ms(conn)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, draft.session_id)
+            head = self.db.require_session(conn, draft.session_id)
+            now = self.db.now_ms(conn)
             if draft.turn_stamp is not None:
                 replay = self._replay_stamp(conn, draft)
                 if replay is not None:
                     return replay
             if draft.fence is None:
                 raise LeaseLost("a commit must present a session lease fence")
-            self._check_fence(conn, draft.fence, now)
+            self.db.check_fence(conn, draft.fence, now)
             if head.head_revision != draft.expected_head_revision:
                 raise HeadRevisionConflict(
                     f"session {draft.session_id!r} is at revision {head.head_revision}, "
@@ -70,7 +70,7 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
             if draft.returned_input_ids:
                 _return_to_pending(conn, draft.session_id, draft.returned_input_ids, now)
             self._settle_claims(conn, draft, now)
-            graph_changed = self._write_graph(conn, draft, head.leaf_node_id, now)
+            graph_changed = write_graph(conn, draft, head.leaf_node_id, now)
             new_revision = draft.expected_head_revision + 1
             self._move_head(conn, draft, new_revision, graph_changed, now)
             self._apply_active_turn(conn, draft, now)
@@ -78,7 +78,7 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                 _defer_unaccepted_inputs(conn, draft.session_id, now)
             self._stamp_attachments(conn, draft, now)
             for outbox_draft in draft.outbox:
-                self._enqueue_batch(conn, draft.session_id, outbox_draft, now)
+                enqueue_batch(conn, draft.session_id, outbox_draft, now)
             if draft.turn_stamp is not None:
                 conn.execute(
                     insert(t.turn_commits).values(
@@ -91,7 +91,7 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
                     )
                 )
             if draft.events:
-                _append_events(conn, draft, now)
+                append_events(conn, draft.session_id, draft.events, now)
             if draft.release_lease:
                 _release(conn, draft)
             return CommitResult(
@@ -135,89 +135,35 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
         generation = draft.fence.fencing_token
         # The active turn's own claims are held by the turn, not by one lease generation: a
         # turn resumed under a newer lease (the fence was just checked) settles them as is.
-        active = self._active_turn_row(conn, draft.session_id)
+        active = self.db.active_turn_row(conn, draft.session_id)
         turn_claims = {active.input_claim_id, active.queue_claim_id} - {None} if active else set()
 
         def held_by(completion: ClaimCompletion) -> int | None:
             return None if completion.claim_id in turn_claims else generation
 
+        input_values: dict[str, object] = {"state": InputState.COMPLETED, "updated_at": now}
+        if draft.turn_stamp is not None:
+            input_values["turn_id"] = draft.turn_stamp.turn_id
         for completion in draft.input_completions:
-            _complete(
+            settle(
                 conn,
-                t.pending_inputs,
+                INPUT_CLAIMS,
                 draft.session_id,
                 completion,
                 held_by(completion),
                 [InputState.CLAIMED, InputState.ACCEPTED],
-                InputState.COMPLETED,
-                now,
-                turn_id=draft.turn_stamp.turn_id if draft.turn_stamp else None,
+                input_values,
             )
         for completion in draft.queue_completions:
-            _complete(
+            settle(
                 conn,
-                t.queued_work,
+                QUEUE_CLAIMS,
                 draft.session_id,
                 completion,
                 held_by(completion),
-                ["claimed"],
-                "completed",
-                None,
+                [QueueState.CLAIMED],
+                {"state": QueueState.COMPLETED},
             )
-
-    def _write_graph(
-        self, conn: Connection, draft: CommitDraft, stored_leaf: str | None, now: int
-    ) -> bool:
-        graph = draft.graph
-        if isinstance(graph, GraphUnchanged):
-            self._revive_paths(conn, draft.session_id, {graph.leaf_node_id} - {stored_leaf})
-            return False
-        if isinstance(graph, GraphReplaceFull):
-            conn.execute(
-                delete(t.graph_nodes).where(t.graph_nodes.c.session_id == draft.session_id)
-            )
-        _check_node_ids(conn, draft.session_id, graph.nodes)
-        seq = self._next_seq(conn, draft.session_id)
-        rows = [
-            {
-                "session_id": draft.session_id,
-                "node_id": node.node_id,
-                "parent_node_id": node.parent_node_id,
-                "seq": seq + offset,
-                "kind": node.kind,
-                "payload": encode_node_payload(node),
-                "created_at": node.created_at,
-                "created_ms": now,
-            }
-            for offset, node in enumerate(graph.nodes)
-        ]
-        if rows:
-            conn.execute(insert(t.graph_nodes), rows)
-        if isinstance(graph, GraphAppend):
-            # The stored active path is never tombstoned, so an append under the old leaf
-            # needs nothing; one under any other node (a branch) may hang off tombstoned
-            # history, which must live again or vacuum would cut the new active path.
-            batch = {n.node_id for n in graph.nodes}
-            anchors = {n.parent_node_id for n in graph.nodes} | {graph.leaf_node_id}
-            self._revive_paths(conn, draft.session_id, anchors - batch - {stored_leaf})
-        return isinstance(graph, (GraphAppend, GraphReplaceFull))
-
-    def _revive_paths(self, conn: Connection, session_id: str, anchors: set[str | None]) -> None:
-        """Clear the tombstone of every node from each anchor up to its root (lash's append
-        un-tombstones too): a node back on the active path is history again, not garbage."""
-        if not anchors - {None}:
-            return
-        n = t.graph_nodes
-        path = self._ancestry(session_id, anchors)
-        conn.execute(
-            update(n)
-            .where(
-                n.c.session_id == session_id,
-                n.c.tombstoned_at.is_not(None),
-                n.c.node_id.in_(select(path.c.node_id)),
-            )
-            .values(tombstoned_at=None)
-        )
 
     def _move_head(
         self, conn: Connection, draft: CommitDraft, revision: int, graph_changed: bool, now: int
@@ -305,70 +251,6 @@ class CommitMixin(SessionsMixin, QueuedWorkMixin):
             )
 
 
-def _complete(
-    conn: Connection,
-    table: Table,
-    session_id: str,
-    completion: ClaimCompletion,
-    generation: int | None,
-    from_states: Sequence[str],
-    to_state: str,
-    now: int | None,
-    turn_id: str | None = None,
-) -> None:
-    """Settle one claim. `generation=None`: the claim is the active turn's, any generation."""
-    values: dict[str, object] = {"state": to_state}
-    if now is not None:
-        values["updated_at"] = now
-    if turn_id is not None:
-        values["turn_id"] = turn_id
-    conditions = [
-        table.c.session_id == session_id,
-        table.c.claim_id == completion.claim_id,
-        table.c.claim_token == completion.claim_token,
-        table.c.state.in_(list(from_states)),
-    ]
-    if generation is not None:
-        conditions.append(table.c.claim_generation == generation)
-    result = conn.execute(update(table).where(*conditions).values(**values))
-    if result.rowcount == 0:
-        raise StaleClaim(
-            f"claim {completion.claim_id!r} is no longer held by this lease generation",
-            session_id=session_id,
-            claim_id=completion.claim_id,
-        )
-
-
-def _check_node_ids(conn: Connection, session_id: str, nodes: Sequence[Node]) -> None:
-    """New ids must be free (even among tombstoned rows) and parents must exist."""
-    if not nodes:
-        return
-    batch_ids = {n.node_id for n in nodes}
-    wanted = {n.parent_node_id for n in nodes if n.parent_node_id is not None} - batch_ids
-    found = {
-        r.node_id
-        for r in conn.execute(
-            select(t.graph_nodes.c.node_id).where(
-                t.graph_nodes.c.session_id == session_id,
-                t.graph_nodes.c.node_id.in_(sorted(batch_ids | wanted)),
-            )
-        )
-    }
-    taken = sorted(batch_ids & found)
-    if taken:
-        raise NodeExists(
-            f"node ids already exist in session {session_id!r}: {taken}",
-            session_id=session_id,
-            node_ids=taken,
-        )
-    missing = sorted(wanted - found)
-    if missing:
-        raise UnknownParentNode(
-            f"nodes name parents that do not exist in session {session_id!r}: {missing}",
-            session_id=session_id,
-        )
-
-
 def _defer_unaccepted_inputs(conn: Connection, session_id: str, now: int) -> None:
     p = t.pending_inputs
     conn.execute(
@@ -376,18 +258,6 @@ def _defer_unaccepted_inputs(conn: Connection, session_id: str, now: int) -> Non
         .where(p.c.session_id == session_id, p.c.state == InputState.PENDING_ACTIVE)
         .values(state=InputState.PENDING, ingress="next_turn", updated_at=now)
     )
-
-
-def _append_events(conn: Connection, draft: CommitDraft, now: int) -> None:
-    """Number the events after the session's last; the session lock makes `max` safe."""
-    e = t.session_events
-    last = conn.execute(select(func.max(e.c.seq)).where(e.c.session_id == draft.session_id))
-    start = (last.scalar() or 0) + 1
-    rows = [
-        {"session_id": draft.session_id, "seq": start + i, "event": event, "created_at": now}
-        for i, event in enumerate(draft.events)
-    ]
-    conn.execute(insert(e), rows)
 
 
 def _return_to_pending(

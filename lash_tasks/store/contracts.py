@@ -1,0 +1,173 @@
+"""What the runtime may use of the store: one small protocol per thing it needs.
+
+`Store` (store.py) satisfies `RuntimeStore`, part by part; the runtime is typed against
+these, so a reader sees which calls a module makes, and a test double needs only those.
+The attachment facade's contract lives in `lash_tasks.attachments.manifest` (the
+attachments package does not import the store); `Manifest` satisfies it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from lash_tasks.attachments.manifest import AttachmentManifest
+from lash_tasks.machine import ActiveTurn, CommitDraft, CommitResult, Fence, Node, SessionPolicy
+from lash_tasks.store.records import (
+    Busy,
+    ExecuteEffect,
+    InputClaim,
+    Lease,
+    LoadedSession,
+    PendingInput,
+    QueueClaim,
+    ReadScope,
+    RecordedEffect,
+    SessionRecord,
+    StepAttempt,
+)
+
+
+class SessionLoader(Protocol):
+    """What runtime assembly reads, and the one write of an open: filling an empty policy."""
+
+    def record(self, session_id: str) -> SessionRecord: ...
+
+    def fill_policy(self, session_id: str, policy: SessionPolicy) -> SessionRecord: ...
+
+    def load(self, session_id: str, scope: ReadScope | None = None) -> LoadedSession: ...
+
+    def load_node(self, session_id: str, node_id: str) -> Node | None: ...
+
+    def orphaned_node_ids(self, session_id: str) -> list[str]: ...
+
+
+class InputClaims(Protocol):
+    """A step's claims on pending input: the next turn's, and steer input joining a turn."""
+
+    def claim_next_turn(self, fence: Fence) -> InputClaim | None: ...
+
+    def accept_active(self, fence: Fence, claim_id: str, turn_id: str) -> list[PendingInput]: ...
+
+    def accepted(self, session_id: str, claim_id: str) -> list[PendingInput]: ...
+
+
+class QueueClaims(Protocol):
+    """A step's claims on queued work."""
+
+    def claim_leading_command(self, fence: Fence) -> QueueClaim | None: ...
+
+    def claim_turn_work(self, fence: Fence) -> QueueClaim | None: ...
+
+
+class LeaseStore(Protocol):
+    """The session lease, for the step and its lease keeper."""
+
+    def try_claim(
+        self, session_id: str, owner_id: str, incarnation_id: str, ttl_ms: int = ...
+    ) -> Lease | Busy: ...
+
+    def renew(self, fence: Fence, ttl_ms: int = ...) -> int: ...
+
+    def release(self, fence: Fence) -> bool: ...
+
+
+class TurnStore(Protocol):
+    """The active turn: begin or resume it, bound its steps, read its cancel flag."""
+
+    def active(self, session_id: str) -> ActiveTurn | None: ...
+
+    def begin(
+        self,
+        fence: Fence,
+        kind: str,
+        claimed_ids: Sequence[str],
+        *,
+        input_claim_id: str | None = None,
+        queue_claim_id: str | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> ActiveTurn: ...
+
+    def restamp_claims(
+        self, fence: Fence, input_claim_id: str | None, queue_claim_id: str | None
+    ) -> StepAttempt: ...
+
+    def has_waiting_work(self, session_id: str) -> bool: ...
+
+    def record_step_failure(self, fence: Fence, turn_id: str, error: dict[str, Any]) -> None: ...
+
+    def forgive_step_attempt(self, session_id: str, turn_id: str, step_index: int) -> None: ...
+
+    def cancel_requested(self, session_id: str, turn_id: str) -> bool: ...
+
+
+class CommitStore(Protocol):
+    """The fenced commit of a step."""
+
+    def commit(self, draft: CommitDraft) -> CommitResult: ...
+
+
+class JournalStore(Protocol):
+    """The effect journal, for the durable effect host (and the step asking for a replay)."""
+
+    def prepare(
+        self,
+        *,
+        scope_id: str,
+        replay_key: str,
+        session_id: str,
+        turn_id: str | None,
+        envelope_hash: str,
+        owner: str,
+        ttl_ms: int,
+        incarnation_id: str | None = None,
+    ) -> ExecuteEffect | RecordedEffect: ...
+
+    def renew(self, scope_id: str, replay_key: str, lease_token: str, ttl_ms: int) -> None: ...
+
+    def finalize(
+        self,
+        scope_id: str,
+        replay_key: str,
+        lease_token: str,
+        *,
+        outcome: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    def release(self, scope_id: str, replay_key: str, lease_token: str) -> None: ...
+
+    def has(self, scope_id: str, replay_key: str) -> bool: ...
+
+
+class RuntimeStore(Protocol):
+    """Everything a `LashCore` reaches in the store, part by part."""
+
+    @property
+    def sessions(self) -> SessionLoader: ...
+
+    @property
+    def inputs(self) -> InputClaims: ...
+
+    @property
+    def queue(self) -> QueueClaims: ...
+
+    @property
+    def leases(self) -> LeaseStore: ...
+
+    @property
+    def turns(self) -> TurnStore: ...
+
+    @property
+    def commits(self) -> CommitStore: ...
+
+    @property
+    def journal(self) -> JournalStore: ...
+
+    @property
+    def manifest(self) -> AttachmentManifest: ...
+
+    @property
+    def durability_tier(self) -> str: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,136 @@
+"""`Database`: one engine and its dialect, and what every store part needs from them.
+
+Transactions (with database failures mapped to typed errors), read connections, the
+database clock, the per-session lock, and the guards a part checks inside its own
+transaction: the session exists, a fence still holds the lease, which lease generation is
+live, which turn is active. The parts (`store.sessions`, `store.leases`, ...) hold one
+`Database` each and nothing else; `Store` builds them all over the same one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+
+from lash_tasks.errors import (
+    LashError,
+    LeaseLost,
+    SchemaMissing,
+    SessionNotFound,
+    StoreUnavailable,
+)
+from lash_tasks.machine import Fence
+from lash_tasks.store import schema as t
+from lash_tasks.store.dialects import Dialect, make_engine
+
+
+class Database:
+    """One SQLAlchemy engine on PostgreSQL or SQLite. Build one per worker process."""
+
+    def __init__(self, engine: Engine, dialect: Dialect) -> None:
+        self.engine = engine
+        self.dialect = dialect
+
+    @classmethod
+    def from_url(cls, url: str) -> Database:
+        engine, dialect = make_engine(url)
+        return cls(engine, dialect)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def durability_tier(self) -> str:
+        return "durable" if self.dialect.durable else "inline"
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """One transaction. Connection-level failures surface as retryable `StoreUnavailable`."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except LashError:
+            raise
+        except (DBAPIError, SQLAlchemyTimeoutError) as exc:
+            raise explain_database_error(exc) from exc
+
+    def read(self) -> Connection:
+        """A connection for reads (`with db.read() as conn:`); it commits nothing."""
+        return self.engine.connect()
+
+    def now_ms(self, conn: Connection) -> int:
+        """The database clock: every lease and timestamp compares against this one."""
+        return self.dialect.now_ms(conn)
+
+    def db_now_ms(self) -> int:
+        """The database clock, read on a connection of its own."""
+        with self.read() as conn:
+            return self.now_ms(conn)
+
+    def lock_session(self, conn: Connection, session_id: str) -> None:
+        """Serialise this transaction with every other writer of the session."""
+        self.dialect.lock_session(conn, session_id)
+
+    def lock_key(self, conn: Connection, key: str) -> None:
+        """Serialise this transaction with every other writer of the named resource."""
+        self.dialect.lock_key(conn, key)
+
+    def require_session(self, conn: Connection, session_id: str) -> Row[Any]:
+        row = conn.execute(select(t.sessions).where(t.sessions.c.session_id == session_id)).first()
+        if row is None:
+            raise SessionNotFound(f"session {session_id!r} does not exist", session_id=session_id)
+        return row
+
+    def check_fence(self, conn: Connection, fence: Fence, now: int) -> None:
+        """Raise `LeaseLost` unless `fence` still holds the session lease at `now`."""
+        row = conn.execute(
+            select(t.session_leases).where(t.session_leases.c.session_id == fence.session_id)
+        ).first()
+        if (
+            row is None
+            or row.owner_id != fence.owner_id
+            or row.lease_token != fence.lease_token
+            or row.fencing_token != fence.fencing_token
+            or row.expires_at is None
+            or row.expires_at <= now
+        ):
+            raise LeaseLost(
+                f"lease on session {fence.session_id!r} with fencing token "
+                f"{fence.fencing_token} is no longer held",
+                session_id=fence.session_id,
+            )
+
+    def live_generation(self, conn: Connection, session_id: str, now: int) -> int | None:
+        """The fencing token of the session's live lease, or None when nobody holds it."""
+        row = conn.execute(
+            select(t.session_leases).where(t.session_leases.c.session_id == session_id)
+        ).first()
+        if row is None or row.owner_id is None or row.expires_at is None or row.expires_at <= now:
+            return None
+        return int(row.fencing_token)
+
+    def active_turn_row(self, conn: Connection, session_id: str) -> Row[Any] | None:
+        return conn.execute(
+            select(t.active_turns).where(t.active_turns.c.session_id == session_id)
+        ).first()
+
+
+def explain_database_error(exc: Exception) -> Exception:
+    """The typed error a database failure means for a caller, or `exc` itself."""
+    text = str(getattr(exc, "orig", None) or exc)
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        return SchemaMissing(
+            "the database has no lash-tasks schema yet: run `lash-tasks db upgrade`"
+        )
+    if isinstance(exc, SQLAlchemyTimeoutError):
+        return StoreUnavailable("no database connection free in the pool")
+    if isinstance(exc, OperationalError):
+        return StoreUnavailable(f"database unavailable: {text}".splitlines()[0])
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return StoreUnavailable("database connection lost")
+    return exc

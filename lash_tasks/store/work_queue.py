@@ -1,0 +1,176 @@
+"""`WorkQueue`: background batches for a session (session commands, process wakes)."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from itertools import takewhile
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select, update
+
+from lash_tasks.errors import SourceKeyConflict, ValidationError
+from lash_tasks.machine import Fence, QueuedWorkDraft, stable_hash
+from lash_tasks.machine.claims import Candidate, select_leading_command, select_turn_work_prefix
+from lash_tasks.machine.ids import check_session_id
+from lash_tasks.store import schema as t
+from lash_tasks.store.claiming import ClaimTable, live_claim_filter, take
+from lash_tasks.store.database import Database
+from lash_tasks.store.records import QueueClaim, QueuedBatch
+from lash_tasks.store.rows import decode_batch
+
+
+class QueueState(StrEnum):
+    READY = "ready"
+    CLAIMED = "claimed"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+OPEN_QUEUE_STATES = (QueueState.READY, QueueState.CLAIMED)
+DONE_QUEUE_STATES = (QueueState.COMPLETED, QueueState.CANCELLED)
+
+_q = t.queued_work
+_items = t.queued_work_items
+_SCAN_SURPLUS = 32
+QUEUE_CLAIMS = ClaimTable(_q, "batch_id", QueueState.CLAIMED, "queue_claim_id", "qwc")
+
+
+class WorkQueue:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def enqueue(self, session_id: str, draft: QueuedWorkDraft) -> QueuedBatch:
+        """Enqueue a batch; the same source key with the same content returns the existing one."""
+        check_session_id(session_id)
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, session_id)
+            self.db.require_session(conn, session_id)
+            return enqueue_batch(conn, session_id, draft, self.db.now_ms(conn))
+
+    def list_batches(self, session_id: str, include_done: bool = False) -> list[QueuedBatch]:
+        with self.db.read() as conn:
+            query = select(_q).where(_q.c.session_id == session_id)
+            if not include_done:
+                query = query.where(_q.c.state.in_(OPEN_QUEUE_STATES))
+            rows = conn.execute(query.order_by(_q.c.enqueue_seq)).all()
+            return [decode_batch(r, _payloads(conn, r.batch_id)) for r in rows]
+
+    def claim_leading_command(self, fence: Fence) -> QueueClaim | None:
+        """Claim the head batch iff it is a session command."""
+        return self._claim(fence, lambda c: select_leading_command(c), 1)
+
+    def claim_turn_work(self, fence: Fence, max_batches: int = 64) -> QueueClaim | None:
+        """Claim ready turn work at the head of the queue; nothing while a command leads."""
+        return self._claim(fence, lambda c: select_turn_work_prefix(c, max_batches), max_batches)
+
+    def cancel(self, session_id: str, batch_id: str) -> bool:
+        """Cancel a batch only if nobody holds a live claim on it."""
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, session_id)
+            now = self.db.now_ms(conn)
+            result = conn.execute(
+                update(_q)
+                .where(
+                    _q.c.session_id == session_id,
+                    _q.c.batch_id == batch_id,
+                    self._claimable(conn, session_id, now),
+                )
+                .values(state=QueueState.CANCELLED, claim_id=None, claim_token=None)
+            )
+            return result.rowcount > 0
+
+    def _claim(self, fence: Fence, rule: Any, max_batches: int) -> QueueClaim | None:
+        with self.db.tx() as conn:
+            self.db.lock_session(conn, fence.session_id)
+            now = self.db.now_ms(conn)
+            self.db.check_fence(conn, fence, now)
+            query = (
+                select(_q)
+                .where(
+                    _q.c.session_id == fence.session_id,
+                    self._claimable(conn, fence.session_id, now),
+                    _q.c.available_at <= now,
+                )
+                .order_by(_q.c.enqueue_seq)
+                .limit(max_batches + _SCAN_SURPLUS)
+            )
+            rows = conn.execute(self.db.dialect.for_update(query, skip_locked=True)).all()
+            count = rule([Candidate(r.work_class, r.slot_policy, r.merge_key) for r in rows])
+            if count == 0:
+                return None
+            chosen = rows[:count]
+            if chosen[0].state == QueueState.CLAIMED:
+                # A dead generation's claim is taken again as exactly the same set, so the
+                # re-run turn keeps its identity (turn ids derive from the claimed batch ids).
+                stale_id = chosen[0].claim_id
+                chosen = list(takewhile(lambda r: r.claim_id == stale_id, chosen))
+            claim = take(conn, QUEUE_CLAIMS, fence, [r.batch_id for r in chosen])
+            batches = tuple(decode_batch(r, _payloads(conn, r.batch_id)) for r in chosen)
+            return QueueClaim(claim.claim_id, claim.claim_token, claim.generation, batches)
+
+    def _claimable(self, conn: Connection, session_id: str, now: int) -> ColumnElement[bool]:
+        """SQL: the batch is ready, or claimed by a generation that is no longer live."""
+        live = live_claim_filter(self.db, conn, QUEUE_CLAIMS, session_id, now)
+        return or_(_q.c.state == QueueState.READY, and_(_q.c.state == QueueState.CLAIMED, ~live))
+
+
+def _payloads(conn: Connection, batch_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(_items.c.payload).where(_items.c.batch_id == batch_id).order_by(_items.c.item_index)
+    )
+    return [dict(r.payload) for r in rows]
+
+
+def enqueue_batch(
+    conn: Connection, session_id: str, draft: QueuedWorkDraft, now: int
+) -> QueuedBatch:
+    """Insert one batch inside the caller's transaction (an enqueue, or a commit's outbox);
+    the same source key with the same content returns the existing batch."""
+    if not draft.source_key:
+        raise ValidationError("queued work needs a source_key")
+    if draft.work_class not in ("session_command", "turn_work"):
+        raise ValidationError(f"unknown queued work class {draft.work_class!r}")
+    if draft.slot_policy not in ("exclusive", "join"):
+        raise ValidationError(f"unknown slot policy {draft.slot_policy!r}")
+    if not draft.payloads:
+        raise ValidationError("queued work needs at least one payload")
+    content_hash = stable_hash(
+        {
+            "class": draft.work_class,
+            "slot": draft.slot_policy,
+            "merge": draft.merge_key,
+            "payloads": list(draft.payloads),
+        }
+    )
+    existing = conn.execute(
+        select(_q).where(_q.c.session_id == session_id, _q.c.source_key == draft.source_key)
+    ).first()
+    if existing is not None:
+        if existing.content_hash != content_hash:
+            raise SourceKeyConflict(
+                f"queued work source key {draft.source_key!r} was already used for different work",
+                session_id=session_id,
+                source_key=draft.source_key,
+            )
+        return decode_batch(existing, _payloads(conn, existing.batch_id))
+    digest = hashlib.sha256(f"{session_id}:{draft.source_key}".encode()).hexdigest()[:32]
+    batch_id = "qwb:" + digest
+    conn.execute(
+        insert(_q).values(
+            batch_id=batch_id,
+            session_id=session_id,
+            source_key=draft.source_key,
+            work_class=draft.work_class,
+            slot_policy=draft.slot_policy,
+            merge_key=draft.merge_key,
+            content_hash=content_hash,
+            state=QueueState.READY,
+            available_at=now + max(0, draft.delay_ms),
+            enqueued_at=now,
+        )
+    )
+    for index, payload in enumerate(draft.payloads):
+        conn.execute(insert(_items).values(batch_id=batch_id, item_index=index, payload=payload))
+    row = conn.execute(select(_q).where(_q.c.batch_id == batch_id)).one()
+    return decode_batch(row, list(draft.payloads))
