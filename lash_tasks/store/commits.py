@@ -9,8 +9,9 @@ inputs, attachment stamps, outbox rows, the turn stamp, and the lease release.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Connection, delete, insert, null, select, update
+from sqlalchemy import Connection, Row, delete, insert, null, select, update
 
 from lash_tasks.errors import (
     HeadRevisionConflict,
@@ -53,202 +54,214 @@ class Commits:
         with self.db.tx() as conn:
             self.db.lock_session(conn, draft.session_id)
             head = self.db.require_session(conn, draft.session_id)
-            now = self.db.now_ms(conn)
-            if draft.turn_stamp is not None:
-                replay = self._replay_stamp(conn, draft)
-                if replay is not None:
-                    return replay
-            if draft.fence is None:
-                raise LeaseLost("a commit must present a session lease fence")
-            self.db.check_fence(conn, draft.fence, now)
-            if head.head_revision != draft.expected_head_revision:
-                raise HeadRevisionConflict(
-                    f"session {draft.session_id!r} is at revision {head.head_revision}, "
-                    f"commit expected {draft.expected_head_revision}",
-                    session_id=draft.session_id,
-                )
-            if draft.returned_input_ids:
-                _return_to_pending(conn, draft.session_id, draft.returned_input_ids, now)
-            self._settle_claims(conn, draft, now)
-            graph_changed = write_graph(conn, draft, head.leaf_node_id, now)
-            new_revision = draft.expected_head_revision + 1
-            self._move_head(conn, draft, new_revision, graph_changed, now)
-            self._apply_active_turn(conn, draft, now)
-            if draft.defer_active_inputs:
-                _defer_unaccepted_inputs(conn, draft.session_id, now)
-            self._stamp_attachments(conn, draft, now)
-            for outbox_draft in draft.outbox:
-                enqueue_batch(conn, draft.session_id, outbox_draft, now)
-            if draft.turn_stamp is not None:
-                conn.execute(
-                    insert(t.turn_commits).values(
-                        session_id=draft.session_id,
-                        turn_id=draft.turn_stamp.turn_id,
-                        turn_commit_hash=draft.turn_stamp.turn_commit_hash,
-                        head_revision=new_revision,
-                        result=draft.turn_stamp.result,
-                        committed_at=now,
-                    )
-                )
-            if draft.events:
-                append_events(conn, draft.session_id, draft.events, now)
-            if draft.release_lease:
-                _release(conn, draft)
-            return CommitResult(
-                head_revision=new_revision,
-                turn_result=draft.turn_stamp.result if draft.turn_stamp else None,
-            )
+            return apply_commit(self.db, conn, draft, head, self.db.now_ms(conn))
 
-    def _replay_stamp(self, conn: Connection, draft: CommitDraft) -> CommitResult | None:
-        assert draft.turn_stamp is not None
-        row = conn.execute(
-            select(t.turn_commits).where(
-                t.turn_commits.c.session_id == draft.session_id,
-                t.turn_commits.c.turn_id == draft.turn_stamp.turn_id,
-            )
-        ).first()
-        if row is None:
-            return None
-        if row.turn_commit_hash != draft.turn_stamp.turn_commit_hash:
-            raise TurnCommitConflict(
-                f"turn {draft.turn_stamp.turn_id!r} of session {draft.session_id!r} was already "
-                "committed with different content",
+
+def apply_commit(
+    db: Database, conn: Connection, draft: CommitDraft, head: Row[Any], now: int
+) -> CommitResult:
+    """`Commits.commit` inside the caller's transaction, which holds the session lock;
+    `head` is the session's row read in it."""
+    if draft.turn_stamp is not None:
+        replay = _replay_stamp(conn, draft)
+        if replay is not None:
+            return replay
+    if draft.fence is None:
+        raise LeaseLost("a commit must present a session lease fence")
+    db.check_fence(conn, draft.fence, now)
+    if head.head_revision != draft.expected_head_revision:
+        raise HeadRevisionConflict(
+            f"session {draft.session_id!r} is at revision {head.head_revision}, "
+            f"commit expected {draft.expected_head_revision}",
+            session_id=draft.session_id,
+        )
+    if draft.returned_input_ids:
+        _return_to_pending(conn, draft.session_id, draft.returned_input_ids, now)
+    _settle_claims(db, conn, draft, now)
+    graph_changed = write_graph(conn, draft, head.leaf_node_id, now)
+    new_revision = draft.expected_head_revision + 1
+    _move_head(conn, draft, new_revision, graph_changed, now)
+    _apply_active_turn(conn, draft, now)
+    if draft.defer_active_inputs:
+        _defer_unaccepted_inputs(conn, draft.session_id, now)
+    _stamp_attachments(conn, draft, now)
+    for outbox_draft in draft.outbox:
+        enqueue_batch(conn, draft.session_id, outbox_draft, now)
+    if draft.turn_stamp is not None:
+        conn.execute(
+            insert(t.turn_commits).values(
                 session_id=draft.session_id,
                 turn_id=draft.turn_stamp.turn_id,
+                turn_commit_hash=draft.turn_stamp.turn_commit_hash,
+                head_revision=new_revision,
+                result=draft.turn_stamp.result,
+                committed_at=now,
             )
-        if draft.fence is not None and draft.release_lease:
-            _release(conn, draft)
-        return CommitResult(head_revision=row.head_revision, replayed=True, turn_result=row.result)
-
-    def _settle_claims(self, conn: Connection, draft: CommitDraft, now: int) -> None:
-        assert draft.fence is not None
-        settles = draft.input_completions or draft.queue_completions
-        if (
-            draft.carries_claimed_content
-            and not settles
-            and not isinstance(draft.active_turn, ActiveTurn)
-        ):
-            raise UnsettledClaim(
-                "the commit carries claimed content but settles no claim",
-                session_id=draft.session_id,
-            )
-        generation = draft.fence.fencing_token
-        # The active turn's own claims are held by the turn, not by one lease generation: a
-        # turn resumed under a newer lease (the fence was just checked) settles them as is.
-        active = self.db.active_turn_row(conn, draft.session_id)
-        turn_claims = {active.input_claim_id, active.queue_claim_id} - {None} if active else set()
-
-        def held_by(completion: ClaimCompletion) -> int | None:
-            return None if completion.claim_id in turn_claims else generation
-
-        input_values: dict[str, object] = {"state": InputState.COMPLETED, "updated_at": now}
-        if draft.turn_stamp is not None:
-            input_values["turn_id"] = draft.turn_stamp.turn_id
-        for completion in draft.input_completions:
-            settle(
-                conn,
-                INPUT_CLAIMS,
-                draft.session_id,
-                completion,
-                held_by(completion),
-                [InputState.CLAIMED, InputState.ACCEPTED],
-                input_values,
-            )
-        for completion in draft.queue_completions:
-            settle(
-                conn,
-                QUEUE_CLAIMS,
-                draft.session_id,
-                completion,
-                held_by(completion),
-                [QueueState.CLAIMED],
-                {"state": QueueState.COMPLETED},
-            )
-
-    def _move_head(
-        self, conn: Connection, draft: CommitDraft, revision: int, graph_changed: bool, now: int
-    ) -> None:
-        values: dict[str, object] = {
-            "head_revision": revision,
-            "leaf_node_id": draft.graph.leaf_node_id,
-            "updated_at": now,
-            "input_tokens": t.sessions.c.input_tokens + draft.snapshot.usage_delta[0],
-            "output_tokens": t.sessions.c.output_tokens + draft.snapshot.usage_delta[1],
-        }
-        if graph_changed or not isinstance(draft.graph, GraphUnchanged):
-            values["graph_changed_at"] = now
-        if draft.snapshot.tool_state is not None:
-            values["tool_state"] = draft.snapshot.tool_state
-            values["tool_state_generation"] = draft.snapshot.tool_state_generation
-        if draft.snapshot.plugin_snapshot is not None:
-            values["plugin_snapshot"] = draft.snapshot.plugin_snapshot
-        result = conn.execute(
-            update(t.sessions)
-            .where(
-                t.sessions.c.session_id == draft.session_id,
-                t.sessions.c.head_revision == draft.expected_head_revision,
-            )
-            .values(**values)
         )
-        if result.rowcount != 1:
-            raise HeadRevisionConflict(
-                f"session {draft.session_id!r} moved past revision {draft.expected_head_revision}",
-                session_id=draft.session_id,
+    if draft.events:
+        append_events(conn, draft.session_id, draft.events, now)
+    if draft.release_lease:
+        _release(conn, draft)
+    return CommitResult(
+        head_revision=new_revision,
+        turn_result=draft.turn_stamp.result if draft.turn_stamp else None,
+    )
+
+
+def _replay_stamp(conn: Connection, draft: CommitDraft) -> CommitResult | None:
+    assert draft.turn_stamp is not None
+    row = conn.execute(
+        select(t.turn_commits).where(
+            t.turn_commits.c.session_id == draft.session_id,
+            t.turn_commits.c.turn_id == draft.turn_stamp.turn_id,
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.turn_commit_hash != draft.turn_stamp.turn_commit_hash:
+        raise TurnCommitConflict(
+            f"turn {draft.turn_stamp.turn_id!r} of session {draft.session_id!r} was already "
+            "committed with different content",
+            session_id=draft.session_id,
+            turn_id=draft.turn_stamp.turn_id,
+        )
+    if draft.fence is not None and draft.release_lease:
+        _release(conn, draft)
+    return CommitResult(head_revision=row.head_revision, replayed=True, turn_result=row.result)
+
+
+def _settle_claims(db: Database, conn: Connection, draft: CommitDraft, now: int) -> None:
+    assert draft.fence is not None
+    settles = draft.input_completions or draft.queue_completions
+    if (
+        draft.carries_claimed_content
+        and not settles
+        and not isinstance(draft.active_turn, ActiveTurn)
+    ):
+        raise UnsettledClaim(
+            "the commit carries claimed content but settles no claim",
+            session_id=draft.session_id,
+        )
+    generation = draft.fence.fencing_token
+    # The active turn's own claims are held by the turn, not by one lease generation: a
+    # turn resumed under a newer lease (the fence was just checked) settles them as is.
+    active = db.active_turn_row(conn, draft.session_id)
+    turn_claims = {active.input_claim_id, active.queue_claim_id} - {None} if active else set()
+
+    def held_by(completion: ClaimCompletion) -> int | None:
+        return None if completion.claim_id in turn_claims else generation
+
+    input_values: dict[str, object] = {"state": InputState.COMPLETED, "updated_at": now}
+    if draft.turn_stamp is not None:
+        input_values["turn_id"] = draft.turn_stamp.turn_id
+    for completion in draft.input_completions:
+        settle(
+            conn,
+            INPUT_CLAIMS,
+            draft.session_id,
+            completion,
+            held_by(completion),
+            [InputState.CLAIMED, InputState.ACCEPTED],
+            input_values,
+        )
+    for completion in draft.queue_completions:
+        settle(
+            conn,
+            QUEUE_CLAIMS,
+            draft.session_id,
+            completion,
+            held_by(completion),
+            [QueueState.CLAIMED],
+            {"state": QueueState.COMPLETED},
+        )
+
+
+def _move_head(
+    conn: Connection, draft: CommitDraft, revision: int, graph_changed: bool, now: int
+) -> None:
+    values: dict[str, object] = {
+        "head_revision": revision,
+        "leaf_node_id": draft.graph.leaf_node_id,
+        "updated_at": now,
+        "input_tokens": t.sessions.c.input_tokens + draft.snapshot.usage_delta[0],
+        "output_tokens": t.sessions.c.output_tokens + draft.snapshot.usage_delta[1],
+    }
+    if graph_changed or not isinstance(draft.graph, GraphUnchanged):
+        values["graph_changed_at"] = now
+    if draft.snapshot.tool_state is not None:
+        values["tool_state"] = draft.snapshot.tool_state
+        values["tool_state_generation"] = draft.snapshot.tool_state_generation
+    if draft.snapshot.plugin_snapshot is not None:
+        values["plugin_snapshot"] = draft.snapshot.plugin_snapshot
+    result = conn.execute(
+        update(t.sessions)
+        .where(
+            t.sessions.c.session_id == draft.session_id,
+            t.sessions.c.head_revision == draft.expected_head_revision,
+        )
+        .values(**values)
+    )
+    if result.rowcount != 1:
+        raise HeadRevisionConflict(
+            f"session {draft.session_id!r} moved past revision {draft.expected_head_revision}",
+            session_id=draft.session_id,
+        )
+
+
+def _apply_active_turn(conn: Connection, draft: CommitDraft, now: int) -> None:
+    change = draft.active_turn
+    table = t.active_turns
+    if isinstance(change, ClearActiveTurn):
+        conn.execute(delete(table).where(table.c.session_id == draft.session_id))
+    elif isinstance(change, ActiveTurn):
+        values = {
+            "turn_id": change.turn_id,
+            "step_index": change.step_index,
+            "input_claim_id": change.input_claim_id,
+            "queue_claim_id": change.queue_claim_id,
+            "state": change.state,
+            # The step committed: the next one starts counting its attempts afresh.
+            "attempts": 0,
+            "last_error": null(),
+        }
+        updated = conn.execute(
+            update(table).where(table.c.session_id == draft.session_id).values(**values)
+        )
+        if updated.rowcount == 0:
+            conn.execute(
+                insert(table).values(
+                    session_id=draft.session_id,
+                    cancel_requested=change.cancel_requested,
+                    started_at=now,
+                    **values,
+                )
             )
 
-    def _apply_active_turn(self, conn: Connection, draft: CommitDraft, now: int) -> None:
-        change = draft.active_turn
-        table = t.active_turns
-        if isinstance(change, ClearActiveTurn):
-            conn.execute(delete(table).where(table.c.session_id == draft.session_id))
-        elif isinstance(change, ActiveTurn):
-            values = {
-                "turn_id": change.turn_id,
-                "step_index": change.step_index,
-                "input_claim_id": change.input_claim_id,
-                "queue_claim_id": change.queue_claim_id,
-                "state": change.state,
-                # The step committed: the next one starts counting its attempts afresh.
-                "attempts": 0,
-                "last_error": null(),
-            }
-            updated = conn.execute(
-                update(table).where(table.c.session_id == draft.session_id).values(**values)
-            )
-            if updated.rowcount == 0:
-                conn.execute(
-                    insert(table).values(
-                        session_id=draft.session_id,
-                        cancel_requested=change.cancel_requested,
-                        started_at=now,
-                        **values,
-                    )
-                )
 
-    def _stamp_attachments(self, conn: Connection, draft: CommitDraft, now: int) -> None:
-        """Stamp listed ids and the turn's own intents. Update only: never resurrect a row."""
-        m = t.attachment_manifest
-        if draft.committed_attachment_ids:
-            conn.execute(
-                update(m)
-                .where(
-                    m.c.session_id == draft.session_id,
-                    m.c.attachment_id.in_(list(draft.committed_attachment_ids)),
-                    m.c.committed_at.is_(None),
-                )
-                .values(committed_at=now)
+def _stamp_attachments(conn: Connection, draft: CommitDraft, now: int) -> None:
+    """Stamp listed ids and the turn's own intents. Update only: never resurrect a row."""
+    m = t.attachment_manifest
+    if draft.committed_attachment_ids:
+        conn.execute(
+            update(m)
+            .where(
+                m.c.session_id == draft.session_id,
+                m.c.attachment_id.in_(list(draft.committed_attachment_ids)),
+                m.c.committed_at.is_(None),
             )
-        if draft.turn_stamp is not None:
-            conn.execute(
-                update(m)
-                .where(
-                    m.c.session_id == draft.session_id,
-                    m.c.owner_kind == "turn",
-                    m.c.owner_id == draft.turn_stamp.turn_id,
-                    m.c.committed_at.is_(None),
-                )
-                .values(committed_at=now)
+            .values(committed_at=now)
+        )
+    if draft.turn_stamp is not None:
+        conn.execute(
+            update(m)
+            .where(
+                m.c.session_id == draft.session_id,
+                m.c.owner_kind == "turn",
+                m.c.owner_id == draft.turn_stamp.turn_id,
+                m.c.committed_at.is_(None),
             )
+            .values(committed_at=now)
+        )
 
 
 def _defer_unaccepted_inputs(conn: Connection, session_id: str, now: int) -> None:

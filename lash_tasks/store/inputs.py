@@ -191,43 +191,7 @@ class Inputs:
             self.db.lock_session(conn, fence.session_id)
             now = self.db.now_ms(conn)
             self.db.check_fence(conn, fence, now)
-            live = self._live_claim_filter(conn, fence.session_id)
-            stale = conn.execute(
-                select(_p)
-                .where(
-                    _p.c.session_id == fence.session_id,
-                    _p.c.state == InputState.CLAIMED,
-                    ~live,
-                )
-                .order_by(_p.c.enqueue_seq)
-            ).first()
-            query = select(_p).where(_p.c.session_id == fence.session_id)
-            if stale is not None:
-                query = query.where(
-                    _p.c.claim_id == stale.claim_id, _p.c.state == InputState.CLAIMED
-                )
-            else:
-                # No turn is running (the caller resumes an active turn instead of claiming),
-                # so a steer input that found no turn to join starts the next one.
-                query = query.where(_p.c.state.in_([InputState.PENDING, InputState.PENDING_ACTIVE]))
-            query = self.db.dialect.for_update(
-                query.order_by(_p.c.enqueue_seq).limit(max_inputs), skip_locked=True
-            )
-            rows = conn.execute(query).all()
-            if not rows:
-                return None
-            claim = take(conn, INPUT_CLAIMS, fence, [r.enqueue_seq for r in rows], updated_at=now)
-            claimed = conn.execute(
-                select(_p)
-                .where(_p.c.session_id == fence.session_id, _p.c.claim_id == claim.claim_id)
-                .order_by(_p.c.enqueue_seq)
-            ).all()
-            return InputClaim(
-                claim.claim_id,
-                claim.claim_token,
-                claim.generation,
-                tuple(decode_input(r) for r in claimed),
-            )
+            return claim_next_turn_in(self.db, conn, fence, now, max_inputs)
 
     def accept_active(self, fence: Fence, claim_id: str, turn_id: str) -> list[PendingInput]:
         """At a step boundary, take steer inputs into the running turn's claim."""
@@ -235,33 +199,7 @@ class Inputs:
             self.db.lock_session(conn, fence.session_id)
             now = self.db.now_ms(conn)
             self.db.check_fence(conn, fence, now)
-            token_row = conn.execute(
-                select(_p.c.claim_token)
-                .where(_p.c.session_id == fence.session_id, _p.c.claim_id == claim_id)
-                .limit(1)
-            ).first()
-            if token_row is None:
-                return []
-            rows = conn.execute(
-                select(_p)
-                .where(_p.c.session_id == fence.session_id, _p.c.state == InputState.PENDING_ACTIVE)
-                .order_by(_p.c.enqueue_seq)
-            ).all()
-            if not rows:
-                return []
-            conn.execute(
-                update(_p)
-                .where(_p.c.enqueue_seq.in_([r.enqueue_seq for r in rows]))
-                .values(
-                    state=InputState.ACCEPTED,
-                    claim_id=claim_id,
-                    claim_token=token_row.claim_token,
-                    claim_generation=fence.fencing_token,
-                    turn_id=turn_id,
-                    updated_at=now,
-                )
-            )
-            return [decode_input(r) for r in rows]
+            return accept_active_in(conn, fence, claim_id, turn_id, now)
 
     def abandon_claim(self, fence: Fence, claim_id: str) -> int:
         """Give claimed inputs back (state pending), e.g. when a step gives up before running."""
@@ -291,16 +229,7 @@ class Inputs:
         inputs accepted but not in the graph; the re-run step finds them here.
         """
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(_p)
-                .where(
-                    _p.c.session_id == session_id,
-                    _p.c.claim_id == claim_id,
-                    _p.c.state == InputState.ACCEPTED,
-                )
-                .order_by(_p.c.enqueue_seq)
-            )
-            return [decode_input(r) for r in rows]
+            return accepted_in(conn, session_id, claim_id)
 
     def _live_claim_filter(self, conn: Connection, session_id: str) -> ColumnElement[bool]:
         # Reads the clock once more, as the transactions around it did before the store
@@ -347,3 +276,92 @@ class Inputs:
                 )
             )
         return outcomes
+
+
+def claim_next_turn_in(
+    db: Database, conn: Connection, fence: Fence, now: int, max_inputs: int = MAX_INPUTS_PER_TURN
+) -> InputClaim | None:
+    """`Inputs.claim_next_turn` inside the caller's transaction, which holds the session
+    lock and whose fence is known to hold the lease."""
+    live = live_claim_filter(db, conn, INPUT_CLAIMS, fence.session_id, now)
+    stale = conn.execute(
+        select(_p)
+        .where(
+            _p.c.session_id == fence.session_id,
+            _p.c.state == InputState.CLAIMED,
+            ~live,
+        )
+        .order_by(_p.c.enqueue_seq)
+    ).first()
+    query = select(_p).where(_p.c.session_id == fence.session_id)
+    if stale is not None:
+        query = query.where(_p.c.claim_id == stale.claim_id, _p.c.state == InputState.CLAIMED)
+    else:
+        # No turn is running (the caller resumes an active turn instead of claiming),
+        # so a steer input that found no turn to join starts the next one.
+        query = query.where(_p.c.state.in_([InputState.PENDING, InputState.PENDING_ACTIVE]))
+    query = db.dialect.for_update(
+        query.order_by(_p.c.enqueue_seq).limit(max_inputs), skip_locked=True
+    )
+    rows = conn.execute(query).all()
+    if not rows:
+        return None
+    claim = take(conn, INPUT_CLAIMS, fence, [r.enqueue_seq for r in rows], updated_at=now)
+    claimed = conn.execute(
+        select(_p)
+        .where(_p.c.session_id == fence.session_id, _p.c.claim_id == claim.claim_id)
+        .order_by(_p.c.enqueue_seq)
+    ).all()
+    return InputClaim(
+        claim.claim_id,
+        claim.claim_token,
+        claim.generation,
+        tuple(decode_input(r) for r in claimed),
+    )
+
+
+def accept_active_in(
+    conn: Connection, fence: Fence, claim_id: str, turn_id: str, now: int
+) -> list[PendingInput]:
+    """`Inputs.accept_active` inside the caller's transaction (session locked, fence held)."""
+    token_row = conn.execute(
+        select(_p.c.claim_token)
+        .where(_p.c.session_id == fence.session_id, _p.c.claim_id == claim_id)
+        .limit(1)
+    ).first()
+    if token_row is None:
+        return []
+    rows = conn.execute(
+        select(_p)
+        .where(_p.c.session_id == fence.session_id, _p.c.state == InputState.PENDING_ACTIVE)
+        .order_by(_p.c.enqueue_seq)
+    ).all()
+    if not rows:
+        return []
+    conn.execute(
+        update(_p)
+        .where(_p.c.enqueue_seq.in_([r.enqueue_seq for r in rows]))
+        .values(
+            state=InputState.ACCEPTED,
+            claim_id=claim_id,
+            claim_token=token_row.claim_token,
+            claim_generation=fence.fencing_token,
+            turn_id=turn_id,
+            updated_at=now,
+        )
+    )
+    return [decode_input(r) for r in rows]
+
+
+def accepted_in(conn: Connection, session_id: str, claim_id: str) -> list[PendingInput]:
+    """Steer inputs accepted under `claim_id`, in enqueue order, on the caller's connection."""
+    rows = conn.execute(
+        select(_p)
+        .where(
+            _p.c.session_id == session_id,
+            _p.c.claim_id == claim_id,
+            _p.c.state == InputState.ACCEPTED,
+        )
+        .order_by(_p.c.enqueue_seq)
+    )
+    return [decode_input(r) for r in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, exists, insert, select, update
@@ -39,71 +40,18 @@ class EffectJournal:
         """
         with self.db.tx() as conn:
             # The session lock orders this against delete_session and the final commit, so
-            # the checks in `_may_execute` cannot go stale before the insert lands.
+            # the checks in `_may_execute` cannot go stale before the insert lands (and it
+            # serialises every prepare of the session's effects).
             self.db.lock_session(conn, session_id)
-            self.db.lock_key(conn, f"effect:{scope_id}:{replay_key}")
-            now = self.db.now_ms(conn)
-            row = conn.execute(
-                self.db.dialect.for_update(
-                    select(_j).where(_j.c.scope_id == scope_id, _j.c.replay_key == replay_key)
-                )
-            ).first()
-            token = uuid.uuid4().hex
-            if row is None:
-                _may_execute(conn, session_id, turn_id, replay_key)
-                conn.execute(
-                    insert(_j).values(
-                        scope_id=scope_id,
-                        replay_key=replay_key,
-                        session_id=session_id,
-                        turn_id=turn_id,
-                        envelope_hash=envelope_hash,
-                        status="in_progress",
-                        lease_owner=owner,
-                        lease_incarnation_id=incarnation_id,
-                        lease_token=token,
-                        lease_expires_at=now + ttl_ms,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                return ExecuteEffect(token)
-            if row.envelope_hash != envelope_hash:
-                raise ReplayMismatch(
-                    f"effect {replay_key!r} was recorded with a different envelope; "
-                    "the step no longer matches its journal",
-                    replay_key=replay_key,
-                    recorded_hash=row.envelope_hash,
-                    new_hash=envelope_hash,
-                )
-            if row.status in ("completed", "failed"):
-                return RecordedEffect(row.status, row.outcome, row.error)
-            if row.lease_expires_at is not None and row.lease_expires_at > now:
-                deadline = holder_deadline(conn, row.lease_incarnation_id)
-                if deadline is None or deadline > now:
-                    free_at = (
-                        row.lease_expires_at
-                        if deadline is None
-                        else min(row.lease_expires_at, deadline)
-                    )
-                    raise EffectBusy(
-                        f"effect {replay_key!r} is being executed by {row.lease_owner!r}",
-                        replay_key=replay_key,
-                        retry_after_ms=free_at - now,
-                    )
-            _may_execute(conn, session_id, turn_id, replay_key)
-            conn.execute(
-                update(_j)
-                .where(_j.c.scope_id == scope_id, _j.c.replay_key == replay_key)
-                .values(
-                    lease_owner=owner,
-                    lease_incarnation_id=incarnation_id,
-                    lease_token=token,
-                    lease_expires_at=now + ttl_ms,
-                    updated_at=now,
-                )
+            return prepare_in(
+                self.db,
+                conn,
+                EffectSlot(scope_id, replay_key, session_id, turn_id, envelope_hash),
+                owner=owner,
+                incarnation_id=incarnation_id,
+                ttl_ms=ttl_ms,
+                now=self.db.now_ms(conn),
             )
-            return ExecuteEffect(token, took_over=True)
 
     def renew(self, scope_id: str, replay_key: str, lease_token: str, ttl_ms: int) -> None:
         with self.db.tx() as conn:
@@ -128,28 +76,12 @@ class EffectJournal:
         error: dict[str, Any] | None = None,
     ) -> None:
         """Record the outcome; refused if the effect lease expired or was taken over."""
-        status = "failed" if error is not None else "completed"
         with self.db.tx() as conn:
-            now = self.db.now_ms(conn)
-            result = conn.execute(
-                update(_j)
-                .where(*_held(scope_id, replay_key, lease_token, now))
-                .values(
-                    status=status,
-                    outcome=outcome,
-                    error=error,
-                    lease_owner=None,
-                    lease_incarnation_id=None,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    updated_at=now,
-                )
+            finalize_in(
+                conn,
+                EffectOutcome(scope_id, replay_key, lease_token, outcome, error),
+                self.db.now_ms(conn),
             )
-            if result.rowcount == 0:
-                raise EffectError(
-                    f"cannot finalize effect {replay_key!r}: its lease expired or was taken over",
-                    replay_key=replay_key,
-                )
 
     def has(self, scope_id: str, replay_key: str) -> bool:
         with self.db.read() as conn:
@@ -219,3 +151,127 @@ def _held(scope_id: str, replay_key: str, lease_token: str, now: int) -> list[An
         _j.c.status == "in_progress",
         _j.c.lease_expires_at > now,
     ]
+
+
+@dataclass(frozen=True)
+class EffectSlot:
+    """One effect to prepare: where its record lives and what it will do (hashed)."""
+
+    scope_id: str
+    replay_key: str
+    session_id: str
+    turn_id: str | None
+    envelope_hash: str
+
+
+def prepare_in(
+    db: Database,
+    conn: Connection,
+    slot: EffectSlot,
+    *,
+    owner: str,
+    incarnation_id: str | None,
+    ttl_ms: int,
+    now: int,
+    turn_known_open: bool = False,
+) -> ExecuteEffect | RecordedEffect:
+    """`EffectJournal.prepare` inside the caller's transaction, which holds the session
+    lock. `turn_known_open`: the caller just read the session and its uncommitted turn in
+    this transaction, so the stale-step check has nothing to add."""
+    scope_id, replay_key = slot.scope_id, slot.replay_key
+    row = conn.execute(
+        db.dialect.for_update(
+            select(_j).where(_j.c.scope_id == scope_id, _j.c.replay_key == replay_key)
+        )
+    ).first()
+    token = uuid.uuid4().hex
+    if row is None:
+        if not turn_known_open:
+            _may_execute(conn, slot.session_id, slot.turn_id, replay_key)
+        conn.execute(
+            insert(_j).values(
+                scope_id=scope_id,
+                replay_key=replay_key,
+                session_id=slot.session_id,
+                turn_id=slot.turn_id,
+                envelope_hash=slot.envelope_hash,
+                status="in_progress",
+                lease_owner=owner,
+                lease_incarnation_id=incarnation_id,
+                lease_token=token,
+                lease_expires_at=now + ttl_ms,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return ExecuteEffect(token)
+    if row.envelope_hash != slot.envelope_hash:
+        raise ReplayMismatch(
+            f"effect {replay_key!r} was recorded with a different envelope; "
+            "the step no longer matches its journal",
+            replay_key=replay_key,
+            recorded_hash=row.envelope_hash,
+            new_hash=slot.envelope_hash,
+        )
+    if row.status in ("completed", "failed"):
+        return RecordedEffect(row.status, row.outcome, row.error)
+    if row.lease_expires_at is not None and row.lease_expires_at > now:
+        deadline = holder_deadline(conn, row.lease_incarnation_id)
+        if deadline is None or deadline > now:
+            free_at = (
+                row.lease_expires_at if deadline is None else min(row.lease_expires_at, deadline)
+            )
+            raise EffectBusy(
+                f"effect {replay_key!r} is being executed by {row.lease_owner!r}",
+                replay_key=replay_key,
+                retry_after_ms=free_at - now,
+            )
+    if not turn_known_open:
+        _may_execute(conn, slot.session_id, slot.turn_id, replay_key)
+    conn.execute(
+        update(_j)
+        .where(_j.c.scope_id == scope_id, _j.c.replay_key == replay_key)
+        .values(
+            lease_owner=owner,
+            lease_incarnation_id=incarnation_id,
+            lease_token=token,
+            lease_expires_at=now + ttl_ms,
+            updated_at=now,
+        )
+    )
+    return ExecuteEffect(token, took_over=True)
+
+
+@dataclass(frozen=True)
+class EffectOutcome:
+    """What an executed effect came to, for the record: `outcome`, or `error` if it failed."""
+
+    scope_id: str
+    replay_key: str
+    lease_token: str
+    outcome: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+def finalize_in(conn: Connection, effect: EffectOutcome, now: int) -> None:
+    """`EffectJournal.finalize` inside the caller's transaction. A lost effect lease raises
+    `EffectError`: another step owns the effect now, and this one must not commit."""
+    result = conn.execute(
+        update(_j)
+        .where(*_held(effect.scope_id, effect.replay_key, effect.lease_token, now))
+        .values(
+            status="failed" if effect.error is not None else "completed",
+            outcome=effect.outcome,
+            error=effect.error,
+            lease_owner=None,
+            lease_incarnation_id=None,
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+    )
+    if result.rowcount == 0:
+        raise EffectError(
+            f"cannot finalize effect {effect.replay_key!r}: its lease expired or was taken over",
+            replay_key=effect.replay_key,
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Update, insert, select, update
+from sqlalchemy import Connection, Update, insert, select, update
 
 from lash_tasks.errors import LeaseLost, ValidationError
 from lash_tasks.machine import Fence
@@ -35,51 +35,12 @@ class Leases:
             raise ValidationError("lease owner id and incarnation id must not be empty")
         if ttl_ms <= 0:
             raise ValidationError("lease ttl must be positive")
-        leases = t.session_leases
         with self.db.tx() as conn:
             self.db.lock_session(conn, session_id)
             self.db.require_session(conn, session_id)
-            now = self.db.now_ms(conn)
-            row = conn.execute(select(leases).where(leases.c.session_id == session_id)).first()
-            live = row is not None and row.owner_id is not None and (row.expires_at or 0) > now
-            if row is not None and live:
-                if row.owner_id == owner_id and row.incarnation_id == incarnation_id:
-                    conn.execute(
-                        update(leases)
-                        .where(leases.c.session_id == session_id)
-                        .values(expires_at=now + ttl_ms)
-                    )
-                    return Lease(
-                        session_id,
-                        owner_id,
-                        incarnation_id,
-                        row.lease_token,
-                        row.fencing_token,
-                        row.claimed_at,
-                        now + ttl_ms,
-                    )
-                # A holder whose heartbeat stopped is dead: take over now, not at expiry.
-                deadline = holder_deadline(conn, row.incarnation_id)
-                if deadline is None or deadline > now:
-                    retry_at = row.expires_at if deadline is None else min(row.expires_at, deadline)
-                    return Busy(session_id, row.owner_id, row.expires_at, max(0, retry_at - now))
-            fencing = (row.fencing_token if row is not None else 0) + 1
-            token = uuid.uuid4().hex
-            values = {
-                "owner_id": owner_id,
-                "incarnation_id": incarnation_id,
-                "lease_token": token,
-                "fencing_token": fencing,
-                "claimed_at": now,
-                "expires_at": now + ttl_ms,
-            }
-            if row is None:
-                conn.execute(insert(leases).values(session_id=session_id, **values))
-            else:
-                conn.execute(
-                    update(leases).where(leases.c.session_id == session_id).values(**values)
-                )
-            return Lease(session_id, owner_id, incarnation_id, token, fencing, now, now + ttl_ms)
+            return take_lease(
+                conn, session_id, owner_id, incarnation_id, ttl_ms, self.db.now_ms(conn)
+            )
 
     def renew(self, fence: Fence, ttl_ms: int = DEFAULT_TTL_MS) -> int:
         """Extend a held lease; returns the new expiry. A stale fence raises `LeaseLost`."""
@@ -134,3 +95,49 @@ def release_statement(fence: Fence) -> Update:
         )
         .values(owner_id=None, incarnation_id=None, lease_token=None, expires_at=None)
     )
+
+
+def take_lease(
+    conn: Connection, session_id: str, owner_id: str, incarnation_id: str, ttl_ms: int, now: int
+) -> Lease | Busy:
+    """Take, re-enter or report the lease, inside the caller's transaction (which holds the
+    session lock and has checked that the session exists)."""
+    leases = t.session_leases
+    row = conn.execute(select(leases).where(leases.c.session_id == session_id)).first()
+    live = row is not None and row.owner_id is not None and (row.expires_at or 0) > now
+    if row is not None and live:
+        if row.owner_id == owner_id and row.incarnation_id == incarnation_id:
+            conn.execute(
+                update(leases)
+                .where(leases.c.session_id == session_id)
+                .values(expires_at=now + ttl_ms)
+            )
+            return Lease(
+                session_id,
+                owner_id,
+                incarnation_id,
+                row.lease_token,
+                row.fencing_token,
+                row.claimed_at,
+                now + ttl_ms,
+            )
+        # A holder whose heartbeat stopped is dead: take over now, not at expiry.
+        deadline = holder_deadline(conn, row.incarnation_id)
+        if deadline is None or deadline > now:
+            retry_at = row.expires_at if deadline is None else min(row.expires_at, deadline)
+            return Busy(session_id, row.owner_id, row.expires_at, max(0, retry_at - now))
+    fencing = (row.fencing_token if row is not None else 0) + 1
+    token = uuid.uuid4().hex
+    values = {
+        "owner_id": owner_id,
+        "incarnation_id": incarnation_id,
+        "lease_token": token,
+        "fencing_token": fencing,
+        "claimed_at": now,
+        "expires_at": now + ttl_ms,
+    }
+    if row is None:
+        conn.execute(insert(leases).values(session_id=session_id, **values))
+    else:
+        conn.execute(update(leases).where(leases.c.session_id == session_id).values(**values))
+    return Lease(session_id, owner_id, incarnation_id, token, fencing, now, now + ttl_ms)

@@ -104,14 +104,8 @@ class Sessions:
         check_session_id(session_id)
         scope = scope or FullGraph()
         with self.db.read() as conn, conn.begin():
-            row = self.db.require_session(conn, session_id)
-            record = decode_session(row)
-            if isinstance(scope, ActivePath):
-                leaf = scope.leaf if scope.leaf is not None else record.leaf_node_id
-                nodes = _active_path_nodes(conn, session_id, leaf)
-                graph = SessionGraph.from_nodes(nodes, leaf)
-            else:
-                graph = SessionGraph.from_nodes(_all_nodes(conn, session_id), record.leaf_node_id)
+            record = decode_session(self.db.require_session(conn, session_id))
+            graph = load_graph_in(conn, record, scope)
             active = decode_active_turn(self.db.active_turn_row(conn, session_id))
         return LoadedSession(record=record, graph=graph, active_turn=active, scope=scope)
 
@@ -160,6 +154,15 @@ class Sessions:
     def orphaned_node_ids(self, session_id: str) -> list[str]:
         """Live (untombstoned) nodes that are not on the active path."""
         return self.load(session_id).graph.orphaned_node_ids()
+
+
+def load_graph_in(conn: Connection, record: SessionRecord, scope: ReadScope) -> SessionGraph:
+    """The session's graph per `scope`, on the caller's connection: the active path from
+    `scope.leaf` (default: the stored leaf), or every live node."""
+    if isinstance(scope, ActivePath):
+        leaf = scope.leaf if scope.leaf is not None else record.leaf_node_id
+        return SessionGraph.from_nodes(_active_path_nodes(conn, record.session_id, leaf), leaf)
+    return SessionGraph.from_nodes(_all_nodes(conn, record.session_id), record.leaf_node_id)
 
 
 def _all_nodes(conn: Connection, session_id: str) -> list[Node]:

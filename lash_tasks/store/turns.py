@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 
 from lash_tasks.errors import ConflictError, SessionNotFound
 from lash_tasks.machine import ActiveTurn, Fence
@@ -70,35 +70,17 @@ class Turns:
                     session_id=fence.session_id,
                 )
             session = self.db.require_session(conn, fence.session_id)
-            turn_seq = int(session.turn_seq) + 1
-            conn.execute(
-                update(t.sessions)
-                .where(t.sessions.c.session_id == fence.session_id)
-                .values(turn_seq=turn_seq)
-            )
-            turn = ActiveTurn(
-                turn_id=derive_turn_id(
-                    kind, claimed_ids, turn_seq=turn_seq, session_created_at=session.created_at
-                ),
-                step_index=0,
+            return begin_in(
+                conn,
+                fence,
+                session,
+                kind,
+                claimed_ids,
+                now,
                 input_claim_id=input_claim_id,
                 queue_claim_id=queue_claim_id,
-                state=dict(state or {}),
+                state=state,
             )
-            conn.execute(
-                insert(_at).values(
-                    session_id=fence.session_id,
-                    turn_id=turn.turn_id,
-                    step_index=0,
-                    input_claim_id=input_claim_id,
-                    queue_claim_id=queue_claim_id,
-                    cancel_requested=False,
-                    state=turn.state,
-                    started_at=now,
-                    attempts=1,  # the step beginning the turn is its first attempt
-                )
-            )
-            return turn
 
     def restamp_claims(
         self, fence: Fence, input_claim_id: str | None, queue_claim_id: str | None
@@ -112,30 +94,7 @@ class Turns:
         with self.db.tx() as conn:
             self.db.lock_session(conn, fence.session_id)
             self.db.check_fence(conn, fence, self.db.now_ms(conn))
-            attempt = start_step_attempt(conn, fence.session_id)
-            if input_claim_id is not None:
-                p = t.pending_inputs
-                conn.execute(
-                    update(p)
-                    .where(
-                        p.c.session_id == fence.session_id,
-                        p.c.claim_id == input_claim_id,
-                        p.c.state.in_([InputState.CLAIMED, InputState.ACCEPTED]),
-                    )
-                    .values(claim_generation=fence.fencing_token)
-                )
-            if queue_claim_id is not None:
-                q = t.queued_work
-                conn.execute(
-                    update(q)
-                    .where(
-                        q.c.session_id == fence.session_id,
-                        q.c.claim_id == queue_claim_id,
-                        q.c.state == QueueState.CLAIMED,
-                    )
-                    .values(claim_generation=fence.fencing_token)
-                )
-            return attempt
+            return restamp_in(conn, fence, input_claim_id, queue_claim_id)
 
     def has_waiting_work(self, session_id: str) -> bool:
         """Pending next-turn input or ready queued work (what a re-poke would find)."""
@@ -233,3 +192,78 @@ class Turns:
                 )
             ).first()
             return bool(row is not None and row.cancel_requested)
+
+
+def begin_in(
+    conn: Connection,
+    fence: Fence,
+    session: Row[Any],
+    kind: str,
+    claimed_ids: Sequence[str],
+    now: int,
+    *,
+    input_claim_id: str | None = None,
+    queue_claim_id: str | None = None,
+    state: dict[str, Any] | None = None,
+) -> ActiveTurn:
+    """`Turns.begin` inside the caller's transaction: the session is locked, `session` is
+    its row, no turn is active, and the fence holds the lease."""
+    turn_seq = int(session.turn_seq) + 1
+    conn.execute(
+        update(t.sessions)
+        .where(t.sessions.c.session_id == fence.session_id)
+        .values(turn_seq=turn_seq)
+    )
+    turn = ActiveTurn(
+        turn_id=derive_turn_id(
+            kind, claimed_ids, turn_seq=turn_seq, session_created_at=session.created_at
+        ),
+        step_index=0,
+        input_claim_id=input_claim_id,
+        queue_claim_id=queue_claim_id,
+        state=dict(state or {}),
+    )
+    conn.execute(
+        insert(_at).values(
+            session_id=fence.session_id,
+            turn_id=turn.turn_id,
+            step_index=0,
+            input_claim_id=input_claim_id,
+            queue_claim_id=queue_claim_id,
+            cancel_requested=False,
+            state=turn.state,
+            started_at=now,
+            attempts=1,  # the step beginning the turn is its first attempt
+        )
+    )
+    return turn
+
+
+def restamp_in(
+    conn: Connection, fence: Fence, input_claim_id: str | None, queue_claim_id: str | None
+) -> StepAttempt:
+    """`Turns.restamp_claims` inside the caller's transaction (session locked, fence held)."""
+    attempt = start_step_attempt(conn, fence.session_id)
+    if input_claim_id is not None:
+        p = t.pending_inputs
+        conn.execute(
+            update(p)
+            .where(
+                p.c.session_id == fence.session_id,
+                p.c.claim_id == input_claim_id,
+                p.c.state.in_([InputState.CLAIMED, InputState.ACCEPTED]),
+            )
+            .values(claim_generation=fence.fencing_token)
+        )
+    if queue_claim_id is not None:
+        q = t.queued_work
+        conn.execute(
+            update(q)
+            .where(
+                q.c.session_id == fence.session_id,
+                q.c.claim_id == queue_claim_id,
+                q.c.state == QueueState.CLAIMED,
+            )
+            .values(claim_generation=fence.fencing_token)
+        )
+    return attempt

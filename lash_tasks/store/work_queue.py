@@ -85,34 +85,10 @@ class WorkQueue:
             self.db.lock_session(conn, fence.session_id)
             now = self.db.now_ms(conn)
             self.db.check_fence(conn, fence, now)
-            query = (
-                select(_q)
-                .where(
-                    _q.c.session_id == fence.session_id,
-                    self._claimable(conn, fence.session_id, now),
-                    _q.c.available_at <= now,
-                )
-                .order_by(_q.c.enqueue_seq)
-                .limit(max_batches + _SCAN_SURPLUS)
-            )
-            rows = conn.execute(self.db.dialect.for_update(query, skip_locked=True)).all()
-            count = rule([Candidate(r.work_class, r.slot_policy, r.merge_key) for r in rows])
-            if count == 0:
-                return None
-            chosen = rows[:count]
-            if chosen[0].state == QueueState.CLAIMED:
-                # A dead generation's claim is taken again as exactly the same set, so the
-                # re-run turn keeps its identity (turn ids derive from the claimed batch ids).
-                stale_id = chosen[0].claim_id
-                chosen = list(takewhile(lambda r: r.claim_id == stale_id, chosen))
-            claim = take(conn, QUEUE_CLAIMS, fence, [r.batch_id for r in chosen])
-            batches = tuple(decode_batch(r, _payloads(conn, r.batch_id)) for r in chosen)
-            return QueueClaim(claim.claim_id, claim.claim_token, claim.generation, batches)
+            return claim_in(self.db, conn, fence, now, rule, max_batches)
 
     def _claimable(self, conn: Connection, session_id: str, now: int) -> ColumnElement[bool]:
-        """SQL: the batch is ready, or claimed by a generation that is no longer live."""
-        live = live_claim_filter(self.db, conn, QUEUE_CLAIMS, session_id, now)
-        return or_(_q.c.state == QueueState.READY, and_(_q.c.state == QueueState.CLAIMED, ~live))
+        return claimable(self.db, conn, session_id, now)
 
 
 def _payloads(conn: Connection, batch_id: str) -> list[dict[str, Any]]:
@@ -174,3 +150,39 @@ def enqueue_batch(
         conn.execute(insert(_items).values(batch_id=batch_id, item_index=index, payload=payload))
     row = conn.execute(select(_q).where(_q.c.batch_id == batch_id)).one()
     return decode_batch(row, list(draft.payloads))
+
+
+def claim_in(
+    db: Database, conn: Connection, fence: Fence, now: int, rule: Any, max_batches: int
+) -> QueueClaim | None:
+    """Claim the leading batches `rule` picks, inside the caller's transaction (session
+    locked, fence held)."""
+    query = (
+        select(_q)
+        .where(
+            _q.c.session_id == fence.session_id,
+            claimable(db, conn, fence.session_id, now),
+            _q.c.available_at <= now,
+        )
+        .order_by(_q.c.enqueue_seq)
+        .limit(max_batches + _SCAN_SURPLUS)
+    )
+    rows = conn.execute(db.dialect.for_update(query, skip_locked=True)).all()
+    count = rule([Candidate(r.work_class, r.slot_policy, r.merge_key) for r in rows])
+    if count == 0:
+        return None
+    chosen = rows[:count]
+    if chosen[0].state == QueueState.CLAIMED:
+        # A dead generation's claim is taken again as exactly the same set, so the
+        # re-run turn keeps its identity (turn ids derive from the claimed batch ids).
+        stale_id = chosen[0].claim_id
+        chosen = list(takewhile(lambda r: r.claim_id == stale_id, chosen))
+    claim = take(conn, QUEUE_CLAIMS, fence, [r.batch_id for r in chosen])
+    batches = tuple(decode_batch(r, _payloads(conn, r.batch_id)) for r in chosen)
+    return QueueClaim(claim.claim_id, claim.claim_token, claim.generation, batches)
+
+
+def claimable(db: Database, conn: Connection, session_id: str, now: int) -> ColumnElement[bool]:
+    """SQL: the batch is ready, or claimed by a generation that is no longer live."""
+    live = live_claim_filter(db, conn, QUEUE_CLAIMS, session_id, now)
+    return or_(_q.c.state == QueueState.READY, and_(_q.c.state == QueueState.CLAIMED, ~live))
