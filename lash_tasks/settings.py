@@ -62,6 +62,7 @@ class Settings:
     events_db_retention_s: int = 24 * 3600
     events_db_keep: int = 100
     step_max_attempts: int = 5
+    steps_per_delivery: int = 8
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -112,6 +113,7 @@ class Settings:
             events_db_retention_s=_int(env, "LASH_EVENTS_DB_RETENTION_S", 24 * 3600),
             events_db_keep=_int(env, "LASH_EVENTS_DB_KEEP", 100, 1),
             step_max_attempts=_int(env, "LASH_STEP_MAX_ATTEMPTS", 5, 1),
+            steps_per_delivery=_int(env, "LASH_STEPS_PER_DELIVERY", 8, 1),
             env=env,
         )
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from lash_tasks.bench.inprocess import bench_core, new_session
 from lash_tasks.bench.measure import counting_sql
-from lash_tasks.runtime.step import run_step
+from lash_tasks.runtime.step_driver import run_step
 from lash_tasks.store.records import InputDraft
 
 CALC_RULES = [

@@ -20,7 +20,7 @@ from lash_tasks.machine import (
     Node,
     SessionPolicy,
 )
-from lash_tasks.runtime.step import run_step
+from lash_tasks.runtime.step_driver import run_step
 from lash_tasks.store.records import ActivePath, Busy, InputDraft
 from lash_tasks.store.store import Store
 

@@ -12,6 +12,7 @@ from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.providers import ScriptedProvider, load_rules
 from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.store.store import Store
+from lash_tasks.tools.loading import registry_from_env
 
 BENCH_MODEL = ModelSpec(id="bench")
 
@@ -30,15 +31,18 @@ class DurableMemoryBlobs:
 
 @contextmanager
 def bench_core(
-    url: str, rules: list[dict[str, Any]] | None = None
+    url: str, rules: list[dict[str, Any]] | None = None, steps_per_delivery: int = 1
 ) -> Iterator[tuple[LashCore, Store]]:
-    """A core on `url`, with the store it runs on (the runtime sees only its contracts)."""
+    """A core like a worker's (built-in tools, durable journal) on `url`, with the store it
+    runs on; one step per `run_step` unless asked otherwise, so that figures are per step."""
     store = Store.from_url(url)
     core = (
         LashCore.builder()
         .with_sql_host(store, DurableMemoryBlobs())
         .llm_provider(ScriptedProvider(load_rules(json.dumps(rules or []))))
         .model(BENCH_MODEL)
+        .tools(lambda: registry_from_env({}))
+        .steps_per_delivery(steps_per_delivery)
         .build()
     )
     try:

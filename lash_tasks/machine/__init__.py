@@ -5,7 +5,6 @@ No I/O, clock or randomness.
 
 from lash_tasks.machine.commit_hash import canonical_json, stable_hash, turn_commit_hash
 from lash_tasks.machine.commits import (
-    ActiveTurn,
     ClaimCompletion,
     ClearActiveTurn,
     CommitDraft,
@@ -31,11 +30,12 @@ from lash_tasks.machine.messages import (
     Usage,
 )
 from lash_tasks.machine.policy import ModelSpec, SessionPolicy, parse_model_spec, parse_policy
+from lash_tasks.machine.turn_state import ClaimRef, StepContext, TurnOutcome, TurnState
 
 __all__ = [
-    "ActiveTurn",
     "AttachmentContent",
     "ClaimCompletion",
+    "ClaimRef",
     "ClearActiveTurn",
     "CommitDraft",
     "CommitResult",
@@ -55,9 +55,12 @@ __all__ = [
     "SessionGraph",
     "SessionPolicy",
     "SessionSnapshot",
+    "StepContext",
     "ToolCall",
     "ToolManifest",
+    "TurnOutcome",
     "TurnStamp",
+    "TurnState",
     "Usage",
     "canonical_json",
     "parse_model_spec",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from lash_tasks.machine.graph import Node
+from lash_tasks.machine.turn_state import TurnState
 
 
 @dataclass(frozen=True)
@@ -71,18 +72,6 @@ class QueuedWorkDraft:
 
 
 @dataclass(frozen=True)
-class ActiveTurn:
-    """A turn in progress: durable so that its next step can run on any worker."""
-
-    turn_id: str
-    step_index: int
-    input_claim_id: str | None
-    queue_claim_id: str | None
-    cancel_requested: bool = False
-    state: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class KeepActiveTurn:
     """Leave the active-turn row as it is."""
 
@@ -92,7 +81,7 @@ class ClearActiveTurn:
     """Remove the active-turn row (the turn ended)."""
 
 
-ActiveTurnChange = ActiveTurn | KeepActiveTurn | ClearActiveTurn
+ActiveTurnChange = TurnState | KeepActiveTurn | ClearActiveTurn
 
 
 @dataclass(frozen=True)

@@ -74,3 +74,20 @@ def steer_node_id(turn_id: str, input_id: str) -> str:
     """The node of a steer input a running turn accepted: named by the input, so a step
     re-run after a crash never adds it twice."""
     return f"{turn_id}.steer.{input_id}"
+
+
+def effect_scope_id(session_id: str, turn_id: str) -> str:
+    """The journal scope of one turn's effects."""
+    return f"turn:{session_id}:{turn_id}"
+
+
+def llm_replay_key(session_id: str, turn_id: str, step_index: int) -> str:
+    """A step's LLM call in the effect journal: one per step, so a re-run finds it."""
+    return f"{session_id}:{turn_id}:{step_index}:llm_call:0"
+
+
+def tool_replay_key(
+    session_id: str, turn_id: str, step_index: int, index: int, call_id: str
+) -> str:
+    """A step's tool call in the effect journal, by its position and the model's call id."""
+    return f"{session_id}:{turn_id}:{step_index}:tool_call:{index}:{call_id}"

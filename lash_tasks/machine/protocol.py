@@ -16,12 +16,13 @@ timestamps arrive in the events; nothing here reads a clock or does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from lash_tasks.machine.commit_hash import turn_commit_hash
 from lash_tasks.machine.graph import NodeDraft, SessionGraph
-from lash_tasks.machine.ids import node_id_for, steer_node_id
+from lash_tasks.machine.ids import llm_replay_key, node_id_for, steer_node_id, tool_replay_key
 from lash_tasks.machine.messages import LlmRequest, LlmResponse, Message, ToolCall, Usage
 from lash_tasks.machine.turn_state import StepContext, TurnOutcome, TurnState
 
@@ -217,12 +218,15 @@ def advance(step: Step | None, event: Event) -> tuple[Step, tuple[Effect, ...]]:
     raise ValueError(f"{type(event).__name__} is not expected while {step.phase}")
 
 
-def llm_replay_key(context: StepContext, turn: TurnState) -> str:
-    return f"{context.session_id}:{turn.turn_id}:{turn.step_index}:llm_call:0"
+def opening_for_inputs(payloads: Sequence[Mapping[str, Any]]) -> tuple[Message, ...]:
+    """The messages that open a turn claiming these inputs: each as the user wrote it, with
+    the attachments it names."""
+    return tuple(_user_message(p) for p in payloads)
 
 
-def tool_replay_key(context: StepContext, turn: TurnState, index: int, call: ToolCall) -> str:
-    return f"{context.session_id}:{turn.turn_id}:{turn.step_index}:tool_call:{index}:{call.call_id}"
+def opening_for_wakes(payloads: Sequence[Mapping[str, Any]]) -> tuple[Message, ...]:
+    """Queued turn work reaches the model as user-role notices, never as commands."""
+    return tuple(_wake_message(p) for p in payloads)
 
 
 # ── transitions ───────────────────────────────────────────────────────────────────────────
@@ -272,7 +276,9 @@ def _opened(event: StepOpened) -> tuple[Step, tuple[Effect, ...]]:
         tools=ctx.tools,
     )
     envelope = {"kind": "llm_call", "request": request.to_json()}
-    return step, (CallLlm(request, llm_replay_key(ctx, turn), envelope),)
+    return step, (
+        CallLlm(request, llm_replay_key(ctx.session_id, turn.turn_id, turn.step_index), envelope),
+    )
 
 
 def _answered(step: Step, response: LlmResponse) -> tuple[Step, tuple[Effect, ...]]:
@@ -285,7 +291,13 @@ def _answered(step: Step, response: LlmResponse) -> tuple[Step, tuple[Effect, ..
         invocations = tuple(
             ToolInvocation(
                 call,
-                tool_replay_key(step.context, step.turn, index, call),
+                tool_replay_key(
+                    step.context.session_id,
+                    step.turn.turn_id,
+                    step.turn.step_index,
+                    index,
+                    call.call_id,
+                ),
                 {"kind": "tool_call", "name": call.name, "arguments": call.arguments},
             )
             for index, call in enumerate(response.tool_calls)
@@ -394,6 +406,9 @@ def _close(
         step = _append_event(step, {"type": "turn_stopped", **outcome.to_json()})
     turn = step.turn
     nodes = step.opening + step.steer + step.drafts
+    # The commit that writes a reference into the graph stamps the attachment it names.
+    named = (a for d in nodes if d.kind == "message" for a in d.payload.get("attachments", ()))
+    step = replace(step, attachment_ids=tuple(dict.fromkeys((*step.attachment_ids, *named))))
     if outcome is None:
         plan = StepPlan(
             turn=turn,
@@ -474,3 +489,18 @@ def _model_view(message: Message, ctx: StepContext) -> Message:
     if message.role != "tool" or ctx.budget.fits(message.text):
         return message
     return replace(message, text=ctx.budget.apply(message.text).model_text)
+
+
+def _user_message(payload: Mapping[str, Any]) -> Message:
+    attachments = payload.get("attachments", ())
+    names = tuple(str(a) for a in attachments) if isinstance(attachments, list | tuple) else ()
+    return Message("user", str(payload.get("text", "")), attachments=names)
+
+
+def _wake_message(payload: Mapping[str, Any]) -> Message:
+    if payload.get("type") == "process_wake":
+        status = payload.get("status", "finished")
+        summary = payload.get("summary", "")
+        text = f"[background process {payload.get('process_id')} {status}] {summary}"
+        return Message("user", text.strip())
+    return Message("user", str(payload.get("text", dict(payload))))

@@ -7,13 +7,49 @@ on any worker; the step driver builds a `StepContext` from the session's policy 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from lash_tasks.machine.messages import Message, ToolManifest
 from lash_tasks.machine.tool_budget import ToolOutputBudget
-from lash_tasks.machine.turn_step import TurnOutcome
 
-__all__ = ["ClaimRef", "StepContext", "TurnOutcome", "TurnState"]
+StopReason = Literal[
+    "cancelled",
+    "max_turns",
+    "provider_error",
+    "provider_unavailable",
+    "tool_failure",
+    "runtime_error",
+]
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    """How a turn ended. `finished` carries the final answer; `stopped` names why."""
+
+    status: Literal["finished", "stopped"]
+    reason: StopReason | None = None
+    text: str = ""
+    retryable: bool = False
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "text": self.text,
+            "retryable": self.retryable,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TurnOutcome:
+        return cls(
+            status=data["status"],
+            reason=data.get("reason"),
+            text=data.get("text", ""),
+            retryable=bool(data.get("retryable", False)),
+            detail=dict(data.get("detail", {})),
+        )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 from lash_tasks.errors import LeaseBusy, MissingModelSpec, NodeNotFound
 from lash_tasks.machine import (
-    ActiveTurn,
     ClearActiveTurn,
     CommitDraft,
     GraphReplaceFull,
@@ -17,6 +16,7 @@ from lash_tasks.machine import (
     Node,
     SessionGraph,
     SessionPolicy,
+    TurnState,
 )
 from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.store.records import ActivePath, Busy, FullGraph, LoadedSession, SessionRecord
@@ -37,7 +37,7 @@ class SessionRuntime:
     graph_replace_required: bool
     tools: ToolRegistry
     plugin_snapshot: dict[str, Any] | None
-    active_turn: ActiveTurn | None
+    active_turn: TurnState | None
     record: SessionRecord
     events: list[str] = field(default_factory=list)
 
@@ -121,40 +121,50 @@ def assemble_runtime(
     caller_policy: SessionPolicy | None = None,
     purpose: Purpose = "open",
 ) -> SessionRuntime:
-    """Load, heal, trim, restore: the same steps whoever asks for a runtime."""
+    """Load a session and build its runtime: for every caller but the step, which reads the
+    same rows inside its open transaction and calls `build_runtime` itself."""
     store = core.require_store()
     record = store.sessions.record(session_id)
-    policy = record.policy
-    if policy is None:
+    if record.policy is None:
         policy = caller_policy or core.default_policy()
         if policy is None:
             raise MissingModelSpec(f"session {session_id!r} has no model spec and none was given")
         record = store.sessions.fill_policy(session_id, policy)
-    residency = policy.residency
-    loaded = _load(core, record, residency, purpose)
+    assert record.policy is not None
+    return build_runtime(core, _load(core, record, record.policy.residency, purpose), purpose)
+
+
+def build_runtime(core: LashCore, loaded: LoadedSession, purpose: Purpose) -> SessionRuntime:
+    """Heal, trim, restore: the same steps whoever asks for a runtime (the one assembly
+    path: a worker rebuild cannot drift from the live open)."""
+    record = loaded.record
+    policy = record.policy
+    if policy is None:
+        raise MissingModelSpec(f"session {record.session_id!r} has no model spec")
     graph = loaded.graph
+    # Heal before trimming, or the path to heal from is gone.
     replace_required = graph.heal_orphaned_leaf()
-    if residency == "active_path_only":
+    if policy.residency == "active_path_only":
         graph = graph.trimmed_to_active_path()
     tools = core.tools_factory()
-    if loaded.record.tool_state is not None:
-        tools.restore(loaded.record.tool_state)
+    if record.tool_state is not None:
+        tools.restore(record.tool_state)
     runtime = SessionRuntime(
         core=core,
-        session_id=session_id,
+        session_id=record.session_id,
         policy=policy,
         graph=graph,
-        head_revision=loaded.record.head_revision,
+        head_revision=record.head_revision,
         graph_replace_required=replace_required,
         tools=tools,
-        plugin_snapshot=loaded.record.plugin_snapshot,
+        plugin_snapshot=record.plugin_snapshot,
         active_turn=loaded.active_turn,
-        record=loaded.record,
+        record=record,
     )
     runtime.events.append("session_restored")
     core.tracer.emit(
         "session_restored",
-        session_id,
+        record.session_id,
         purpose=purpose,
         head_revision=runtime.head_revision,
         resident_nodes=len(graph),
@@ -171,10 +181,6 @@ def _load(core: LashCore, record: SessionRecord, residency: str, purpose: Purpos
     store = core.require_store()
     if residency != "active_path_only":
         return store.sessions.load(record.session_id, FullGraph())
-    cached = core.cache.get(record.session_id, record.head_revision)
-    if cached is not None and cached.leaf_node_id == record.leaf_node_id:
-        # The caller holds the session lease, so the head cannot move under this read.
-        return LoadedSession(record, cached, store.turns.active(record.session_id), ActivePath())
     loaded = store.sessions.load(record.session_id, ActivePath())
     stored_leaf = loaded.record.leaf_node_id
     if stored_leaf is not None and not loaded.graph.nodes and purpose != "resume":

@@ -26,12 +26,13 @@ from lash_tasks.errors import (
     MissingModelSpec,
     ResidencyRequiresStore,
 )
+from lash_tasks.events.emitter import StepEventsFactory
 from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.machine.tool_budget import ToolOutputBudget
 from lash_tasks.providers.llm_provider import LlmProvider
-from lash_tasks.runtime.cache import RuntimeCache
 from lash_tasks.runtime.effects import DurableEffectHost, EffectHost
 from lash_tasks.runtime.process_envs import BlobProcessEnvStore, Facet, ProcessEnvStore
+from lash_tasks.runtime.rebuild_cache import RuntimeCache
 from lash_tasks.runtime.trace import Tracer, TraceSink
 from lash_tasks.store.contracts import RuntimeStore
 from lash_tasks.tools.registry import ToolRegistry
@@ -81,6 +82,11 @@ class LashCore:
     # How often a running step reads its turn's cancel flag.
     interrupt_poll_ms: int = 500
     cache: RuntimeCache = field(default_factory=RuntimeCache)
+    # A delivery goes on with the lease it holds while the session has work, this many steps
+    # at most, so that one busy session cannot hold a worker's thread for ever.
+    steps_per_delivery: int = 8
+    # What each step tells the session's live readers (none, unless a factory is wired).
+    events: StepEventsFactory = field(default_factory=StepEventsFactory.disabled)
 
     @staticmethod
     def builder() -> CoreBuilder:
@@ -118,6 +124,8 @@ class CoreBuilder:
         self._owner_id = default_owner_id()
         self._incarnation_id = uuid.uuid4().hex
         self._trace: TraceSink | None = None
+        self._events = StepEventsFactory.disabled()
+        self._steps_per_delivery = 8
         self._process_registry: Facet | None = None
         self._trigger_store: Facet | None = None
         self._budget = ToolOutputBudget()
@@ -189,6 +197,18 @@ class CoreBuilder:
         self._step_max_attempts = attempts
         return self
 
+    def steps_per_delivery(self, steps: int) -> CoreBuilder:
+        """How many steps one delivery may run with the lease it holds (1: one per poke)."""
+        if steps < 1:
+            raise ConfigurationError("steps per delivery must be at least 1")
+        self._steps_per_delivery = steps
+        return self
+
+    def step_events(self, events: StepEventsFactory) -> CoreBuilder:
+        """Where steps publish live session events (text deltas, tool calls, commits)."""
+        self._events = events
+        return self
+
     def trace_sink(self, sink: TraceSink) -> CoreBuilder:
         self._trace = sink
         return self
@@ -254,6 +274,8 @@ class CoreBuilder:
             owner_id=self._owner_id,
             incarnation_id=self._incarnation_id,
             tracer=Tracer(self._trace),
+            events=self._events,
+            steps_per_delivery=self._steps_per_delivery,
             budget=self._budget,
             step_time_limit_ms=self._step_limit_ms,
             step_max_attempts=self._step_max_attempts,

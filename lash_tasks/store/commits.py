@@ -20,12 +20,12 @@ from lash_tasks.errors import (
     UnsettledClaim,
 )
 from lash_tasks.machine import (
-    ActiveTurn,
     ClaimCompletion,
     ClearActiveTurn,
     CommitDraft,
     CommitResult,
     GraphUnchanged,
+    TurnState,
 )
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
@@ -35,6 +35,7 @@ from lash_tasks.store.graph_writes import write_graph
 from lash_tasks.store.inputs import INPUT_CLAIMS
 from lash_tasks.store.leases import release_statement
 from lash_tasks.store.records import InputState
+from lash_tasks.store.rows import turn_state_columns
 from lash_tasks.store.session_events import append_events
 from lash_tasks.store.work_queue import QUEUE_CLAIMS, QueueState, enqueue_batch
 
@@ -136,7 +137,7 @@ def _settle_claims(db: Database, conn: Connection, draft: CommitDraft, now: int)
     if (
         draft.carries_claimed_content
         and not settles
-        and not isinstance(draft.active_turn, ActiveTurn)
+        and not isinstance(draft.active_turn, TurnState)
     ):
         raise UnsettledClaim(
             "the commit carries claimed content but settles no claim",
@@ -213,17 +214,9 @@ def _apply_active_turn(conn: Connection, draft: CommitDraft, now: int) -> None:
     table = t.active_turns
     if isinstance(change, ClearActiveTurn):
         conn.execute(delete(table).where(table.c.session_id == draft.session_id))
-    elif isinstance(change, ActiveTurn):
-        values = {
-            "turn_id": change.turn_id,
-            "step_index": change.step_index,
-            "input_claim_id": change.input_claim_id,
-            "queue_claim_id": change.queue_claim_id,
-            "state": change.state,
-            # The step committed: the next one starts counting its attempts afresh.
-            "attempts": 0,
-            "last_error": null(),
-        }
+    elif isinstance(change, TurnState):
+        # The step committed: the next one starts counting its attempts afresh.
+        values = {**turn_state_columns(change), "attempts": 0, "last_error": null()}
         updated = conn.execute(
             update(table).where(table.c.session_id == draft.session_id).values(**values)
         )

@@ -12,19 +12,26 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from lash_tasks.attachments.manifest import AttachmentManifest
-from lash_tasks.machine import ActiveTurn, CommitDraft, CommitResult, Fence, Node, SessionPolicy
+from lash_tasks.machine import CommitDraft, CommitResult, Fence, Node, SessionPolicy, TurnState
 from lash_tasks.store.records import (
     Busy,
     ExecuteEffect,
-    InputClaim,
     Lease,
     LoadedSession,
-    PendingInput,
-    QueueClaim,
     ReadScope,
     RecordedEffect,
     SessionRecord,
-    StepAttempt,
+)
+from lash_tasks.store.step_records import (
+    ClosedStep,
+    CloseRequest,
+    EffectHolder,
+    EffectOutcome,
+    EffectSlot,
+    JournalDecision,
+    OpenedStep,
+    OpenRequest,
+    Planner,
 )
 
 
@@ -42,24 +49,6 @@ class SessionLoader(Protocol):
     def orphaned_node_ids(self, session_id: str) -> list[str]: ...
 
 
-class InputClaims(Protocol):
-    """A step's claims on pending input: the next turn's, and steer input joining a turn."""
-
-    def claim_next_turn(self, fence: Fence) -> InputClaim | None: ...
-
-    def accept_active(self, fence: Fence, claim_id: str, turn_id: str) -> list[PendingInput]: ...
-
-    def accepted(self, session_id: str, claim_id: str) -> list[PendingInput]: ...
-
-
-class QueueClaims(Protocol):
-    """A step's claims on queued work."""
-
-    def claim_leading_command(self, fence: Fence) -> QueueClaim | None: ...
-
-    def claim_turn_work(self, fence: Fence) -> QueueClaim | None: ...
-
-
 class LeaseStore(Protocol):
     """The session lease, for the step and its lease keeper."""
 
@@ -73,32 +62,31 @@ class LeaseStore(Protocol):
 
 
 class TurnStore(Protocol):
-    """The active turn: begin or resume it, bound its steps, read its cancel flag."""
+    """What bounds a turn's steps: failures recorded, attempts taken back, the cancel flag."""
 
-    def active(self, session_id: str) -> ActiveTurn | None: ...
-
-    def begin(
-        self,
-        fence: Fence,
-        kind: str,
-        claimed_ids: Sequence[str],
-        *,
-        input_claim_id: str | None = None,
-        queue_claim_id: str | None = None,
-        state: dict[str, Any] | None = None,
-    ) -> ActiveTurn: ...
-
-    def restamp_claims(
-        self, fence: Fence, input_claim_id: str | None, queue_claim_id: str | None
-    ) -> StepAttempt: ...
-
-    def has_waiting_work(self, session_id: str) -> bool: ...
+    def active(self, session_id: str) -> TurnState | None: ...
 
     def record_step_failure(self, fence: Fence, turn_id: str, error: dict[str, Any]) -> None: ...
 
     def forgive_step_attempt(self, session_id: str, turn_id: str, step_index: int) -> None: ...
 
     def cancel_requested(self, session_id: str, turn_id: str) -> bool: ...
+
+
+class StepStore(Protocol):
+    """The step's transactions (store/step_transactions.py)."""
+
+    def open(self, request: OpenRequest, planner: Planner) -> OpenedStep | Busy: ...
+
+    def journal_tools(
+        self,
+        fence: Fence,
+        llm: EffectOutcome | None,
+        slots: Sequence[EffectSlot],
+        effects: EffectHolder,
+    ) -> list[JournalDecision]: ...
+
+    def close(self, request: CloseRequest) -> ClosedStep: ...
 
 
 class CommitStore(Protocol):
@@ -147,10 +135,7 @@ class RuntimeStore(Protocol):
     def sessions(self) -> SessionLoader: ...
 
     @property
-    def inputs(self) -> InputClaims: ...
-
-    @property
-    def queue(self) -> QueueClaims: ...
+    def steps(self) -> StepStore: ...
 
     @property
     def leases(self) -> LeaseStore: ...

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, exists, insert, select, update
@@ -13,6 +12,7 @@ from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
 from lash_tasks.store.heartbeats import holder_deadline
 from lash_tasks.store.records import ExecuteEffect, RecordedEffect
+from lash_tasks.store.step_records import EffectOutcome, EffectSlot
 
 _j = t.effect_journal
 
@@ -153,17 +153,6 @@ def _held(scope_id: str, replay_key: str, lease_token: str, now: int) -> list[An
     ]
 
 
-@dataclass(frozen=True)
-class EffectSlot:
-    """One effect to prepare: where its record lives and what it will do (hashed)."""
-
-    scope_id: str
-    replay_key: str
-    session_id: str
-    turn_id: str | None
-    envelope_hash: str
-
-
 def prepare_in(
     db: Database,
     conn: Connection,
@@ -242,23 +231,20 @@ def prepare_in(
     return ExecuteEffect(token, took_over=True)
 
 
-@dataclass(frozen=True)
-class EffectOutcome:
-    """What an executed effect came to, for the record: `outcome`, or `error` if it failed."""
-
-    scope_id: str
-    replay_key: str
-    lease_token: str
-    outcome: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-
-
-def finalize_in(conn: Connection, effect: EffectOutcome, now: int) -> None:
+def finalize_in(conn: Connection, effect: EffectOutcome, now: int, *, fenced: bool = False) -> None:
     """`EffectJournal.finalize` inside the caller's transaction. A lost effect lease raises
-    `EffectError`: another step owns the effect now, and this one must not commit."""
+    `EffectError`: another step owns the effect now, and this one must not commit.
+
+    `fenced`: the caller checked its session lease in this transaction. Only a holder of
+    the session lease prepares the session's effects, so the effect is still this step's as
+    long as its token stands, even if the effect lease's own expiry went by meanwhile.
+    """
+    held = _held(effect.scope_id, effect.replay_key, effect.lease_token, now)
+    if fenced:
+        held = held[:-1]  # the expiry condition is last
     result = conn.execute(
         update(_j)
-        .where(*_held(effect.scope_id, effect.replay_key, effect.lease_token, now))
+        .where(*held)
         .values(
             status="failed" if effect.error is not None else "completed",
             outcome=effect.outcome,

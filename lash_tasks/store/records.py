@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from lash_tasks.machine import ActiveTurn, Fence, SessionGraph, SessionPolicy, Usage
+from lash_tasks.machine import Fence, SessionGraph, SessionPolicy, TurnState, Usage
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class SessionRecord:
 class LoadedSession:
     record: SessionRecord
     graph: SessionGraph
-    active_turn: ActiveTurn | None
+    active_turn: TurnState | None
     scope: ReadScope
 
 

@@ -7,7 +7,15 @@ from typing import Any
 from sqlalchemy import Row
 
 from lash_tasks.errors import InvalidModelSpec, SchemaVersionError
-from lash_tasks.machine import ActiveTurn, Node, SessionPolicy, Usage, parse_policy
+from lash_tasks.machine import (
+    ClaimRef,
+    Message,
+    Node,
+    SessionPolicy,
+    TurnState,
+    Usage,
+    parse_policy,
+)
 from lash_tasks.store.records import PendingInput, QueuedBatch, SessionRecord
 
 NODE_SCHEMA_VERSION = 1
@@ -68,17 +76,63 @@ def decode_session(row: Row[Any]) -> SessionRecord:
     )
 
 
-def decode_active_turn(row: Row[Any] | None) -> ActiveTurn | None:
+TURN_STATE_VERSION = 1
+
+
+def encode_turn_state(turn: TurnState) -> dict[str, Any]:
+    """The JSON a turn keeps in `lash_active_turns.state` beside its columns."""
+    return {
+        "schema_version": TURN_STATE_VERSION,
+        "input_claim_token": turn.input_claim.claim_token if turn.input_claim else None,
+        "queue_claim_token": turn.queue_claim.claim_token if turn.queue_claim else None,
+        "input_ids": list(turn.input_ids),
+        "batch_ids": list(turn.batch_ids),
+        "opening": [m.to_json() for m in turn.opening],
+        "branch_from": turn.branch_from,
+    }
+
+
+def turn_state_columns(turn: TurnState) -> dict[str, Any]:
+    """Every column of an active-turn row but the session id, cancel flag and start time."""
+    return {
+        "turn_id": turn.turn_id,
+        "step_index": turn.step_index,
+        "input_claim_id": turn.input_claim.claim_id if turn.input_claim else None,
+        "queue_claim_id": turn.queue_claim.claim_id if turn.queue_claim else None,
+        "state": encode_turn_state(turn),
+        "attempts": turn.attempts,
+        "last_error": turn.last_error,
+    }
+
+
+def decode_active_turn(row: Row[Any] | None) -> TurnState | None:
+    """The active turn of a `lash_active_turns` row (None: no turn is running)."""
     if row is None:
         return None
-    return ActiveTurn(
+    state = dict(row.state or {})
+    version = state.get("schema_version", TURN_STATE_VERSION)
+    if version != TURN_STATE_VERSION:
+        raise SchemaVersionError(
+            f"active turn {row.turn_id!r} has state schema_version {version!r}; "
+            f"this build reads version {TURN_STATE_VERSION}"
+        )
+    return TurnState(
         turn_id=row.turn_id,
-        step_index=row.step_index,
-        input_claim_id=row.input_claim_id,
-        queue_claim_id=row.queue_claim_id,
+        step_index=int(row.step_index),
+        input_claim=_claim(row.input_claim_id, state.get("input_claim_token")),
+        queue_claim=_claim(row.queue_claim_id, state.get("queue_claim_token")),
+        input_ids=tuple(state.get("input_ids", ())),
+        batch_ids=tuple(state.get("batch_ids", ())),
+        opening=tuple(Message.from_json(m) for m in state.get("opening", ())),
+        branch_from=state.get("branch_from"),
         cancel_requested=bool(row.cancel_requested),
-        state=dict(row.state or {}),
+        attempts=int(row.attempts or 0),
+        last_error=row.last_error,
     )
+
+
+def _claim(claim_id: str | None, token: str | None) -> ClaimRef | None:
+    return None if claim_id is None else ClaimRef(claim_id, token or "")
 
 
 def decode_input(row: Row[Any]) -> PendingInput:

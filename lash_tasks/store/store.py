@@ -21,6 +21,7 @@ from lash_tasks.store.maintenance import Maintenance
 from lash_tasks.store.manifest import Manifest
 from lash_tasks.store.session_events import SessionEvents
 from lash_tasks.store.sessions import Sessions
+from lash_tasks.store.step_transactions import StepTransactions
 from lash_tasks.store.turns import Turns
 from lash_tasks.store.work_queue import WorkQueue
 
@@ -36,8 +37,10 @@ class Store:
         self.leases = Leases(database)
         self.heartbeats = Heartbeats(database)
         self.turns = Turns(database)
-        # Today's fenced step commit; issue 9's open_step/close_step take its place.
+        # The fenced commit on its own (for tests and the rare commit outside a step).
         self.commits = Commits(database)
+        # A turn step's transactions: open, (tools,) close.
+        self.steps = StepTransactions(database)
         self.journal = EffectJournal(database)
         self.manifest = Manifest(database)
         self.maintenance = Maintenance(database)

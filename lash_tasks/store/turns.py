@@ -10,17 +10,18 @@ flag asks the running turn to stop at its next step boundary.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, exists, insert, or_, select, update
 
 from lash_tasks.errors import ConflictError, SessionNotFound
-from lash_tasks.machine import ActiveTurn, Fence
+from lash_tasks.machine import Fence, TurnState
 from lash_tasks.machine.ids import check_session_id, derive_turn_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
 from lash_tasks.store.records import InputState, StepAttempt
-from lash_tasks.store.rows import decode_active_turn
+from lash_tasks.store.rows import decode_active_turn, turn_state_columns
 from lash_tasks.store.work_queue import QueueState
 
 _at = t.active_turns
@@ -44,7 +45,7 @@ class Turns:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def active(self, session_id: str) -> ActiveTurn | None:
+    def active(self, session_id: str) -> TurnState | None:
         with self.db.read() as conn:
             return decode_active_turn(self.db.active_turn_row(conn, session_id))
 
@@ -53,11 +54,8 @@ class Turns:
         fence: Fence,
         kind: str,
         claimed_ids: Sequence[str],
-        *,
-        input_claim_id: str | None = None,
-        queue_claim_id: str | None = None,
-        state: dict[str, Any] | None = None,
-    ) -> ActiveTurn:
+        turn: TurnState | None = None,
+    ) -> TurnState:
         """Record a new turn as active under `fence` (before its first step commits) and
         return it with its id, taken from the session's next turn number."""
         with self.db.tx() as conn:
@@ -70,17 +68,7 @@ class Turns:
                     session_id=fence.session_id,
                 )
             session = self.db.require_session(conn, fence.session_id)
-            return begin_in(
-                conn,
-                fence,
-                session,
-                kind,
-                claimed_ids,
-                now,
-                input_claim_id=input_claim_id,
-                queue_claim_id=queue_claim_id,
-                state=state,
-            )
+            return begin_in(conn, session, kind, claimed_ids, now, turn or TurnState(""))
 
     def restamp_claims(
         self, fence: Fence, input_claim_id: str | None, queue_claim_id: str | None
@@ -99,28 +87,7 @@ class Turns:
     def has_waiting_work(self, session_id: str) -> bool:
         """Pending next-turn input or ready queued work (what a re-poke would find)."""
         with self.db.read() as conn:
-            now = self.db.now_ms(conn)
-            p, q = t.pending_inputs, t.queued_work
-            has_input = conn.execute(
-                select(p.c.enqueue_seq)
-                .where(
-                    p.c.session_id == session_id,
-                    p.c.state.in_([InputState.PENDING, InputState.PENDING_ACTIVE]),
-                )
-                .limit(1)
-            ).first()
-            if has_input is not None:
-                return True
-            has_batch = conn.execute(
-                select(q.c.enqueue_seq)
-                .where(
-                    q.c.session_id == session_id,
-                    q.c.state == QueueState.READY,
-                    q.c.available_at <= now,
-                )
-                .limit(1)
-            ).first()
-            return has_batch is not None
+            return waiting_in(conn, session_id, self.db.now_ms(conn))
 
     def result(self, session_id: str, turn_id: str) -> dict[str, Any] | None:
         """The stored result of a committed turn (its outcome), or None."""
@@ -196,44 +163,32 @@ class Turns:
 
 def begin_in(
     conn: Connection,
-    fence: Fence,
     session: Row[Any],
     kind: str,
     claimed_ids: Sequence[str],
     now: int,
-    *,
-    input_claim_id: str | None = None,
-    queue_claim_id: str | None = None,
-    state: dict[str, Any] | None = None,
-) -> ActiveTurn:
-    """`Turns.begin` inside the caller's transaction: the session is locked, `session` is
-    its row, no turn is active, and the fence holds the lease."""
+    turn: TurnState,
+) -> TurnState:
+    """Record `turn` as the session's active turn, named from the session's next turn
+    number, inside the caller's transaction: the session is locked, `session` is its row,
+    no turn is active, and the caller holds the lease. Returns the turn with its id."""
     turn_seq = int(session.turn_seq) + 1
     conn.execute(
         update(t.sessions)
-        .where(t.sessions.c.session_id == fence.session_id)
+        .where(t.sessions.c.session_id == session.session_id)
         .values(turn_seq=turn_seq)
     )
-    turn = ActiveTurn(
-        turn_id=derive_turn_id(
-            kind, claimed_ids, turn_seq=turn_seq, session_created_at=session.created_at
-        ),
-        step_index=0,
-        input_claim_id=input_claim_id,
-        queue_claim_id=queue_claim_id,
-        state=dict(state or {}),
+    turn_id = derive_turn_id(
+        kind, claimed_ids, turn_seq=turn_seq, session_created_at=session.created_at
     )
+    # The step beginning the turn is its first attempt.
+    turn = replace(turn, turn_id=turn_id, step_index=0, attempts=1, last_error=None)
     conn.execute(
         insert(_at).values(
-            session_id=fence.session_id,
-            turn_id=turn.turn_id,
-            step_index=0,
-            input_claim_id=input_claim_id,
-            queue_claim_id=queue_claim_id,
+            session_id=session.session_id,
             cancel_requested=False,
-            state=turn.state,
             started_at=now,
-            attempts=1,  # the step beginning the turn is its first attempt
+            **turn_state_columns(turn),
         )
     )
     return turn
@@ -267,3 +222,18 @@ def restamp_in(
             .values(claim_generation=fence.fencing_token)
         )
     return attempt
+
+
+def waiting_in(conn: Connection, session_id: str, now: int) -> bool:
+    """Whether pending next-turn input or ready queued work waits, in one statement."""
+    p, q = t.pending_inputs, t.queued_work
+    has_input = exists().where(
+        p.c.session_id == session_id,
+        p.c.state.in_([InputState.PENDING, InputState.PENDING_ACTIVE]),
+    )
+    has_batch = exists().where(
+        q.c.session_id == session_id,
+        q.c.state == QueueState.READY,
+        q.c.available_at <= now,
+    )
+    return bool(conn.execute(select(or_(has_input, has_batch))).scalar())

@@ -68,6 +68,7 @@ def build_resources(
     blobs = blob_store_from_url(settings.attachments_url)
     env = dict(settings.env)
     registry_from_env(env)  # fail at start-up, not mid-turn, on a bad LASH_TOOLS
+    events = StepEventsFactory.from_settings(settings)
     core = (
         LashCore.builder()
         .with_sql_host(store, blobs)
@@ -79,6 +80,8 @@ def build_resources(
         .trace_sink(trace_sink_from_env(env))
         .step_time_limit(settings.step_time_limit_s)
         .step_max_attempts(settings.step_max_attempts)
+        .steps_per_delivery(settings.steps_per_delivery)
+        .step_events(events)
         .build()
     )
     redis_client = None
@@ -86,7 +89,6 @@ def build_resources(
         import redis
 
         redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
-    events = StepEventsFactory.from_settings(settings)
     return Resources(settings, store, blobs, core, redis_client, events)
 
 

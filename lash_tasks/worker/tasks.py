@@ -17,7 +17,7 @@ from lash_tasks.ingress import (
     parse_payload,
 )
 from lash_tasks.machine.ids import check_session_id
-from lash_tasks.runtime.step import run_step
+from lash_tasks.runtime.step_driver import run_step
 from lash_tasks.worker.app import app, lash_task
 from lash_tasks.worker.maintenance import JOBS, run_job
 from lash_tasks.worker.pokes import clear_poke_mark, poke_session, repoke_later, retry_delay_s

@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -177,12 +176,9 @@ def test_readme_fleet_commands_run_as_written(tmp_path: Path, redis_server: Priv
             outputs = []
             for line in runnable:
                 if subcommand(line) in FOLLOWING:
-                    # It keeps following the session until interrupted.
-                    # TODO(issue 9): once the step driver publishes events, wait for the
-                    # streamed "echo: hello" here instead.
+                    # It shows the session's turn so far, then keeps following it.
                     log = shell.start(line)
-                    time.sleep(2)
-                    assert shell.alive(line), log.read_text(errors="replace")
+                    wait_for_text(shell, line, log, "echo: hello", timeout=20)
                     outputs.append(log.read_text(errors="replace"))
                 else:
                     outputs.append(shell.run(line))

@@ -61,6 +61,9 @@ def test_workers_survive_a_redis_restart_and_every_turn_completes(
     """Restart Redis mid-turn: same worker pids alive, each input completed once, no lease held."""
     fleet = private_fleet
     fleet.extra_env["LASH_SCRIPTED_RULES"] = calc_rules(delay_ms=LLM_DELAY_MS)
+    # One step per delivery: each turn's second step needs a poke through the broker, which
+    # is what the outage takes away (a delivery that goes on with its lease would not ask).
+    fleet.extra_env["LASH_STEPS_PER_DELIVERY"] = "1"
     workers = [fleet.start_worker(f"w{i}", concurrency=CONCURRENCY) for i in range(2)]
     beat = fleet.start_beat()
     for proc in [*workers, beat]:

@@ -17,7 +17,7 @@ from lash_tasks.machine.tool_budget import ToolOutputBudget
 from lash_tasks.providers import ScriptedProvider, ScriptRule, load_rules
 from lash_tasks.providers.llm_provider import LlmProvider
 from lash_tasks.runtime.lash_core import LashCore, LeaseTimings, Residency
-from lash_tasks.runtime.step import StepResult, run_step
+from lash_tasks.runtime.step_driver import StepResult, run_step
 from lash_tasks.runtime.trace import TraceSink
 from lash_tasks.store.records import InputDraft, PendingInput
 from lash_tasks.store.store import Store
@@ -62,6 +62,7 @@ class Harness:
         residency: Residency = "active_path_only",
         budget: ToolOutputBudget | None = None,
         tools: Callable[[], ToolRegistry] = builtin_tools,
+        steps_per_delivery: int = 1,
     ) -> tuple[LashCore, ScriptedProvider]:
         parsed = load_rules(script) if isinstance(script, str) else tuple(script)
         scripted = ScriptedProvider(parsed)
@@ -74,6 +75,7 @@ class Harness:
             .residency(residency)
             .lease_timings(lease)
             .owner(owner, incarnation)
+            .steps_per_delivery(steps_per_delivery)
         )
         if sink is not None:
             builder = builder.trace_sink(sink)

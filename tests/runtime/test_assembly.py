@@ -231,7 +231,7 @@ def test_tool_surface_snapshot_is_restored_with_its_generation(harness: Harness)
 def test_refresh_tool_catalog_command_bumps_the_restored_generation(harness: Harness) -> None:
     """Each refresh_tool_catalog command commits generation+1, and rebuilds adopt it."""
     from lash_tasks.machine import QueuedWorkDraft
-    from lash_tasks.runtime.step import run_step
+    from lash_tasks.runtime.step_driver import run_step
 
     core, _ = harness.core()
     sid = harness.session()

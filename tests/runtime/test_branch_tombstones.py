@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lash_tasks.runtime.step import run_step
+from lash_tasks.runtime.step_driver import run_step
 from tests.runtime.conftest import Harness
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from lash_tasks.machine import ToolManifest
 from lash_tasks.runtime.lash_core import LeaseTimings
-from lash_tasks.runtime.step import StepResult, run_step
+from lash_tasks.runtime.step_driver import StepResult, run_step
 from lash_tasks.tools.builtins import BuiltinTools
 from lash_tasks.tools.contract import ToolContext, ToolResult
 from lash_tasks.tools.registry import ToolRegistry

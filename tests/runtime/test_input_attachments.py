@@ -13,7 +13,7 @@ from lash_tasks.attachments import SessionAttachments, reclaim_unreferenced_atta
 from lash_tasks.ingress import EnqueueTurnPayload, operations
 from lash_tasks.providers.http_send import RetryPolicy
 from lash_tasks.providers.openai_chat import OpenAIChatProvider
-from lash_tasks.runtime.step import run_step
+from lash_tasks.runtime.step_driver import run_step
 from lash_tasks.store.records import InputState
 from tests.runtime._llm_server import ScriptedHttpLlm, chat_reply
 from tests.runtime.conftest import Harness

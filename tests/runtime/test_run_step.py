@@ -23,7 +23,7 @@ from lash_tasks.providers import ScriptedProvider, load_rules
 from lash_tasks.providers.http_send import RetryPolicy
 from lash_tasks.providers.openai_chat import OpenAIChatProvider
 from lash_tasks.runtime.effects import DurableEffectHost
-from lash_tasks.runtime.step import StepResult, run_step
+from lash_tasks.runtime.step_driver import StepResult, run_step
 from lash_tasks.store.records import InputState, Lease
 from lash_tasks.store.store import Store
 from tests.runtime._llm_server import ScriptedHttpLlm, chat_reply
@@ -144,14 +144,14 @@ def test_crash_between_effects_and_commit_replays_journaled_outcomes(
     if crash_at == 1:
         assert run_step(core_a, sid).status == "progressed"
     revision = store.sessions.record(sid).head_revision
-    real_commit = store.commits.commit
+    real_close = store.steps.close
 
-    def dying_commit(draft: CommitDraft) -> Any:
-        monkeypatch.setattr(store.commits, "commit", real_commit)
+    def dying_close(request: Any) -> Any:
+        monkeypatch.setattr(store.steps, "close", real_close)
         monkeypatch.setattr(store.leases, "release", lambda fence: False)  # dead: no release
         raise Crash("killed between effect and commit")
 
-    monkeypatch.setattr(store.commits, "commit", dying_commit)
+    monkeypatch.setattr(store.steps, "close", dying_close)
     with pytest.raises(Crash):
         run_step(core_a, sid)
     monkeypatch.undo()
@@ -421,13 +421,13 @@ def test_replay_mismatch_ends_the_turn_instead_of_retrying_forever(
     store = harness.store
     sid = harness.session()
     harness.enqueue(sid, "calc please")
-    real_commit = store.commits.commit
+    real_close = store.steps.close
 
-    def dying_commit(draft: CommitDraft) -> Any:
-        monkeypatch.setattr(store.commits, "commit", real_commit)
+    def dying_close(request: Any) -> Any:
+        monkeypatch.setattr(store.steps, "close", real_close)
         raise Crash("killed between effect and commit")
 
-    monkeypatch.setattr(store.commits, "commit", dying_commit)
+    monkeypatch.setattr(store.steps, "close", dying_close)
     with pytest.raises(Crash):
         run_step(core_a, sid)
     monkeypatch.undo()

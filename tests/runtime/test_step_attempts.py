@@ -13,7 +13,7 @@ from sqlalchemy import update
 from lash_tasks.errors import ProviderError
 from lash_tasks.machine import ToolManifest
 from lash_tasks.runtime.lash_core import LashCore
-from lash_tasks.runtime.step import StepResult, run_step
+from lash_tasks.runtime.step_driver import StepResult, run_step
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import InputState
 from lash_tasks.store.store import Store

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from lash_tasks.machine import CommitDraft, QueuedWorkDraft
-from lash_tasks.runtime.step import run_step
+from lash_tasks.machine import QueuedWorkDraft
+from lash_tasks.runtime.step_driver import run_step
 from lash_tasks.store.records import InputDraft, InputState
 from tests.runtime.conftest import FAST_LEASE, Harness, wait_ms
 
@@ -152,14 +152,14 @@ def test_steer_input_accepted_by_a_crashed_step_is_not_lost(
     harness.enqueue(sid, "loop")
     assert run_step(core_a, sid).status == "progressed"
     store.inputs.enqueue(InputDraft(sid, "steer-1", {"text": "please halt"}, ingress="active_turn"))
-    real_commit = store.commits.commit
+    real_close = store.steps.close
 
-    def dying_commit(draft: CommitDraft) -> Any:
-        monkeypatch.setattr(store.commits, "commit", real_commit)
+    def dying_close(request: Any) -> Any:
+        monkeypatch.setattr(store.steps, "close", real_close)
         monkeypatch.setattr(store.leases, "release", lambda fence: False)
         raise Crash("killed between effect and commit")
 
-    monkeypatch.setattr(store.commits, "commit", dying_commit)
+    monkeypatch.setattr(store.steps, "close", dying_close)
     with pytest.raises(Crash):
         run_step(core_a, sid)
     monkeypatch.undo()

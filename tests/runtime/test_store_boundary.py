@@ -9,7 +9,11 @@ import lash_tasks
 
 PACKAGE = Path(lash_tasks.__file__).parent
 # Protocols the runtime is typed against, and the plain values the store hands out.
-ALLOWED = {"lash_tasks.store.contracts", "lash_tasks.store.records"}
+ALLOWED = {
+    "lash_tasks.store.contracts",
+    "lash_tasks.store.records",
+    "lash_tasks.store.step_records",
+}
 
 
 def store_imports(path: Path) -> set[str]:

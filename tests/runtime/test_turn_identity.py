@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 
 from lash_tasks.machine import CommitDraft, GraphAppend, Message, Node, QueuedWorkDraft
-from lash_tasks.runtime.step import run_step
+from lash_tasks.runtime.step_driver import run_step
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import InputDraft, InputState, Lease
 from lash_tasks.store.store import Store

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 
 from lash_tasks.machine import (
-    ActiveTurn,
     ClaimCompletion,
+    ClaimRef,
     CommitDraft,
     CommitResult,
     Fence,
@@ -23,6 +23,7 @@ from lash_tasks.machine import (
     Node,
     QueuedWorkDraft,
     SessionPolicy,
+    TurnState,
 )
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import InputDraft, Lease, PendingInput
@@ -147,8 +148,15 @@ def completion(claim: Any) -> ClaimCompletion:
     return ClaimCompletion(claim.claim_id, claim.claim_token)
 
 
-def start_turn(turn_id: str, input_claim_id: str | None = None, queue_claim_id: str | None = None):
-    return ActiveTurn(turn_id, 0, input_claim_id, queue_claim_id)
+def start_turn(
+    turn_id: str, input_claim_id: str | None = None, queue_claim_id: str | None = None
+) -> TurnState:
+    """A turn at its first step holding these claims (tokens are the completions' business)."""
+    return TurnState(
+        turn_id,
+        input_claim=ClaimRef(input_claim_id, "") if input_claim_id else None,
+        queue_claim=ClaimRef(queue_claim_id, "") if queue_claim_id else None,
+    )
 
 
 def states(store: Store, session_id: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lash_tasks.errors import LeaseLost
-from lash_tasks.machine import ActiveTurn, CommitDraft, Fence, GraphUnchanged
+from lash_tasks.machine import CommitDraft, Fence, GraphUnchanged, TurnState
 from lash_tasks.store.store import Store
 from tests.store_conformance.support import expire_soon, new_session, take_lease
 
@@ -41,7 +41,7 @@ def test_a_progress_commit_resets_the_count_and_the_last_error(store: Store) -> 
             0,
             lease.fence,
             GraphUnchanged(None),
-            active_turn=ActiveTurn(turn, 1, None, None, state={}),
+            active_turn=TurnState(turn, step_index=1),
         )
     )
     counted = store.turns.step_attempts(sid)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lash_tasks.machine import ActiveTurn, ClearActiveTurn
+from lash_tasks.machine import ClearActiveTurn, TurnState
 from lash_tasks.store.records import ActivePath, InputDraft
 from lash_tasks.store.store import Store
 from tests.store_conformance.support import (
@@ -58,7 +58,7 @@ def test_tombstoning_spares_the_branch_point_of_the_active_turn(store: Store) ->
     sid = new_session(store)
     _branched(store, sid)
     lease = take_lease(store, sid)
-    turn = ActiveTurn("turn-1", 0, None, None, state={"branch_from": "a2"})
+    turn = TurnState("turn-1", branch_from="a2")
     store.commits.commit(unchanged(sid, 2, lease.fence, "b1", active_turn=turn))
     assert store.maintenance.tombstone_nodes(sid, ["a1", "a2"]) == 0
     assert store.sessions.load_node(sid, "a2") is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lash_tasks.errors import ConflictError, InputIdConflict
-from lash_tasks.machine import ClearActiveTurn
+from lash_tasks.machine import ClearActiveTurn, TurnState
 from lash_tasks.store.records import InputDraft
 from lash_tasks.store.store import Store
 from tests.store_conformance.support import new_session, take_lease, unchanged
@@ -52,7 +52,9 @@ def test_begin_turn_never_repeats_a_turn_id_in_a_session(store: Store) -> None:
     seen = []
     for head in range(3):
         lease = take_lease(store, sid)
-        turn = store.turns.begin(lease.fence, "inputs", ["msg-1"], state={"k": head})
+        turn = store.turns.begin(
+            lease.fence, "inputs", ["msg-1"], TurnState("", input_ids=(f"k{head}",))
+        )
         assert store.turns.active(sid) == turn
         seen.append(turn.turn_id)
         store.commits.commit(

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import insert, update
 
 from lash_tasks.machine import ModelSpec, SessionPolicy
-from lash_tasks.runtime.step import run_step
+from lash_tasks.runtime.step_driver import run_step
 from lash_tasks.settings import Settings
 from lash_tasks.store import schema as t
 from lash_tasks.store.records import InputDraft

@@ -20,6 +20,12 @@ class RuntimeCache:
         self.hits = 0
         self.misses = 0
 
+    def revision(self, session_id: str) -> int | None:
+        """The head revision of the graph held for the session, if any."""
+        with self._lock:
+            entry = self._entries.get(session_id)
+            return None if entry is None else entry[0]
+
     def get(self, session_id: str, head_revision: int) -> SessionGraph | None:
         with self._lock:
             entry = self._entries.get(session_id)
