@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from lash_tasks.errors import NodeExists, NodeNotFound, UnknownParentNode
@@ -28,6 +29,11 @@ class Node:
     created_at: str
 
     def message(self) -> Message | None:
+        return self._message
+
+    @cached_property
+    def _message(self) -> Message | None:
+        # Parsed once per node: a cached graph is read for every step of a long session.
         return Message.from_json(dict(self.payload)) if self.kind == "message" else None
 
     def to_json(self) -> dict[str, Any]:

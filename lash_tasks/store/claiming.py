@@ -45,11 +45,19 @@ def live_claim_filter(
     """SQL: the row is under a live claim (of the live lease generation or the active turn)."""
     generation = db.live_generation(conn, session_id, now)
     active = db.active_turn_row(conn, session_id)
+    turn_claim = None if active is None else getattr(active, claims.turn_claim)
+    return live_claim_clause(claims, generation, turn_claim)
+
+
+def live_claim_clause(
+    claims: ClaimTable, generation: int | None, turn_claim: str | None
+) -> ColumnElement[bool]:
+    """`live_claim_filter` when the caller knows the live generation and the active turn's
+    claim (a step that has just taken the lease of a session with no turn running)."""
     c = claims.table.c
     clauses: list[ColumnElement[bool]] = []
     if generation is not None:
         clauses.append(c.claim_generation == generation)
-    turn_claim = None if active is None else getattr(active, claims.turn_claim)
     if turn_claim is not None:
         clauses.append(c.claim_id == turn_claim)
     if not clauses:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, null, select, update
+from sqlalchemy import Connection, delete, insert, null, select, update
 
 from lash_tasks.errors import (
     HeadRevisionConflict,
@@ -30,7 +30,7 @@ from lash_tasks.machine import (
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.claiming import settle
-from lash_tasks.store.database import Database
+from lash_tasks.store.database import Database, SessionHead, check_fence_row
 from lash_tasks.store.graph_writes import write_graph
 from lash_tasks.store.inputs import INPUT_CLAIMS
 from lash_tasks.store.leases import release_statement
@@ -53,33 +53,32 @@ class Commits:
                 f"session {draft.fence.session_id!r}"
             )
         with self.db.tx() as conn:
-            self.db.lock_session(conn, draft.session_id)
-            head = self.db.require_session(conn, draft.session_id)
-            return apply_commit(self.db, conn, draft, head, self.db.now_ms(conn))
+            now = self.db.lock_session_now(conn, draft.session_id)
+            head = self.db.read_head(conn, draft.session_id)
+            return apply_commit(conn, draft, head, now)
 
 
-def apply_commit(
-    db: Database, conn: Connection, draft: CommitDraft, head: Row[Any], now: int
-) -> CommitResult:
+def apply_commit(conn: Connection, draft: CommitDraft, head: SessionHead, now: int) -> CommitResult:
     """`Commits.commit` inside the caller's transaction, which holds the session lock;
-    `head` is the session's row read in it."""
+    `head` is what it read of the session after taking the lock."""
     if draft.turn_stamp is not None:
         replay = _replay_stamp(conn, draft)
         if replay is not None:
             return replay
     if draft.fence is None:
         raise LeaseLost("a commit must present a session lease fence")
-    db.check_fence(conn, draft.fence, now)
-    if head.head_revision != draft.expected_head_revision:
+    check_fence_row(draft.fence, head.lease, now)
+    session = head.session
+    if session.head_revision != draft.expected_head_revision:
         raise HeadRevisionConflict(
-            f"session {draft.session_id!r} is at revision {head.head_revision}, "
+            f"session {draft.session_id!r} is at revision {session.head_revision}, "
             f"commit expected {draft.expected_head_revision}",
             session_id=draft.session_id,
         )
     if draft.returned_input_ids:
         _return_to_pending(conn, draft.session_id, draft.returned_input_ids, now)
-    _settle_claims(db, conn, draft, now)
-    graph_changed = write_graph(conn, draft, head.leaf_node_id, now)
+    _settle_claims(conn, draft, head.active_turn, now)
+    graph_changed = write_graph(conn, draft, session.leaf_node_id, now)
     new_revision = draft.expected_head_revision + 1
     _move_head(conn, draft, new_revision, graph_changed, now)
     _apply_active_turn(conn, draft, now)
@@ -131,7 +130,7 @@ def _replay_stamp(conn: Connection, draft: CommitDraft) -> CommitResult | None:
     return CommitResult(head_revision=row.head_revision, replayed=True, turn_result=row.result)
 
 
-def _settle_claims(db: Database, conn: Connection, draft: CommitDraft, now: int) -> None:
+def _settle_claims(conn: Connection, draft: CommitDraft, active: Any, now: int) -> None:
     assert draft.fence is not None
     settles = draft.input_completions or draft.queue_completions
     if (
@@ -146,7 +145,6 @@ def _settle_claims(db: Database, conn: Connection, draft: CommitDraft, now: int)
     generation = draft.fence.fencing_token
     # The active turn's own claims are held by the turn, not by one lease generation: a
     # turn resumed under a newer lease (the fence was just checked) settles them as is.
-    active = db.active_turn_row(conn, draft.session_id)
     turn_claims = {active.input_claim_id, active.queue_claim_id} - {None} if active else set()
 
     def held_by(completion: ClaimCompletion) -> int | None:

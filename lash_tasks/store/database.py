@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select
@@ -76,6 +78,10 @@ class Database:
         """Serialise this transaction with every other writer of the session."""
         self.dialect.lock_session(conn, session_id)
 
+    def lock_session_now(self, conn: Connection, session_id: str) -> int:
+        """`lock_session` and then the database clock, in one round trip where it can."""
+        return self.dialect.lock_session_now(conn, session_id)
+
     def lock_key(self, conn: Connection, key: str) -> None:
         """Serialise this transaction with every other writer of the named resource."""
         self.dialect.lock_key(conn, key)
@@ -86,24 +92,38 @@ class Database:
             raise SessionNotFound(f"session {session_id!r} does not exist", session_id=session_id)
         return row
 
+    def read_head(self, conn: Connection, session_id: str) -> SessionHead:
+        """The session row, its lease row and its active turn row, in one statement."""
+        s, leases, turns = t.sessions, t.session_leases, t.active_turns
+        query = (
+            select(
+                *s.c,
+                *(c.label(_LEASE + c.name) for c in leases.c),
+                *(c.label(_TURN + c.name) for c in turns.c),
+            )
+            .select_from(
+                s.outerjoin(leases, leases.c.session_id == s.c.session_id).outerjoin(
+                    turns, turns.c.session_id == s.c.session_id
+                )
+            )
+            .where(s.c.session_id == session_id)
+        )
+        row = conn.execute(query).first()
+        if row is None:
+            raise SessionNotFound(f"session {session_id!r} does not exist", session_id=session_id)
+        values = row._mapping
+        return SessionHead(
+            session=_part(values, "", s),
+            lease=_part(values, _LEASE, leases),
+            active_turn=_part(values, _TURN, turns),
+        )
+
     def check_fence(self, conn: Connection, fence: Fence, now: int) -> None:
         """Raise `LeaseLost` unless `fence` still holds the session lease at `now`."""
         row = conn.execute(
             select(t.session_leases).where(t.session_leases.c.session_id == fence.session_id)
         ).first()
-        if (
-            row is None
-            or row.owner_id != fence.owner_id
-            or row.lease_token != fence.lease_token
-            or row.fencing_token != fence.fencing_token
-            or row.expires_at is None
-            or row.expires_at <= now
-        ):
-            raise LeaseLost(
-                f"lease on session {fence.session_id!r} with fencing token "
-                f"{fence.fencing_token} is no longer held",
-                session_id=fence.session_id,
-            )
+        check_fence_row(fence, row, now)
 
     def live_generation(self, conn: Connection, session_id: str, now: int) -> int | None:
         """The fencing token of the session's live lease, or None when nobody holds it."""
@@ -118,6 +138,45 @@ class Database:
         return conn.execute(
             select(t.active_turns).where(t.active_turns.c.session_id == session_id)
         ).first()
+
+
+def check_fence_row(fence: Fence, row: Any, now: int) -> None:
+    """Raise `LeaseLost` unless the lease row `row` (read in this transaction) is `fence`'s
+    and live at `now`."""
+    if (
+        row is None
+        or row.owner_id != fence.owner_id
+        or row.lease_token != fence.lease_token
+        or row.fencing_token != fence.fencing_token
+        or row.expires_at is None
+        or row.expires_at <= now
+    ):
+        raise LeaseLost(
+            f"lease on session {fence.session_id!r} with fencing token "
+            f"{fence.fencing_token} is no longer held",
+            session_id=fence.session_id,
+        )
+
+
+_LEASE = "lease__"
+_TURN = "turn__"
+
+
+@dataclass(frozen=True)
+class SessionHead:
+    """What a session's writer reads first: its row, its lease and its active turn (the
+    latter two None when absent). Rows are read by attribute, like SQLAlchemy rows."""
+
+    session: Any
+    lease: Any | None
+    active_turn: Any | None
+
+
+def _part(values: Any, prefix: str, table: Any) -> Any | None:
+    names = [c.name for c in table.c]
+    if values[prefix + "session_id"] is None:
+        return None
+    return SimpleNamespace(**{name: values[prefix + name] for name in names})
 
 
 def explain_database_error(exc: Exception) -> Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, insert, select, update
@@ -279,19 +280,27 @@ class Inputs:
 
 
 def claim_next_turn_in(
-    db: Database, conn: Connection, fence: Fence, now: int, max_inputs: int = MAX_INPUTS_PER_TURN
+    db: Database,
+    conn: Connection,
+    fence: Fence,
+    now: int,
+    max_inputs: int = MAX_INPUTS_PER_TURN,
+    live: ColumnElement[bool] | None = None,
 ) -> InputClaim | None:
     """`Inputs.claim_next_turn` inside the caller's transaction, which holds the session
-    lock and whose fence is known to hold the lease."""
-    live = live_claim_filter(db, conn, INPUT_CLAIMS, fence.session_id, now)
+    lock and whose fence is known to hold the lease. `live`: the live-claim filter, when
+    the caller knows it."""
+    if live is None:
+        live = live_claim_filter(db, conn, INPUT_CLAIMS, fence.session_id, now)
     stale = conn.execute(
-        select(_p)
+        select(_p.c.claim_id)
         .where(
             _p.c.session_id == fence.session_id,
             _p.c.state == InputState.CLAIMED,
             ~live,
         )
         .order_by(_p.c.enqueue_seq)
+        .limit(1)
     ).first()
     query = select(_p).where(_p.c.session_id == fence.session_id)
     if stale is not None:
@@ -307,17 +316,17 @@ def claim_next_turn_in(
     if not rows:
         return None
     claim = take(conn, INPUT_CLAIMS, fence, [r.enqueue_seq for r in rows], updated_at=now)
-    claimed = conn.execute(
-        select(_p)
-        .where(_p.c.session_id == fence.session_id, _p.c.claim_id == claim.claim_id)
-        .order_by(_p.c.enqueue_seq)
-    ).all()
-    return InputClaim(
-        claim.claim_id,
-        claim.claim_token,
-        claim.generation,
-        tuple(decode_input(r) for r in claimed),
+    # The rows as the claim left them, without reading them again.
+    claimed = tuple(
+        replace(
+            decode_input(r),
+            state=str(INPUT_CLAIMS.claimed_state),
+            claim_id=claim.claim_id,
+            updated_at=now,
+        )
+        for r in rows
     )
+    return InputClaim(claim.claim_id, claim.claim_token, claim.generation, claimed)
 
 
 def accept_active_in(

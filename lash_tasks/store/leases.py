@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import Connection, Update, insert, select, update
 
@@ -97,13 +98,27 @@ def release_statement(fence: Fence) -> Update:
     )
 
 
+UNREAD: Any = object()
+
+
 def take_lease(
-    conn: Connection, session_id: str, owner_id: str, incarnation_id: str, ttl_ms: int, now: int
+    conn: Connection,
+    session_id: str,
+    owner_id: str,
+    incarnation_id: str,
+    ttl_ms: int,
+    now: int,
+    lease_row: Any = UNREAD,
 ) -> Lease | Busy:
     """Take, re-enter or report the lease, inside the caller's transaction (which holds the
-    session lock and has checked that the session exists)."""
+    session lock and has checked that the session exists). `lease_row`: the lease row when
+    the caller read it in this transaction (None: the session has none yet)."""
     leases = t.session_leases
-    row = conn.execute(select(leases).where(leases.c.session_id == session_id)).first()
+    row = (
+        conn.execute(select(leases).where(leases.c.session_id == session_id)).first()
+        if lease_row is UNREAD
+        else lease_row
+    )
     live = row is not None and row.owner_id is not None and (row.expires_at or 0) > now
     if row is not None and live:
         if row.owner_id == owner_id and row.incarnation_id == incarnation_id:

@@ -32,9 +32,15 @@ from lash_tasks.machine.ids import check_session_id, effect_scope_id, llm_replay
 from lash_tasks.machine.policy import parse_policy
 from lash_tasks.machine.protocol import opening_for_inputs, opening_for_wakes
 from lash_tasks.store import schema as t
+from lash_tasks.store.claiming import live_claim_clause
 from lash_tasks.store.commits import apply_commit
 from lash_tasks.store.database import Database
-from lash_tasks.store.inputs import accept_active_in, accepted_in, claim_next_turn_in
+from lash_tasks.store.inputs import (
+    INPUT_CLAIMS,
+    accept_active_in,
+    accepted_in,
+    claim_next_turn_in,
+)
 from lash_tasks.store.journal import finalize_in, prepare_in
 from lash_tasks.store.leases import release_statement, take_lease
 from lash_tasks.store.records import ActivePath, Busy, FullGraph, SessionRecord
@@ -52,7 +58,7 @@ from lash_tasks.store.step_records import (
     Planner,
 )
 from lash_tasks.store.turns import begin_in, restamp_in, waiting_in
-from lash_tasks.store.work_queue import claim_in
+from lash_tasks.store.work_queue import QUEUE_CLAIMS, claim_in
 
 MAX_TURN_BATCHES = 64
 
@@ -71,18 +77,24 @@ class StepTransactions:
         session_id = check_session_id(request.session_id)
         db = self.db
         with db.tx() as conn:
-            db.lock_session(conn, session_id)
-            now = db.now_ms(conn)
-            row = db.require_session(conn, session_id)
+            now = db.lock_session_now(conn, session_id)
+            head = db.read_head(conn, session_id)
+            row = head.session
             record = self._configured(conn, row, request)
             lease = take_lease(
-                conn, session_id, request.owner_id, request.incarnation_id, request.ttl_ms, now
+                conn,
+                session_id,
+                request.owner_id,
+                request.incarnation_id,
+                request.ttl_ms,
+                now,
+                lease_row=head.lease,
             )
             if isinstance(lease, Busy):
                 return lease
             fence = lease.fence
             opened = OpenedStep(lease, record, None, "idle")
-            active = decode_active_turn(db.active_turn_row(conn, session_id))
+            active = decode_active_turn(head.active_turn)
             if active is not None:
                 self._resume(conn, fence, active, opened, request, now)
             else:
@@ -108,8 +120,7 @@ class StepTransactions:
         transaction. Refused (`LeaseLost`) once the step's fence no longer holds."""
         db = self.db
         with db.tx() as conn:
-            db.lock_session(conn, fence.session_id)
-            now = db.now_ms(conn)
+            now = db.lock_session_now(conn, fence.session_id)
             db.check_fence(conn, fence, now)
             if llm is not None:
                 finalize_in(conn, llm, now, fenced=True)
@@ -139,13 +150,12 @@ class StepTransactions:
             )
         db = self.db
         with db.tx() as conn:
-            db.lock_session(conn, draft.session_id)
-            now = db.now_ms(conn)
-            head = db.require_session(conn, draft.session_id)
+            now = db.lock_session_now(conn, draft.session_id)
+            head = db.read_head(conn, draft.session_id)
             # The lease is released after the commit unless the worker goes on at once with
             # the session's next step: whether one waits is known only once this commit
             # (which may defer steer input to the next turn) has been applied.
-            result = apply_commit(db, conn, replace(draft, release_lease=False), head, now)
+            result = apply_commit(conn, replace(draft, release_lease=False), head, now)
             if not result.replayed:
                 for outcome in request.outcomes:
                     finalize_in(conn, outcome, now, fenced=True)
@@ -217,11 +227,15 @@ class StepTransactions:
         """No turn runs: a leading session command, else the next inputs as one turn, else
         ready queued turn work as one turn."""
         db = self.db
-        command = claim_in(db, conn, fence, now, select_leading_command, 1)
+        # This transaction has just taken the lease and found no active turn, so the live
+        # claims are exactly those of this lease generation.
+        queue_live = live_claim_clause(QUEUE_CLAIMS, fence.fencing_token, None)
+        command = claim_in(db, conn, fence, now, select_leading_command, 1, queue_live)
         if command is not None:
             opened.work, opened.command = "command", command
             return
-        claim = claim_next_turn_in(db, conn, fence, now)
+        input_live = live_claim_clause(INPUT_CLAIMS, fence.fencing_token, None)
+        claim = claim_next_turn_in(db, conn, fence, now, live=input_live)
         if claim is not None:
             inputs = claim.inputs
             branch = inputs[0].input.get("branch_from")
@@ -242,6 +256,7 @@ class StepTransactions:
             now,
             lambda c: select_turn_work_prefix(c, MAX_TURN_BATCHES),
             MAX_TURN_BATCHES,
+            queue_live,
         )
         if queued is not None:
             batches = queued.batches

@@ -153,15 +153,23 @@ def enqueue_batch(
 
 
 def claim_in(
-    db: Database, conn: Connection, fence: Fence, now: int, rule: Any, max_batches: int
+    db: Database,
+    conn: Connection,
+    fence: Fence,
+    now: int,
+    rule: Any,
+    max_batches: int,
+    live: ColumnElement[bool] | None = None,
 ) -> QueueClaim | None:
     """Claim the leading batches `rule` picks, inside the caller's transaction (session
-    locked, fence held)."""
+    locked, fence held). `live`: the live-claim filter, when the caller knows it."""
+    if live is None:
+        live = live_claim_filter(db, conn, QUEUE_CLAIMS, fence.session_id, now)
     query = (
         select(_q)
         .where(
             _q.c.session_id == fence.session_id,
-            claimable(db, conn, fence.session_id, now),
+            _claimable(live),
             _q.c.available_at <= now,
         )
         .order_by(_q.c.enqueue_seq)
@@ -184,5 +192,8 @@ def claim_in(
 
 def claimable(db: Database, conn: Connection, session_id: str, now: int) -> ColumnElement[bool]:
     """SQL: the batch is ready, or claimed by a generation that is no longer live."""
-    live = live_claim_filter(db, conn, QUEUE_CLAIMS, session_id, now)
+    return _claimable(live_claim_filter(db, conn, QUEUE_CLAIMS, session_id, now))
+
+
+def _claimable(live: ColumnElement[bool]) -> ColumnElement[bool]:
     return or_(_q.c.state == QueueState.READY, and_(_q.c.state == QueueState.CLAIMED, ~live))
