@@ -353,7 +353,7 @@ def _cancel(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _delete(args: argparse.Namespace) -> dict[str, Any]:
-    return {"session_id": args.session_id, "deleted": _client().delete_session(args.session_id)}
+    return _client().delete_session(args.session_id).to_json()
 
 
 def _status(args: argparse.Namespace) -> dict[str, Any]:

@@ -54,7 +54,13 @@ def test_session_lifecycle_from_the_shell(home: Path) -> None:
     status = json.loads(run_cli(home, "--json", "status").stdout)
     assert status["sessions"] == 1
     deleted = json.loads(run_cli(home, "--json", "delete", "cli-1").stdout)
-    assert deleted == {"session_id": "cli-1", "deleted": True}
+    assert deleted == {
+        "session_id": "cli-1",
+        "deleted": True,
+        "orphaned_process_ids": [],
+        "revoked_grants": 0,
+        "cleared_wakes": 0,
+    }
 
 
 def test_enqueue_attaches_files(home: Path) -> None:
