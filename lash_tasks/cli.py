@@ -19,6 +19,7 @@ from lash_tasks.events.render import TranscriptRenderer
 from lash_tasks.events.vocabulary import SessionEvent, event_json
 from lash_tasks.settings import Settings
 from lash_tasks.store.database import explain_database_error
+from lash_tasks.store.records import SessionDeleteReport
 
 Handler = Callable[[argparse.Namespace], Any]
 CELERY_APP = "lash_tasks.worker.app"
@@ -353,7 +354,8 @@ def _cancel(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _delete(args: argparse.Namespace) -> dict[str, Any]:
-    return _client().delete_session(args.session_id).to_json()
+    report: SessionDeleteReport = _client().delete_session(args.session_id)
+    return report.to_json()
 
 
 def _status(args: argparse.Namespace) -> dict[str, Any]:
