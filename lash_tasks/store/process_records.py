@@ -86,6 +86,9 @@ class ProcessLease:
     expires_at: int
     found: LeaseView
     record: ProcessRecord
+    # Who held it before (evidence when an owner_bound process is abandoned).
+    previous_owner: str | None = None
+    previous_incarnation_id: str | None = None
 
     @property
     def fence(self) -> ProcessFence:

@@ -258,7 +258,16 @@ class Processes:
             conn.execute(update(_p).where(_p.c.process_id == process_id).values(**values))
             record = decode_process(_row(conn, process_id))
             return ProcessLease(
-                process_id, owner_id, incarnation_id, token, fencing, now + ttl_ms, found, record
+                process_id,
+                owner_id,
+                incarnation_id,
+                token,
+                fencing,
+                now + ttl_ms,
+                found,
+                record,
+                previous_owner=row.lease_owner,
+                previous_incarnation_id=row.lease_incarnation_id,
             )
 
     def renew(self, fence: ProcessFence, ttl_ms: int = DEFAULT_TTL_MS) -> int:
