@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="show a session")
     show.add_argument("session_id")
+    show.add_argument("--tree", action="store_true", help="the session and its subagents")
     show.set_defaults(handler=_show)
 
     cancel = sub.add_parser("cancel", help="cancel a pending input or interrupt the turn")
@@ -331,7 +332,14 @@ def _put_file(client: Any, session_id: str, path: str) -> str:
 
 
 def _show(args: argparse.Namespace) -> Any:
-    view = _client().session_view(args.session_id)
+    client = _client()
+    if args.tree:
+        from lash_tasks.ingress.operations import session_tree
+
+        client.store.sessions.record(args.session_id)  # an unknown session is an error
+        tree = session_tree(client.store, args.session_id)
+        return {"tree": tree} if args.json else "\n".join(tree)
+    view = client.session_view(args.session_id)
     if args.json:
         return view
     lines = [
@@ -346,6 +354,11 @@ def _show(args: argparse.Namespace) -> Any:
             lines.append(f"  {'event':>9}: {node.get('type')} {node.get('reason') or ''}")
     if view["pending_inputs"]:
         lines.append(f"  pending inputs: {', '.join(view['pending_inputs'])}")
+    for process in view["processes"]:
+        lines.append(
+            f"  process {process['process_id']}: {process['kind']} {process['status']} "
+            f"({process['disposition']})"
+        )
     return "\n".join(lines)
 
 
@@ -367,6 +380,8 @@ def _status(args: argparse.Namespace) -> dict[str, Any]:
         "active_turns": store.maintenance.count_rows("lash_active_turns"),
         "runnable_without_lease": len(store.maintenance.runnable_sessions()),
         "queued_work": store.maintenance.count_rows("lash_queued_work"),
+        "processes": store.processes.counts(),
+        "runnable_processes_without_lease": len(store.processes.runnable()),
     }
 
 
