@@ -19,6 +19,7 @@ from lash_tasks.events.render import TranscriptRenderer
 from lash_tasks.events.vocabulary import SessionEvent, event_json
 from lash_tasks.settings import Settings
 from lash_tasks.store.database import explain_database_error
+from lash_tasks.store.records import SessionDeleteReport
 
 Handler = Callable[[argparse.Namespace], Any]
 CELERY_APP = "lash_tasks.worker.app"
@@ -119,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="show a session")
     show.add_argument("session_id")
+    show.add_argument("--tree", action="store_true", help="the session and its subagents")
     show.set_defaults(handler=_show)
 
     cancel = sub.add_parser("cancel", help="cancel a pending input or interrupt the turn")
@@ -330,7 +332,14 @@ def _put_file(client: Any, session_id: str, path: str) -> str:
 
 
 def _show(args: argparse.Namespace) -> Any:
-    view = _client().session_view(args.session_id)
+    client = _client()
+    if args.tree:
+        from lash_tasks.ingress.operations import session_tree
+
+        client.store.sessions.record(args.session_id)  # an unknown session is an error
+        tree = session_tree(client.store, args.session_id)
+        return {"tree": tree} if args.json else "\n".join(tree)
+    view = client.session_view(args.session_id)
     if args.json:
         return view
     lines = [
@@ -345,6 +354,11 @@ def _show(args: argparse.Namespace) -> Any:
             lines.append(f"  {'event':>9}: {node.get('type')} {node.get('reason') or ''}")
     if view["pending_inputs"]:
         lines.append(f"  pending inputs: {', '.join(view['pending_inputs'])}")
+    for process in view["processes"]:
+        lines.append(
+            f"  process {process['process_id']}: {process['kind']} {process['status']} "
+            f"({process['disposition']})"
+        )
     return "\n".join(lines)
 
 
@@ -353,7 +367,8 @@ def _cancel(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _delete(args: argparse.Namespace) -> dict[str, Any]:
-    return {"session_id": args.session_id, "deleted": _client().delete_session(args.session_id)}
+    report: SessionDeleteReport = _client().delete_session(args.session_id)
+    return report.to_json()
 
 
 def _status(args: argparse.Namespace) -> dict[str, Any]:
@@ -365,6 +380,8 @@ def _status(args: argparse.Namespace) -> dict[str, Any]:
         "active_turns": store.maintenance.count_rows("lash_active_turns"),
         "runnable_without_lease": len(store.maintenance.runnable_sessions()),
         "queued_work": store.maintenance.count_rows("lash_queued_work"),
+        "processes": store.processes.counts(),
+        "runnable_processes_without_lease": len(store.processes.runnable()),
     }
 
 

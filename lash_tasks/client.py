@@ -34,9 +34,10 @@ from lash_tasks.ingress import (
 )
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.settings import Settings
+from lash_tasks.store.records import SessionDeleteReport
 from lash_tasks.store.store import Store
 
-__all__ = ["Client", "TurnAnswer", "WaitTimeout"]
+__all__ = ["Client", "SessionDeleteReport", "TurnAnswer", "WaitTimeout"]
 
 
 class Client:
@@ -184,7 +185,9 @@ class Client:
         )
         return operations.cancel_input(self.store, payload, self.publisher)
 
-    def delete_session(self, session_id: str) -> bool:
+    def delete_session(self, session_id: str) -> SessionDeleteReport:
+        """Delete the session's rows; the report lists running processes it leaves without
+        an owner (`orphaned_process_ids`). An unknown session gives a no-op report."""
         return self.store.sessions.delete(session_id)
 
     def events(

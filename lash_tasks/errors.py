@@ -32,7 +32,9 @@ LashError                               (retryable: bool attribute on every erro
 │   ├── InputIdConflict                 input id already names another input of the session
 │   ├── StaleClaim                      claim completion whose claim id / token no longer holds
 │   ├── UnsettledClaim                  commit carries claimed content but does not settle it
-│   └── RegistrationConflict            same process id, different registration
+│   ├── RegistrationConflict            same process id, different registration
+│   ├── ProcessEventConflict            same process event key, different event
+│   └── ProcessFinished                 the process is terminal already (another way)
 ├── LeaseError
 │   ├── LeaseBusy                       (retryable) another live owner holds the lease
 │   └── LeaseLost                       (retryable) fence no longer valid: expired or taken over
@@ -216,6 +218,14 @@ class UnsettledClaim(ConflictError):
 
 class RegistrationConflict(ConflictError):
     code = "registration_conflict"
+
+
+class ProcessEventConflict(ConflictError):
+    code = "process_event_conflict"
+
+
+class ProcessFinished(ConflictError):
+    code = "process_finished"
 
 
 class LeaseError(LashError):

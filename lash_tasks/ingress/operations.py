@@ -121,5 +121,25 @@ def session_view(store: Store, session_id: str) -> dict[str, Any]:
         "active_turn": loaded.active_turn.turn_id if loaded.active_turn else None,
         "pending_inputs": [i.input_id for i in store.inputs.list_pending(session_id)],
         "lease": {"owner": owner, "fencing_token": fencing, "expires_at": expires},
+        "parent_session_id": loaded.record.parent_session_id,
+        "processes": [
+            {
+                "process_id": p.process_id,
+                "kind": p.kind,
+                "status": p.status.value,
+                "disposition": p.disposition.value,
+            }
+            for p in store.processes.for_session(session_id)
+        ],
+        "children": [c.session_id for c in store.sessions.children(session_id)],
         "transcript": transcript,
     }
+
+
+def session_tree(store: Store, session_id: str, depth: int = 0, limit: int = 8) -> list[str]:
+    """The session and its subagents' child sessions, indented by generation."""
+    lines = ["  " * depth + session_id]
+    if depth < limit:
+        for child in store.sessions.children(session_id):
+            lines.extend(session_tree(store, child.session_id, depth + 1, limit))
+    return lines

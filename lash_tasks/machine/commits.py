@@ -69,6 +69,9 @@ class QueuedWorkDraft:
     slot_policy: Literal["exclusive", "join"] = "exclusive"
     merge_key: str | None = None
     delay_ms: int = 0
+    # `earliest_safe_boundary`: a running turn may take it at its next step (a process's
+    # result reaching the turn that waits for it); else it starts a turn of its own.
+    delivery_policy: Literal["after_current_turn", "earliest_safe_boundary"] = "after_current_turn"
 
 
 @dataclass(frozen=True)

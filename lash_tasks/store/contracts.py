@@ -8,16 +8,27 @@ attachments package does not import the store); `Manifest` satisfies it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from lash_tasks.attachments.manifest import AttachmentManifest
 from lash_tasks.machine import CommitDraft, CommitResult, Fence, Node, SessionPolicy, TurnState
+from lash_tasks.machine.processes import ProcessRegistration
+from lash_tasks.store.process_records import (
+    Completion,
+    ProcessBusy,
+    ProcessFence,
+    ProcessLease,
+    ProcessRecord,
+    TerminalStatus,
+)
 from lash_tasks.store.records import (
     Busy,
     ExecuteEffect,
+    InputDraft,
     Lease,
     LoadedSession,
+    PendingInput,
     ReadScope,
     RecordedEffect,
     SessionRecord,
@@ -65,6 +76,8 @@ class TurnStore(Protocol):
     """What bounds a turn's steps: failures recorded, attempts taken back, the cancel flag."""
 
     def active(self, session_id: str) -> TurnState | None: ...
+
+    def result(self, session_id: str, turn_id: str) -> dict[str, Any] | None: ...
 
     def record_step_failure(self, fence: Fence, turn_id: str, error: dict[str, Any]) -> None: ...
 
@@ -128,11 +141,67 @@ class JournalStore(Protocol):
     def has(self, scope_id: str, replay_key: str) -> bool: ...
 
 
+class ProcessStore(Protocol):
+    """The process registry, for the process runner and the tools that start processes."""
+
+    def register(self, registration: ProcessRegistration) -> tuple[ProcessRecord, bool]: ...
+
+    def get(self, process_id: str) -> ProcessRecord | None: ...
+
+    def try_claim(
+        self, process_id: str, owner_id: str, incarnation_id: str, ttl_ms: int = ...
+    ) -> ProcessLease | ProcessBusy: ...
+
+    def renew(self, fence: ProcessFence, ttl_ms: int = ...) -> int: ...
+
+    def release(self, fence: ProcessFence) -> bool: ...
+
+    def mark_started(self, fence: ProcessFence) -> int: ...
+
+    def complete(
+        self,
+        fence: ProcessFence | None,
+        process_id: str,
+        status: TerminalStatus,
+        result: Mapping[str, Any],
+        idempotency_key: str,
+        *,
+        summary: str = ...,
+    ) -> Completion: ...
+
+
+class ChildSessionStore(Protocol):
+    """What a subagent process needs to start and read its child session."""
+
+    def create(
+        self,
+        session_id: str,
+        policy: SessionPolicy | None,
+        *,
+        parent_session_id: str | None = ...,
+        parent_process_id: str | None = ...,
+    ) -> SessionRecord: ...
+
+    def record(self, session_id: str) -> SessionRecord: ...
+
+    def exists(self, session_id: str) -> bool: ...
+
+
+class ChildInputStore(Protocol):
+    def enqueue(self, draft: InputDraft) -> PendingInput: ...
+
+    def get(self, session_id: str, input_id: str) -> PendingInput | None: ...
+
+
+class SessionStore(SessionLoader, ChildSessionStore, Protocol):
+    """Session reads for assembly, and creating a subagent's child session."""
+
+
 class RuntimeStore(Protocol):
     """Everything a `LashCore` reaches in the store, part by part."""
 
     @property
-    def sessions(self) -> SessionLoader: ...
+    def sessions(self) -> SessionStore: ...
 
     @property
     def steps(self) -> StepStore: ...
@@ -151,6 +220,12 @@ class RuntimeStore(Protocol):
 
     @property
     def manifest(self) -> AttachmentManifest: ...
+
+    @property
+    def processes(self) -> ProcessStore: ...
+
+    @property
+    def inputs(self) -> ChildInputStore: ...
 
     @property
     def durability_tier(self) -> str: ...

@@ -14,6 +14,7 @@ from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
 from lash_tasks.store.heartbeats import holder_is_dead
 from lash_tasks.store.leases import DEFAULT_TTL_MS
+from lash_tasks.store.processes import prune_in
 from lash_tasks.store.records import (
     TERMINAL_INPUT_STATES,
     InputState,
@@ -22,8 +23,6 @@ from lash_tasks.store.records import (
 )
 from lash_tasks.store.sessions import ancestry
 from lash_tasks.store.work_queue import DONE_QUEUE_STATES, OPEN_QUEUE_STATES
-
-TERMINAL_PROCESS_STATES = ("completed", "failed", "cancelled", "abandoned")
 
 
 class Maintenance:
@@ -295,16 +294,7 @@ class Maintenance:
             return [dict(r._mapping) for r in rows]
 
     def prune_terminal_processes(self, older_than_ms: int) -> int:
-        """Delete terminal processes (and their events) last updated before the cutoff."""
-        p, e = t.processes, t.process_events
+        """Delete terminal processes (with their events and grants) last written before the
+        cutoff; running ones are never pruned."""
         with self.db.tx() as conn:
-            doomed = select(p.c.process_id).where(
-                p.c.status.in_(TERMINAL_PROCESS_STATES), p.c.updated_at < older_than_ms
-            )
-            conn.execute(delete(e).where(e.c.process_id.in_(doomed)))
-            result = conn.execute(
-                delete(p).where(
-                    p.c.status.in_(TERMINAL_PROCESS_STATES), p.c.updated_at < older_than_ms
-                )
-            )
-            return int(result.rowcount)
+            return prune_in(conn, older_than_ms)

@@ -37,6 +37,31 @@ class SessionRecord:
     usage: Usage
     created_at: int
     updated_at: int
+    # A subagent's child session: its parent session and the process its turn serves.
+    parent_session_id: str | None = None
+    parent_process_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionDeleteReport:
+    """What `delete_session` did. `existed=False` for an unknown session (a no-op).
+    `orphaned_process_ids` are running processes left with no session holding them: they
+    run on, never cancelled silently."""
+
+    session_id: str
+    existed: bool
+    orphaned_process_ids: tuple[str, ...] = ()
+    revoked_grants: int = 0
+    cleared_wakes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "deleted": self.existed,
+            "orphaned_process_ids": list(self.orphaned_process_ids),
+            "revoked_grants": self.revoked_grants,
+            "cleared_wakes": self.cleared_wakes,
+        }
 
 
 @dataclass

@@ -73,6 +73,8 @@ def decode_session(row: Row[Any]) -> SessionRecord:
         usage=Usage(row.input_tokens, row.output_tokens),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        parent_session_id=row.parent_session_id,
+        parent_process_id=row.parent_process_id,
     )
 
 

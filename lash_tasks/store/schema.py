@@ -42,9 +42,13 @@ sessions = Table(
     # Bumped by every turn that begins and never reset: part of each turn's id, so no id
     # is reused for the life of the session, whatever vacuum deleted.
     Column("turn_seq", BigInteger, nullable=False, server_default=text("0")),
+    # A subagent's child session names its parent session and the process its turn serves.
+    Column("parent_session_id", String(200)),
+    Column("parent_process_id", String(200)),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Index("ix_lash_sessions_graph_changed", "graph_changed_at", "session_id"),
+    Index("ix_lash_sessions_parent", "parent_session_id"),
 )
 
 graph_nodes = Table(
@@ -126,6 +130,15 @@ queued_work = Table(
     Column("claim_token", String(200)),
     Column("claim_generation", BigInteger),
     Column("enqueued_at", BigInteger, nullable=False),
+    # `after_current_turn` starts a turn of its own; `earliest_safe_boundary` may also join
+    # a running turn at its next step (then `turn_id` names the turn that accepted it).
+    Column(
+        "delivery_policy",
+        String(32),
+        nullable=False,
+        server_default=text("'after_current_turn'"),
+    ),
+    Column("turn_id", String(200)),
     UniqueConstraint("session_id", "source_key", name="uq_lash_queued_work_source_key"),
     Index("ix_lash_queued_work_session_ready", "session_id", "state", "enqueue_seq"),
 )
@@ -191,11 +204,15 @@ attachment_manifest = Table(
     Index("ix_lash_attachment_manifest_owner", "session_id", "owner_kind", "owner_id"),
 )
 
+# A process is durable background work (DESIGN §6). `session_id` is the session that started
+# it and `wake_session_id` the one its completion wakes; both are cleared when that session is
+# deleted (the process lives on, reported as orphaned, never cancelled silently).
 processes = Table(
     "lash_processes",
     metadata,
     Column("process_id", String(200), primary_key=True),
-    Column("session_id", String(200), nullable=False),
+    Column("session_id", String(200)),
+    Column("wake_session_id", String(200)),
     Column("kind", String(64), nullable=False),
     Column("disposition", String(32), nullable=False),
     Column("registration_hash", String(64), nullable=False),
@@ -203,24 +220,54 @@ processes = Table(
     Column("status", String(16), nullable=False),
     Column("result", JSON),
     Column("lease_owner", String(200)),
+    Column("lease_incarnation_id", String(200)),
     Column("lease_token", String(200)),
-    Column("fencing_token", BigInteger, nullable=False, default=0),
+    # Never goes down, survives release: like the session lease's.
+    Column("fencing_token", BigInteger, nullable=False),
+    Column("lease_claimed_at", BigInteger),
     Column("lease_expires_at", BigInteger),
     Column("first_started_at", BigInteger),
+    # Position in the change feed (`processes_changed_since`): bumped by every write.
+    Column("change_seq", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Index("ix_lash_processes_status", "status"),
     Index("ix_lash_processes_session", "session_id"),
+    Index("ix_lash_processes_wake_session", "wake_session_id"),
+    Index("ix_lash_processes_change_seq", "change_seq"),
+)
+
+# One row: the last change_seq handed out. Its row lock orders writers, so the feed's
+# sequence is also commit order and a reader's cursor never skips a late commit.
+process_change_clock = Table(
+    "lash_process_change_clock",
+    metadata,
+    Column("singleton", Integer, primary_key=True, autoincrement=False),
+    Column("current_seq", BigInteger, nullable=False),
 )
 
 process_events = Table(
     "lash_process_events",
     metadata,
     Column("process_id", String(200), primary_key=True),
-    Column("seq", Integer, primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("event_type", String(32), nullable=False),
+    Column("idempotency_key", String(400)),
+    Column("payload_hash", String(64), nullable=False),
     Column("payload", JSON, nullable=False),
     Column("occurred_at", BigInteger, nullable=False),
+    UniqueConstraint("process_id", "idempotency_key", name="uq_lash_process_events_key"),
+)
+
+# Which sessions may see a process (its handle). Deleting a session revokes its grants; a
+# running process left with none is orphaned.
+process_grants = Table(
+    "lash_process_grants",
+    metadata,
+    Column("process_id", String(200), primary_key=True),
+    Column("session_id", String(200), primary_key=True),
+    Column("granted_at", BigInteger, nullable=False),
+    Index("ix_lash_process_grants_session", "session_id"),
 )
 
 maintenance_runs = Table(

@@ -20,7 +20,15 @@ from lash_tasks.machine import Node, SessionGraph, SessionPolicy, parse_policy
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
-from lash_tasks.store.records import ActivePath, FullGraph, LoadedSession, ReadScope, SessionRecord
+from lash_tasks.store.processes import revoke_session_in
+from lash_tasks.store.records import (
+    ActivePath,
+    FullGraph,
+    LoadedSession,
+    ReadScope,
+    SessionDeleteReport,
+    SessionRecord,
+)
 from lash_tasks.store.rows import decode_active_turn, decode_node, decode_session
 
 
@@ -28,12 +36,22 @@ class Sessions:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, session_id: str, policy: SessionPolicy | None) -> SessionRecord:
+    def create(
+        self,
+        session_id: str,
+        policy: SessionPolicy | None,
+        *,
+        parent_session_id: str | None = None,
+        parent_process_id: str | None = None,
+    ) -> SessionRecord:
         """Create a session at head revision 0. Same id and same policy → the existing record.
 
         `policy=None` leaves it unconfigured: the first runtime that opens the session
-        fills it from the caller's policy (and must bring a model spec)."""
+        fills it from the caller's policy (and must bring a model spec). A subagent's child
+        session names its parent session and process."""
         check_session_id(session_id)
+        if parent_session_id is not None:
+            check_session_id(parent_session_id)
         config = parse_policy(policy).model_dump(mode="json") if policy is not None else {}
         with self.db.tx() as conn:
             self.db.lock_session(conn, session_id)
@@ -57,6 +75,8 @@ class Sessions:
                     input_tokens=0,
                     output_tokens=0,
                     graph_changed_at=now,
+                    parent_session_id=parent_session_id,
+                    parent_process_id=parent_process_id,
                     created_at=now,
                     updated_at=now,
                 )
@@ -92,6 +112,16 @@ class Sessions:
             ).first()
             return row is not None
 
+    def children(self, session_id: str) -> list[SessionRecord]:
+        """Child sessions (subagents) whose parent is `session_id`, oldest first."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(t.sessions)
+                .where(t.sessions.c.parent_session_id == session_id)
+                .order_by(t.sessions.c.created_at, t.sessions.c.session_id)
+            )
+            return [decode_session(r) for r in rows]
+
     def list_ids(self, limit: int = 1000) -> list[str]:
         with self.db.read() as conn:
             rows = conn.execute(
@@ -123,8 +153,11 @@ class Sessions:
             ).first()
             return decode_node(row) if row is not None else None
 
-    def delete(self, session_id: str) -> bool:
-        """Delete every row of the session (and its processes); nothing of any other session."""
+    def delete(self, session_id: str) -> SessionDeleteReport:
+        """Delete every row of the session and nothing of any other session. Its process
+        grants and wake bookkeeping are revoked; running processes live on (never cancelled
+        silently) and those left without an owner are reported. Unknown session: a no-op
+        report (`existed=False`)."""
         check_session_id(session_id)
         with self.db.tx() as conn:
             self.db.lock_session(conn, session_id)
@@ -134,13 +167,7 @@ class Sessions:
                 ).first()
                 is not None
             )
-            process_ids = select(t.processes.c.process_id).where(
-                t.processes.c.session_id == session_id
-            )
-            conn.execute(
-                delete(t.process_events).where(t.process_events.c.process_id.in_(process_ids))
-            )
-            conn.execute(delete(t.processes).where(t.processes.c.session_id == session_id))
+            revoked = revoke_session_in(self.db, conn, session_id, self.db.now_ms(conn))
             batch_ids = select(t.queued_work.c.batch_id).where(
                 t.queued_work.c.session_id == session_id
             )
@@ -149,7 +176,13 @@ class Sessions:
             )
             for table in t.SESSION_TABLES:
                 conn.execute(delete(table).where(table.c.session_id == session_id))
-            return existed
+            return SessionDeleteReport(
+                session_id=session_id,
+                existed=existed,
+                orphaned_process_ids=revoked.orphaned_process_ids,
+                revoked_grants=revoked.revoked_grants,
+                cleared_wakes=revoked.cleared_wakes,
+            )
 
     def orphaned_node_ids(self, session_id: str) -> list[str]:
         """Live (untombstoned) nodes that are not on the active path."""

@@ -2,6 +2,7 @@
 
     store = Store.from_url("postgresql+psycopg2://...")
     store.sessions.create("s1", policy)
+    store.processes.register(ProcessRegistration(...))
     store.inputs.enqueue(InputDraft("s1", "key-1", {"text": "hi"}))
     lease = store.leases.try_claim("s1", owner_id, incarnation_id)
 
@@ -19,6 +20,7 @@ from lash_tasks.store.journal import EffectJournal
 from lash_tasks.store.leases import Leases
 from lash_tasks.store.maintenance import Maintenance
 from lash_tasks.store.manifest import Manifest
+from lash_tasks.store.processes import Processes
 from lash_tasks.store.session_events import SessionEvents
 from lash_tasks.store.sessions import Sessions
 from lash_tasks.store.step_transactions import StepTransactions
@@ -45,6 +47,7 @@ class Store:
         self.manifest = Manifest(database)
         self.maintenance = Maintenance(database)
         self.events = SessionEvents(database)
+        self.processes = Processes(database)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

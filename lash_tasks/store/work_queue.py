@@ -28,6 +28,7 @@ class QueueState(StrEnum):
 
 
 OPEN_QUEUE_STATES = (QueueState.READY, QueueState.CLAIMED)
+DELIVERY_POLICIES = ("after_current_turn", "earliest_safe_boundary")
 DONE_QUEUE_STATES = (QueueState.COMPLETED, QueueState.CANCELLED)
 
 _q = t.queued_work
@@ -111,14 +112,17 @@ def enqueue_batch(
         raise ValidationError(f"unknown slot policy {draft.slot_policy!r}")
     if not draft.payloads:
         raise ValidationError("queued work needs at least one payload")
-    content_hash = stable_hash(
-        {
-            "class": draft.work_class,
-            "slot": draft.slot_policy,
-            "merge": draft.merge_key,
-            "payloads": list(draft.payloads),
-        }
-    )
+    if draft.delivery_policy not in DELIVERY_POLICIES:
+        raise ValidationError(f"unknown delivery policy {draft.delivery_policy!r}")
+    content: dict[str, Any] = {
+        "class": draft.work_class,
+        "slot": draft.slot_policy,
+        "merge": draft.merge_key,
+        "payloads": list(draft.payloads),
+    }
+    if draft.delivery_policy != "after_current_turn":  # older batches keep their hashes
+        content["delivery"] = draft.delivery_policy
+    content_hash = stable_hash(content)
     existing = conn.execute(
         select(_q).where(_q.c.session_id == session_id, _q.c.source_key == draft.source_key)
     ).first()
@@ -144,6 +148,7 @@ def enqueue_batch(
             state=QueueState.READY,
             available_at=now + max(0, draft.delay_ms),
             enqueued_at=now,
+            delivery_policy=draft.delivery_policy,
         )
     )
     for index, payload in enumerate(draft.payloads):

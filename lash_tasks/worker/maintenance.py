@@ -10,7 +10,7 @@ from lash_tasks.attachments.gc import reclaim_unreferenced_attachments
 from lash_tasks.errors import SessionNotFound
 from lash_tasks.settings import Settings
 from lash_tasks.worker.beat_schedule import job_intervals_s
-from lash_tasks.worker.pokes import poke_session
+from lash_tasks.worker.pokes import poke_process, poke_session
 from lash_tasks.worker.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,11 @@ def _sweep(res: Resources, app: Any, slot: str) -> dict[str, Any]:
     runnable = res.store.maintenance.runnable_sessions()
     for session in runnable:
         poke_session(app, session.session_id, force=True)
-    return {"poked_sessions": len(runnable)}
+    # Level-triggered like the sessions: every running process with no live lease.
+    processes = res.store.processes.runnable()
+    for process_id in processes:
+        poke_process(app, process_id)
+    return {"poked_sessions": len(runnable), "poked_processes": len(processes)}
 
 
 def _tombstone_orphans(res: Resources, app: Any, slot: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from kombu.exceptions import OperationalError
 
 log = logging.getLogger(__name__)
 STEP_TASK = "lash.session.step"
+PROCESS_TASK = "lash.process.run"
 POKE_MARK_TTL_S = 30
 
 
@@ -75,6 +76,28 @@ def repoke_later(app: Any, redis_client: Any, session_id: str, delay_ms: int) ->
         return False
     poke_session(app, session_id, countdown=delay_s, force=True)
     return True
+
+
+def poke_process(
+    app: Any, process_id: str, redis_client: Any = None, *, countdown: float | None = None
+) -> bool:
+    """Publish `lash.process.run(process_id)` on `lash.processes` (after the commit that
+    registered or advanced the process). Never raises for an unreachable broker: the
+    sweeper re-pokes every runnable process."""
+    try:
+        app.send_task(PROCESS_TASK, args=(process_id,), queue="lash.processes", countdown=countdown)
+    except (OperationalError, OSError) as exc:
+        log.warning("poke for process %s not published, the sweeper will: %s", process_id, exc)
+        return False
+    return True
+
+
+def repoke_process_later(app: Any, redis_client: Any, process_id: str, delay_ms: int) -> bool:
+    """One delayed re-poke per process however many pokes met a busy lease."""
+    delay_s = max(0.05, delay_ms / 1000) + random.uniform(0, 0.25)
+    if not _mark(redis_client, f"lash:repoke-process:{process_id}", int(delay_s * 1000) + 500):
+        return False
+    return poke_process(app, process_id, countdown=delay_s)
 
 
 def retry_delay_s(retries: int, base: float = 0.5, cap: float = 30.0) -> float:

@@ -18,11 +18,13 @@ from lash_tasks.events.emitter import StepEventsFactory
 from lash_tasks.machine import ModelSpec
 from lash_tasks.providers import llm_provider_from_env
 from lash_tasks.runtime.lash_core import LashCore, LeaseTimings
+from lash_tasks.runtime.subagent_tool import SubagentTools
 from lash_tasks.runtime.trace import JsonlTraceSink, NullTraceSink, TraceSink
 from lash_tasks.settings import Settings
 from lash_tasks.store.migrate import require_current_schema
 from lash_tasks.store.store import Store
 from lash_tasks.tools.loading import registry_from_env
+from lash_tasks.tools.registry import ToolRegistry
 from lash_tasks.worker.heartbeat import Heartbeat
 
 
@@ -74,7 +76,7 @@ def build_resources(
         .with_sql_host(store, blobs)
         .llm_provider(llm_provider_from_env(env))
         .model(ModelSpec(id=settings.model))
-        .tools(lambda: registry_from_env(env))
+        .tools(lambda: _with_subagents(registry_from_env(env), store, settings.model))
         .lease_timings(LeaseTimings(settings.lease_ttl_ms, settings.lease_renew_ms))
         .owner(identity.owner_id, identity.incarnation_id)
         .trace_sink(trace_sink_from_env(env))
@@ -90,6 +92,20 @@ def build_resources(
 
         redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
     return Resources(settings, store, blobs, core, redis_client, events)
+
+
+def _with_subagents(registry: ToolRegistry, store: Store, model: str) -> ToolRegistry:
+    """Every worker session may start subagents; a subagent's model must be one this
+    worker's LLM provider serves."""
+    registry.add_provider(SubagentTools(store.processes, store.sessions, _poke_process, {model}))
+    return registry
+
+
+def _poke_process(process_id: str) -> None:
+    from lash_tasks.worker.app import app  # the app imports the tasks, which import us
+    from lash_tasks.worker.pokes import poke_process
+
+    poke_process(app, process_id)
 
 
 class _ProcessResources:

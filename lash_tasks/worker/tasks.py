@@ -17,10 +17,19 @@ from lash_tasks.ingress import (
     parse_payload,
 )
 from lash_tasks.machine.ids import check_session_id
+from lash_tasks.machine.processes import check_process_id
+from lash_tasks.runtime.process_runner import run_process
 from lash_tasks.runtime.step_driver import run_step
 from lash_tasks.worker.app import app, lash_task
 from lash_tasks.worker.maintenance import JOBS, run_job
-from lash_tasks.worker.pokes import clear_poke_mark, poke_session, repoke_later, retry_delay_s
+from lash_tasks.worker.pokes import (
+    clear_poke_mark,
+    poke_process,
+    poke_session,
+    repoke_later,
+    repoke_process_later,
+    retry_delay_s,
+)
 from lash_tasks.worker.resources import process_resources
 
 log = logging.getLogger(__name__)
@@ -63,6 +72,32 @@ def session_step(self: Task, session_id: Any) -> dict[str, Any]:
             app, res.redis, session_id, res.settings.lease_ttl_ms if delay is None else delay
         )
     elif result.more_work:
+        poke_session(app, session_id, res.redis)
+    if result.status == "finished":
+        # A subagent's child session: its answer completes the process that waits for it.
+        parent_process = res.store.sessions.record(session_id).parent_process_id
+        if parent_process is not None:
+            poke_process(app, parent_process, res.redis)
+    return result.to_dict()
+
+
+@lash_task("lash.process.run", bind=True, max_retries=MAX_TRANSIENT_RETRIES, throws=REJECTION)
+def process_run(self: Task, process_id: Any) -> dict[str, Any]:
+    try:
+        check_process_id(process_id)
+        res = process_resources.get()
+        result = run_process(res.core, process_id)
+    except ValidationError as exc:
+        raise _rejected(f"lash.process.run({process_id!r})", exc) from exc
+    except LashError as exc:
+        if not exc.retryable:
+            raise
+        log.warning("process %s will retry: %s", process_id, exc.code)
+        raise self.retry(exc=exc, countdown=retry_delay_s(self.request.retries)) from None
+    if result.status == "busy":
+        delay = result.retry_after_ms or res.settings.lease_ttl_ms
+        repoke_process_later(app, res.redis, process_id, delay)
+    for session_id in result.poke_sessions:
         poke_session(app, session_id, res.redis)
     return result.to_dict()
 

@@ -95,7 +95,7 @@ class Fleet:
         *,
         concurrency: int = 4,
         pool: str = "threads",
-        queues: str = "lash.turns,lash.ingress,lash.maintenance",
+        queues: str = "lash.turns,lash.ingress,lash.processes,lash.maintenance",
         log_name: str | None = None,
         **env: str,
     ) -> CeleryProcess:

@@ -53,8 +53,18 @@ def test_session_lifecycle_from_the_shell(home: Path) -> None:
     assert again["outcome"] == "already_cancelled"
     status = json.loads(run_cli(home, "--json", "status").stdout)
     assert status["sessions"] == 1
+    assert status["processes"]["running"] == 0 and status["processes"]["abandoned"] == 0
+    assert shown["processes"] == [] and shown["children"] == []
+    tree = json.loads(run_cli(home, "--json", "show", "--tree", "cli-1").stdout)
+    assert tree == {"tree": ["cli-1"]}
     deleted = json.loads(run_cli(home, "--json", "delete", "cli-1").stdout)
-    assert deleted == {"session_id": "cli-1", "deleted": True}
+    assert deleted == {
+        "session_id": "cli-1",
+        "deleted": True,
+        "orphaned_process_ids": [],
+        "revoked_grants": 0,
+        "cleared_wakes": 0,
+    }
 
 
 def test_enqueue_attaches_files(home: Path) -> None:

@@ -13,6 +13,7 @@ ALLOWED = {
     "lash_tasks.store.contracts",
     "lash_tasks.store.records",
     "lash_tasks.store.step_records",
+    "lash_tasks.store.process_records",
 }
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from sqlalchemy import insert
 
 from lash_tasks.machine import ClearActiveTurn, TurnStamp
+from lash_tasks.machine.processes import Disposition, ProcessRegistration
 from lash_tasks.store import schema as t
+from lash_tasks.store.process_records import ProcessLease
 from lash_tasks.store.records import ActivePath, FullGraph, VacuumReport
 from lash_tasks.store.store import Store
 from tests.store_conformance.support import (
@@ -123,25 +125,12 @@ def _populate(store: Store, sid: str) -> None:
                 session_id=sid, attachment_id="att-1", uri="file:///x", intent_at=0
             )
         )
-        conn.execute(
-            insert(t.processes).values(
-                process_id=f"proc-{sid}",
-                session_id=sid,
-                kind="subagent",
-                disposition="rerunnable",
-                registration_hash="r" * 64,
-                registration={},
-                status="running",
-                fencing_token=0,
-                created_at=0,
-                updated_at=0,
-            )
-        )
-        conn.execute(
-            insert(t.process_events).values(
-                process_id=f"proc-{sid}", seq=1, event_type="started", payload={}, occurred_at=0
-            )
-        )
+    # A finished process of the session: deleted with it (a running one would live on).
+    registration = ProcessRegistration(f"proc-{sid}", "tool", Disposition.RERUNNABLE, sid)
+    store.processes.register(registration)
+    held = store.processes.try_claim(f"proc-{sid}", "worker-a", "inc-1")
+    assert isinstance(held, ProcessLease)
+    store.processes.complete(held.fence, f"proc-{sid}", "completed", {}, "done")
 
 
 def test_delete_session_leaves_other_sessions_intact(store: Store) -> None:
@@ -153,11 +142,11 @@ def test_delete_session_leaves_other_sessions_intact(store: Store) -> None:
     before = session_row_counts(store, "bystander")
     assert all(count > 0 for count in before.values()), before
 
-    assert store.sessions.delete("victim") is True
+    assert store.sessions.delete("victim").existed is True
     assert session_row_counts(store, "bystander") == before
     assert set(session_row_counts(store, "victim").values()) == {0}
     assert store.sessions.exists("victim") is False
-    assert store.sessions.delete("victim") is False
+    assert store.sessions.delete("victim").existed is False
     assert store.sessions.load("bystander").graph.nodes.keys() == {"root", "a1"}
 
 
