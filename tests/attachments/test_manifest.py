@@ -37,6 +37,7 @@ def add_process(store: Store, process_id: str, session_id: str, status: str) -> 
                 registration={},
                 status=status,
                 fencing_token=0,
+                change_seq=0,
                 created_at=now,
                 updated_at=now,
             )
