@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lash_tasks.errors import InvalidEnvironment
+from lash_tasks.errors import InvalidEnvironment, MissingDependency
 from lash_tasks.worker.flower_launch import flower_arguments
 
 
@@ -32,6 +32,13 @@ def test_credentials_never_go_on_the_command_line() -> None:
             flower_arguments(env, "127.0.0.1", None, [option])
     with pytest.raises(InvalidEnvironment, match="user:password"):
         flower_arguments({"LASH_FLOWER_BASIC_AUTH": "no-colon"}, "127.0.0.1", None, [])
+
+
+def test_without_the_extra_flower_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flower is an extra: without it the command says which one to install."""
+    monkeypatch.setitem(sys.modules, "flower", None)  # as if not installed
+    with pytest.raises(MissingDependency, match=r"lash-tasks\[flower\]"):
+        flower_arguments({"LASH_FLOWER_BASIC_AUTH": "ops:secret"}, "127.0.0.1", None, [])
 
 
 @pytest.mark.timeout(90)
