@@ -8,21 +8,38 @@ import mimetypes
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from lash_tasks.attachments.values import DEFAULT_MEDIA_TYPE
-from lash_tasks.errors import EventsUnavailable, InvalidEnvironment, LashError, ValidationError
+from lash_tasks.errors import EventsUnavailable, LashError, ValidationError
 from lash_tasks.events.render import TranscriptRenderer
 from lash_tasks.events.vocabulary import SessionEvent, event_json
 from lash_tasks.settings import Settings
 from lash_tasks.store.database import explain_database_error
 from lash_tasks.store.records import SessionDeleteReport
+from lash_tasks.worker import queues
 
 Handler = Callable[[argparse.Namespace], Any]
 CELERY_APP = "lash_tasks.worker.app"
+
+
+# Exit statuses: 0 done; 1 the command ran but found nothing to act on (a `not_found`
+# outcome); 2 an error (bad input, bad environment, unmigrated database); 130 interrupted.
+EXIT_NOT_FOUND = 1
+EXIT_ERROR = 2
+
+
+@dataclass(frozen=True)
+class Exit:
+    """A handler's result with a non-zero exit status: printed like any result."""
+
+    result: Any
+    status: int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,12 +47,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `--json` may stand anywhere on the line, not only before the command.
     words = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in words
-    args = parser.parse_args([w for w in words if w != "--json"])
+    args, extra = parser.parse_known_args([w for w in words if w != "--json"])
     args.json = as_json
+    # `worker`, `beat` and `flower` hand every option they do not know to Celery.
+    if extra and not getattr(args, "celery_passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.celery_args = extra[1:] if extra[:1] == ["--"] else extra
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
-        return 2
+        return EXIT_ERROR
     try:
         result = handler(args)
     except (LashError, SQLAlchemyError) as exc:
@@ -48,12 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
         else:
             print(f"error: {exc.message}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    status = 0
+    if isinstance(result, Exit):
+        result, status = result.result, result.status
     if result is not None:
         _emit(result, args.json)
-    return 0
+    return status
 
 
 def _emit(result: Any, as_json: bool) -> None:
@@ -64,46 +88,127 @@ def _emit(result: Any, as_json: bool) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lash-tasks", description=__doc__)
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(title="commands")
-
-    db = sub.add_parser("db", help="database schema").add_subparsers(title="db commands")
-    db.add_parser("upgrade", help="apply migrations").set_defaults(handler=_db_upgrade)
-
-    worker = sub.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
-    worker.add_argument("--concurrency", "-c", type=int, default=8)
-    worker.add_argument(
-        "--queues", "-Q", default="lash.turns,lash.ingress,lash.processes,lash.maintenance"
+    parser = argparse.ArgumentParser(
+        prog="lash-tasks",
+        description=__doc__,
+        epilog=(
+            "Exit status: 0 done, 1 nothing found to act on (a not_found outcome), "
+            "2 error. Settings come from LASH_* variables (see README, Configuration)."
+        ),
     )
-    worker.add_argument("--name", "-n", default=None)
-    worker.add_argument("--loglevel", "-l", default="info")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('lash-tasks')}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    db = sub.add_parser("db", help="database schema", description="Database schema.")
+    db_sub = db.add_subparsers(title="db commands", metavar="COMMAND")
+    db_sub.add_parser(
+        "upgrade", help="apply migrations", description="Apply every migration not yet applied."
+    ).set_defaults(handler=_db_upgrade)
+
+    worker = _celery_command(
+        sub,
+        "worker",
+        help="run a Celery worker",
+        description=(
+            "Run a worker of the fleet: `celery -A lash_tasks.worker.app worker` with these "
+            "defaults. Any further option goes to Celery unchanged (--autoscale 10,2, "
+            "--without-mingle, -E, --max-tasks-per-child N, ...). Without -Q the worker "
+            "consumes every lash queue."
+        ),
+    )
+    worker.add_argument(
+        "--pool",
+        "-P",
+        default="threads",
+        help="Celery pool: threads (default; steps mostly wait on the LLM), prefork for "
+        "CPU-heavy tools, solo",
+    )
+    worker.add_argument(
+        "--concurrency", "-c", type=int, default=8, help="steps run at once (default 8)"
+    )
+    worker.add_argument(
+        "--queues",
+        "-Q",
+        default=None,
+        help="comma-separated queues to consume (default: all of " + ", ".join(queues.ALL) + ")",
+    )
+    worker.add_argument(
+        "--name",
+        "-n",
+        default=None,
+        help="worker name, its identity in the database; give each worker on a machine "
+        "its own (name@%%h)",
+    )
+    worker.add_argument("--loglevel", "-l", default="info", help="log level (default info)")
     worker.set_defaults(handler=_worker)
 
-    beat = sub.add_parser("beat", help="run the maintenance scheduler (exactly one per fleet)")
-    beat.add_argument("--schedule", default=None, help="beat state file")
-    beat.add_argument("--loglevel", "-l", default="info")
+    beat = _celery_command(
+        sub,
+        "beat",
+        help="run the maintenance scheduler (exactly one per fleet)",
+        description=(
+            "Run Celery beat with the maintenance schedule. Any further option goes to "
+            "Celery unchanged."
+        ),
+    )
+    beat.add_argument(
+        "--schedule",
+        "-s",
+        default=None,
+        help="beat state file (default LASH_HOME/beat-schedule)",
+    )
+    beat.add_argument("--loglevel", "-l", default="info", help="log level (default info)")
     beat.set_defaults(handler=_beat)
 
-    flower = sub.add_parser("flower", help="run Flower (requires authentication)")
+    flower = _celery_command(
+        sub,
+        "flower",
+        help="run Flower (requires authentication; needs lash-tasks[flower])",
+        description=(
+            "Run Flower behind basic auth from LASH_FLOWER_BASIC_AUTH=user:password, its "
+            "/metrics included. Any further option goes to Flower unchanged."
+        ),
+    )
     flower.add_argument("--port", type=int, default=None, help="default 5555 or FLOWER_PORT")
-    flower.add_argument("--address", default="127.0.0.1")
+    flower.add_argument(
+        "--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     flower.set_defaults(handler=_flower)
 
-    session = sub.add_parser("session", help="sessions").add_subparsers(title="session commands")
-    create = session.add_parser("create", help="create a session")
-    create.add_argument("session_id")
-    create.add_argument("--model", default=None)
-    create.add_argument("--system-prompt", default=None)
-    create.add_argument("--max-turns", type=int, default=None)
+    session = sub.add_parser("session", help="sessions", description="Create sessions.")
+    session_sub = session.add_subparsers(title="session commands", metavar="COMMAND")
+    create = session_sub.add_parser(
+        "create", help="create a session", description="Create a session."
+    )
+    create.add_argument("session_id", help="the new session's id")
+    create.add_argument("--model", default=None, help="model id (default LASH_MODEL)")
+    create.add_argument("--system-prompt", default=None, help="the session's system prompt")
+    create.add_argument(
+        "--max-turns", type=int, default=None, help="most model calls in one turn (1-1000)"
+    )
     create.set_defaults(handler=_session_create)
 
-    enqueue = sub.add_parser("enqueue", help="submit user input to a session")
-    enqueue.add_argument("session_id")
-    enqueue.add_argument("text")
-    enqueue.add_argument("--source-key", default=None)
-    enqueue.add_argument("--branch-from", default=None)
+    enqueue = sub.add_parser(
+        "enqueue",
+        help="submit user input to a session",
+        description="Submit user input. TEXT '-' reads the text from standard input.",
+    )
+    enqueue.add_argument("session_id", help="the session")
+    enqueue.add_argument(
+        "text", nargs="?", default=None, help="the input text; '-' reads standard input"
+    )
+    enqueue.add_argument(
+        "--file", default=None, metavar="PATH", help="read the input text from this file (UTF-8)"
+    )
+    enqueue.add_argument(
+        "--source-key",
+        default=None,
+        help="idempotency key: the same key and text give back the same input",
+    )
+    enqueue.add_argument(
+        "--branch-from", default=None, metavar="NODE_ID", help="run the turn from this node"
+    )
     enqueue.add_argument("--steer", action="store_true", help="join the running turn")
     enqueue.add_argument(
         "--attach",
@@ -115,32 +220,46 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument(
         "--wait", action="store_true", help="stream the turn's events and wait for the answer"
     )
-    enqueue.add_argument("--timeout", type=float, default=120.0)
+    enqueue.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)"
+    )
     enqueue.set_defaults(handler=_enqueue)
 
-    show = sub.add_parser("show", help="show a session")
-    show.add_argument("session_id")
+    show = sub.add_parser("show", help="show a session", description="Show a session.")
+    show.add_argument("session_id", help="the session")
     show.add_argument("--tree", action="store_true", help="the session and its subagents")
     show.set_defaults(handler=_show)
 
-    cancel = sub.add_parser("cancel", help="cancel a pending input or interrupt the turn")
-    cancel.add_argument("session_id")
-    cancel.add_argument("input_id", nargs="?")
-    cancel.add_argument("--interrupt", action="store_true")
+    cancel = sub.add_parser(
+        "cancel",
+        help="cancel a pending input or interrupt the turn",
+        description="Cancel a pending input; exits 1 when the input does not exist.",
+    )
+    cancel.add_argument("session_id", help="the session")
+    cancel.add_argument("input_id", nargs="?", help="the pending input to cancel")
+    cancel.add_argument(
+        "--interrupt", action="store_true", help="also stop the session's running turn"
+    )
     cancel.set_defaults(handler=_cancel)
 
-    delete = sub.add_parser("delete", help="delete a session and all its rows")
-    delete.add_argument("session_id")
+    delete = sub.add_parser(
+        "delete",
+        help="delete a session and all its rows",
+        description="Delete a session and all its rows.",
+    )
+    delete.add_argument("session_id", help="the session")
     delete.set_defaults(handler=_delete)
 
-    sub.add_parser("status", help="fleet status from the database").set_defaults(handler=_status)
+    sub.add_parser(
+        "status", help="fleet status from the database", description=_status.__doc__
+    ).set_defaults(handler=_status)
 
     watch = sub.add_parser(
         "watch",
         help="follow a session live: the answer as it streams, tool calls, outcomes",
         description="--json prints one event per line, each with its cursor.",
     )
-    watch.add_argument("session_id")
+    watch.add_argument("session_id", help="the session")
     watch.add_argument("--cursor", default=None, help="resume after this event cursor")
     watch.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     watch.set_defaults(handler=_watch)
@@ -153,20 +272,46 @@ def _parser() -> argparse.ArgumentParser:
             "address but loopback."
         ),
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     serve.set_defaults(handler=_serve)
 
-    maintenance = sub.add_parser("maintenance", help="run one maintenance job now")
+    maintenance = sub.add_parser(
+        "maintenance",
+        help="run one maintenance job now",
+        description="Run one maintenance job in this process and print its report.",
+    )
     maintenance.add_argument(
         "job",
         choices=["sweep", "tombstone_orphans", "vacuum", "reclaim_attachments", "prune_processes"],
+        help="the job",
     )
     maintenance.set_defaults(handler=_maintenance)
 
-    demo = sub.add_parser("demo", help="run the embedded demo: a worker and a few turns")
-    demo.add_argument("--turns", type=int, default=3)
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of ingress task payloads",
+        description=(
+            "The JSON Schema of each lash.ingress.* task's payload (all of them, by task "
+            "name, or one). Senders must publish to the lash.ingress queue; see "
+            "docs/ingress.md."
+        ),
+    )
+    schema.add_argument(
+        "task", nargs="?", default=None, help="one task, e.g. lash.ingress.enqueue_turn"
+    )
+    schema.set_defaults(handler=_schema)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the embedded demo: a worker and a few turns",
+        description=(
+            "No servers, no keys: a real worker on the embedded default answers a few turns "
+            "with the scripted LLM provider, which echoes its input ('echo: ...')."
+        ),
+    )
+    demo.add_argument("--turns", type=int, default=3, help="turns to run (default 3)")
     demo.set_defaults(handler=_demo)
 
     bench = sub.add_parser(
@@ -185,6 +330,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--chart", default=None, help="write an SVG chart of the ratios here")
     bench.set_defaults(handler=_bench)
     return parser
+
+
+def _celery_command(sub: Any, name: str, *, help: str, description: str) -> Any:
+    """A command over a Celery program: options it does not define pass through to Celery.
+    No abbreviations, so that a Celery option is never taken for a prefix of one of ours."""
+    command = sub.add_parser(name, help=help, description=description, allow_abbrev=False)
+    command.set_defaults(celery_passthrough=True)
+    return command
 
 
 def _settings() -> Settings:
@@ -213,20 +366,12 @@ def _exec_celery(arguments: list[str]) -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
-    arguments = [
-        "worker",
-        "-P",
-        args.pool,
-        "-c",
-        str(args.concurrency),
-        "-Q",
-        args.queues,
-        "-l",
-        args.loglevel,
-    ]
+    arguments = ["worker", "-P", args.pool, "-c", str(args.concurrency), "-l", args.loglevel]
+    if args.queues:
+        arguments += ["-Q", args.queues]
     if args.name:
         arguments += ["-n", args.name]
-    _exec_celery(arguments)
+    _exec_celery([*arguments, *args.celery_args])
 
 
 def _beat(args: argparse.Namespace) -> None:
@@ -234,21 +379,19 @@ def _beat(args: argparse.Namespace) -> None:
     # Beat keeps its state in a shelve file and will not create the folder that holds it;
     # with PostgreSQL and Redis nothing else creates LASH_HOME.
     schedule.absolute().parent.mkdir(parents=True, exist_ok=True)
-    _exec_celery(["beat", "-s", str(schedule), "-l", args.loglevel])
+    _exec_celery(["beat", "-s", str(schedule), "-l", args.loglevel, *args.celery_args])
 
 
 def _flower(args: argparse.Namespace) -> None:
-    auth = os.environ.get("LASH_FLOWER_BASIC_AUTH") or os.environ.get("FLOWER_BASIC_AUTH")
-    if not auth or ":" not in auth:
-        raise InvalidEnvironment(
-            "Flower shows task arguments and results; set LASH_FLOWER_BASIC_AUTH=user:password "
-            "to start it behind authentication",
-            variable="LASH_FLOWER_BASIC_AUTH",
-        )
-    # Passed through the environment, never argv, so `ps` does not show the password.
-    os.environ["FLOWER_BASIC_AUTH"] = auth
-    port = [] if args.port is None else [f"--port={args.port}"]
-    _exec_celery(["flower", *port, f"--address={args.address}"])
+    from lash_tasks.worker.flower_launch import flower_arguments
+
+    arguments = flower_arguments(os.environ, args.address, args.port, args.celery_args)
+    _settings()
+    # Our launcher, not `celery flower`: it puts Flower's /metrics behind the same auth.
+    os.execvp(
+        sys.executable,
+        [sys.executable, "-m", "lash_tasks.worker.flower_launch", *arguments],
+    )
 
 
 def _client() -> Any:
@@ -272,6 +415,7 @@ def _session_create(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _enqueue(args: argparse.Namespace) -> dict[str, Any] | None:
+    text = _input_text(args.text, args.file)
     client = _client()
     options = {
         k: v
@@ -283,7 +427,7 @@ def _enqueue(args: argparse.Namespace) -> dict[str, Any] | None:
         options["attachments"] = attachments
     # Taken before the input exists, so the stream shows its turn from the start.
     cursor = _event_tail(client, args.session_id) if args.wait else None
-    input_id = client.enqueue_turn(args.session_id, args.text, steer=args.steer, **options)
+    input_id = client.enqueue_turn(args.session_id, text, steer=args.steer, **options)
     if not args.wait:
         return {"input_id": input_id, "state": "pending"}
     printer = _EventPrinter(args.json)
@@ -294,6 +438,26 @@ def _enqueue(args: argparse.Namespace) -> dict[str, Any] | None:
         return dict(answer.to_dict())
     printer.finish(answer.turn_id, answer.text, answer.state)
     return None
+
+
+def _input_text(text: str | None, file: str | None) -> str:
+    """The input text: the argument, standard input for '-', or a file (argv is too small for
+    long inputs: a few hundred KB fail with "Argument list too long")."""
+    if (text is None) == (file is None):
+        raise ValidationError("text: give the text, '-' for standard input, or --file PATH")
+    if file is not None:
+        try:
+            return Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ValidationError(f"--file {file}: {reason or exc}") from None
+    if text == "-":
+        try:
+            return sys.stdin.read()
+        except UnicodeDecodeError:
+            raise ValidationError("text: standard input is not UTF-8 text") from None
+    assert text is not None
+    return text
 
 
 def _event_tail(client: Any, session_id: str) -> str | None:
@@ -362,8 +526,9 @@ def _show(args: argparse.Namespace) -> Any:
     return "\n".join(lines)
 
 
-def _cancel(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(_client().cancel_input(args.session_id, args.input_id, interrupt=args.interrupt))
+def _cancel(args: argparse.Namespace) -> dict[str, Any] | Exit:
+    result = dict(_client().cancel_input(args.session_id, args.input_id, interrupt=args.interrupt))
+    return Exit(result, EXIT_NOT_FOUND) if result.get("outcome") == "not_found" else result
 
 
 def _delete(args: argparse.Namespace) -> dict[str, Any]:
@@ -372,6 +537,7 @@ def _delete(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _status(args: argparse.Namespace) -> dict[str, Any]:
+    """Counts of sessions, inputs, active turns and queued work, read from the database."""
     client = _client()
     store = client.store
     return {
@@ -407,6 +573,12 @@ def _maintenance(args: argparse.Namespace) -> dict[str, Any]:
         return run_job(resources, app, args.job, manual_slot())
     finally:
         resources.close()
+
+
+def _schema(args: argparse.Namespace) -> dict[str, Any]:
+    from lash_tasks.ingress.contract import payload_schema, payload_schemas
+
+    return payload_schemas() if args.task is None else payload_schema(args.task)
 
 
 def _demo(args: argparse.Namespace) -> str:

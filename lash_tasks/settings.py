@@ -29,6 +29,24 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    if not env.get(name):
+        return None
+    port = _int(env, name, 0, 1)
+    if port > 65535:
+        raise InvalidEnvironment(f"{name} must be a port number (1-65535)", variable=name)
+    return port
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or choices[0]
+    if value not in choices:
+        raise InvalidEnvironment(
+            f"{name} must be one of {', '.join(choices)}, got {value!r}", variable=name
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -63,6 +81,10 @@ class Settings:
     events_db_keep: int = 100
     step_max_attempts: int = 5
     steps_per_delivery: int = 8
+    # A worker's own metrics endpoint (off unless a port is given), and the log format.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    log_format: str = "text"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -114,6 +136,9 @@ class Settings:
             events_db_keep=_int(env, "LASH_EVENTS_DB_KEEP", 100, 1),
             step_max_attempts=_int(env, "LASH_STEP_MAX_ATTEMPTS", 5, 1),
             steps_per_delivery=_int(env, "LASH_STEPS_PER_DELIVERY", 8, 1),
+            metrics_port=_port(env, "LASH_METRICS_PORT"),
+            metrics_host=env.get("LASH_METRICS_HOST") or "127.0.0.1",
+            log_format=_choice(env, "LASH_LOG_FORMAT", ("text", "json")),
             env=env,
         )
 

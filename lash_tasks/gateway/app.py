@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -33,6 +34,8 @@ from lash_tasks.ingress import (
     operations,
     parse_payload,
 )
+from lash_tasks.metrics.backlog_collector import BacklogCollector
+from lash_tasks.store.backlog import Backlog
 
 P = TypeVar("P", bound=BaseModel)
 # A long poll holds a thread; past a minute a client should simply ask again.
@@ -57,6 +60,16 @@ def create_app(client: Client, token: str | None, threads: int = 128) -> FastAPI
     )
     install_error_handlers(app)
     router = APIRouter(dependencies=[Depends(BearerAuth(token))])
+    # The fleet's backlog, read from the database at each scrape; each worker serves its
+    # own counters (LASH_METRICS_PORT). docs/operations.md, Metrics.
+    backlog = CollectorRegistry(auto_describe=True)
+    backlog.register(BacklogCollector(Backlog(client.store.database)))
+
+    @router.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text format: pending inputs, the oldest one's age, active turns..."""
+        body = await run_in_threadpool(generate_latest, backlog)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -1,40 +1,19 @@
-"""Bearer-token authentication for the gateway, and the rule on when a token is required."""
+"""Bearer-token authentication for the gateway (the rule itself is in lash_tasks/http_token)."""
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 from collections.abc import Mapping
 
 from fastapi import HTTPException, Request
 
-from lash_tasks.errors import InvalidEnvironment
+from lash_tasks.http_token import TOKEN_VARIABLE, authorized, is_loopback, required_token
 
-TOKEN_VARIABLE = "LASH_HTTP_TOKEN"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
+__all__ = ["TOKEN_VARIABLE", "BearerAuth", "gateway_token", "is_loopback"]
 
 
 def gateway_token(env: Mapping[str, str], host: str) -> str | None:
-    """The token every request must present; None (no auth) only when bound to loopback.
-
-    Anything but loopback without a token would hand every session to the network, so
-    starting like that is refused rather than warned about."""
-    token = env.get(TOKEN_VARIABLE) or None
-    if token is None and not is_loopback(host):
-        raise InvalidEnvironment(
-            f"{TOKEN_VARIABLE} is not set: the gateway serves only loopback without a token; "
-            f"set {TOKEN_VARIABLE} to serve on {host}",
-            variable=TOKEN_VARIABLE,
-        )
-    return token
+    """The token every request must present; None (no auth) only when bound to loopback."""
+    return required_token(env, host, "the gateway")
 
 
 class BearerAuth:
@@ -44,13 +23,7 @@ class BearerAuth:
         self._token = None if token is None else token.encode()
 
     def __call__(self, request: Request) -> None:
-        if self._token is None:
-            return
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        # compare_digest: the time taken must not tell how much of a guess was right.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            presented.strip().encode(), self._token
-        ):
+        if not authorized(request.headers.get("authorization"), self._token):
             raise HTTPException(
                 status_code=401,
                 detail="missing or wrong bearer token",

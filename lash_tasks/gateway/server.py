@@ -6,6 +6,7 @@ import logging
 
 from lash_tasks.errors import MissingDependency
 from lash_tasks.gateway.auth import TOKEN_VARIABLE, gateway_token
+from lash_tasks.log_format import use_json_logs
 from lash_tasks.settings import Settings
 from lash_tasks.store.store import Store
 
@@ -29,6 +30,8 @@ def serve(
     client = Client(Store.from_url(settings.database_url), settings)
     app = create_app(client, token, threads=threads)
     logging.basicConfig(level=log_level.upper())
+    if settings.log_format == "json":
+        use_json_logs(logging.getLogger())
     log.info(
         "gateway on http://%s:%d, %s",
         host,

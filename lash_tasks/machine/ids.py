@@ -13,9 +13,12 @@ from collections.abc import Sequence
 
 from lash_tasks.errors import InvalidSessionId, ValidationError
 
-_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+# Public as patterns too: the ingress JSON Schemas publish them to non-Python senders.
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
+ATTACHMENT_ID_PATTERN = r"^[0-9a-f]{64}$"
+_SESSION_ID = re.compile(SESSION_ID_PATTERN)
 # An attachment id is the sha256 of its bytes, in lowercase hex.
-_ATTACHMENT_ID = re.compile(r"[0-9a-f]{64}")
+_ATTACHMENT_ID = re.compile(ATTACHMENT_ID_PATTERN)
 
 
 def check_session_id(session_id: object) -> str:
@@ -24,7 +27,7 @@ def check_session_id(session_id: object) -> str:
         raise InvalidSessionId(f"session id must be a string, got {type(session_id).__name__}")
     if not session_id:
         raise InvalidSessionId("session id must not be empty")
-    if not _SESSION_ID.match(session_id):
+    if not _SESSION_ID.fullmatch(session_id):
         raise InvalidSessionId(
             "session id must be 1-200 characters of letters, digits and . _ : @ -, "
             "starting with a letter or digit"

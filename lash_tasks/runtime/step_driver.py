@@ -46,6 +46,7 @@ from lash_tasks.machine.protocol import (
     advance,
     opening_for_inputs,
 )
+from lash_tasks.runtime import log_context
 from lash_tasks.runtime.assembly import SessionRuntime, build_runtime
 from lash_tasks.runtime.effects import EffectRequest
 from lash_tasks.runtime.lash_core import LashCore
@@ -127,7 +128,8 @@ def run_step(core: LashCore, session_id: str, *, final_attempt: bool = True) -> 
             return StepResult(session_id, "busy", retry_after_ms=wait)
         control = _running[key] = StepControl()
     try:
-        return _Delivery(core, session_id, final_attempt, control).run()
+        with log_context.delivery(session_id):
+            return _Delivery(core, session_id, final_attempt, control).run()
     finally:
         with _running_lock:
             _running.pop(key, None)
@@ -315,6 +317,7 @@ class _Delivery:
         assert planned is not None and opened.turn is not None
         turn = opened.turn
         self.control.begin_turn_step(turn.turn_id, turn.step_index)
+        log_context.bind_step(turn.turn_id, turn.step_index)
         events = self.core.events.for_step(self.session_id, turn.turn_id, turn.step_index)
         if opened.new_turn:
             events.turn_started(turn.input_ids)
@@ -323,6 +326,9 @@ class _Delivery:
             )
         if opened.accepted_now:
             events.input_accepted(opened.accepted_now)
+        self.core.tracer.emit(
+            "turn_step_started", self.session_id, turn.turn_id, step=turn.step_index
+        )
         work = TurnEffects(
             planned.runtime, lease, turn.turn_id, turn.step_index, self.control, events
         )
@@ -443,6 +449,7 @@ class _Delivery:
             plan.turn.turn_id,
             head_revision=revision,
             usage=plan.usage.to_json(),
+            outcome=None if plan.outcome is None else plan.outcome.to_json(),
         )
 
     def _command(

@@ -8,6 +8,7 @@ before any tool runs; a tool that finishes while others still run records its ow
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -146,7 +147,11 @@ class TurnEffects:
 
         workers = max(1, min(MAX_PARALLEL_TOOLS, len(requests)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lash-tool") as pool:
-            futures = [pool.submit(run_one, i) for i in range(len(requests))]
+            # Each call in a copy of this step's context: its log records name the step.
+            futures = [
+                pool.submit(contextvars.copy_context().run, run_one, i)
+                for i in range(len(requests))
+            ]
             results = [f.result() for f in futures]
         return ToolsDone(
             tuple(r for r in results if r is not None),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lash_tasks.settings import Settings
+from lash_tasks.worker import queues
 
 
 def job_intervals_s(settings: Settings) -> dict[str, int]:
@@ -29,7 +30,7 @@ def beat_schedule_for(settings: Settings) -> dict[str, dict[str, Any]]:
         f"lash-{job}": {
             "task": f"lash.maintenance.{job}",
             "schedule": float(interval),
-            "options": {"queue": "lash.maintenance", "expires": float(interval)},
+            "options": {"queue": queues.MAINTENANCE, "expires": float(interval)},
         }
         for job, interval in job_intervals_s(settings).items()
     }

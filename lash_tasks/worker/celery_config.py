@@ -6,7 +6,10 @@ The app (`lash_tasks.worker.app`) configures itself from this module by its full
 
 from __future__ import annotations
 
+from kombu import Exchange, Queue
+
 from lash_tasks.settings import Settings
+from lash_tasks.worker import queues
 from lash_tasks.worker.beat_schedule import beat_schedule_for
 
 _settings = Settings.from_env()
@@ -56,13 +59,14 @@ worker_max_tasks_per_child = 2000
 worker_max_memory_per_child = 512_000  # KiB
 result_expires = 3600
 
-task_default_queue = "lash.turns"
-task_routes = {
-    "lash.ingress.*": {"queue": "lash.ingress"},
-    "lash.session.*": {"queue": "lash.turns"},
-    "lash.process.*": {"queue": "lash.processes"},
-    "lash.maintenance.*": {"queue": "lash.maintenance"},
-}
+# Every lash queue is declared, so `celery -A lash_tasks.worker.app worker` with no `-Q`
+# consumes them all (left to Celery, such a worker would consume only the default queue and
+# never run ingress or maintenance sent to it). Each queue sits behind a direct exchange of
+# its own name, as Celery would create it for a sender that only names the queue, so such a
+# sender's messages and ours meet in the same queue.
+task_queues = tuple(Queue(name, Exchange(name, "direct"), routing_key=name) for name in queues.ALL)
+task_default_queue = queues.TURNS
+task_routes = {pattern: {"queue": queue} for pattern, queue in queues.ROUTES.items()}
 
 # Task events feed Flower.
 worker_send_task_events = True

@@ -17,6 +17,8 @@ from typing import Any, NoReturn
 
 from billiard.process import current_process  # type: ignore[import-untyped]
 from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -25,6 +27,9 @@ from celery.signals import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from lash_tasks.errors import LashError
+from lash_tasks.log_format import use_json_logs
+from lash_tasks.metrics.exporter import MetricsExporter
+from lash_tasks.settings import Settings
 from lash_tasks.store.database import explain_database_error
 from lash_tasks.worker.app import app, on_signal
 from lash_tasks.worker.pokes import poke_session
@@ -35,11 +40,25 @@ log = logging.getLogger(__name__)
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a supervisor should not just restart in a loop
 
 
+@on_signal(after_setup_logger)
+@on_signal(after_setup_task_logger)
+def _on_setup_logger(logger: logging.Logger, **_: Any) -> None:
+    """LASH_LOG_FORMAT=json: Celery's handlers write JSON lines (ours and Celery's records)."""
+    if Settings.from_env().log_format == "json":
+        use_json_logs(logger)
+
+
 @on_signal(worker_init)
 def _on_worker_init(sender: Any, **_: Any) -> None:
     """The main process, before it consumes anything (and before a prefork pool forks)."""
     try:
-        process_resources.start_worker(owner_id_for(sender.hostname), _poke_orphans)
+        res = process_resources.start_worker(owner_id_for(sender.hostname), _poke_orphans)
+        settings = res.settings
+        if settings.metrics_port is not None:
+            exporter = MetricsExporter(
+                res.metrics.registry, settings.env, settings.metrics_host, settings.metrics_port
+            )
+            res.exporter = exporter.start()  # stopped with the resources at shutdown
     except LashError as exc:
         _refuse_to_start(exc.message)
     except SQLAlchemyError as exc:
@@ -75,6 +94,7 @@ def _on_shutdown(**_: Any) -> None:
 
 
 def _poke_orphans(res: Resources, session_ids: Sequence[str]) -> None:
+    res.metrics.took_over(len(session_ids))
     for session_id in session_ids:
         # Forced: a coalescing mark may belong to a message the dead worker had taken.
         poke_session(app, session_id, res.redis, force=True)

@@ -16,6 +16,8 @@ from typing import Any
 from lash_tasks.attachments import blob_store_from_url
 from lash_tasks.events.emitter import StepEventsFactory
 from lash_tasks.machine import ModelSpec
+from lash_tasks.metrics.exporter import MetricsExporter
+from lash_tasks.metrics.worker_metrics import MetricsTraceSink, WorkerMetrics
 from lash_tasks.providers import llm_provider_from_env
 from lash_tasks.runtime.lash_core import LashCore, LeaseTimings
 from lash_tasks.runtime.subagent_tool import SubagentTools
@@ -37,8 +39,13 @@ class Resources:
     redis: Any = None
     # Live events of this process's steps (and of cancels taken by its ingress tasks).
     events: StepEventsFactory = field(default_factory=StepEventsFactory.disabled)
+    # What this process did, for its metrics endpoint (LASH_METRICS_PORT).
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    exporter: MetricsExporter | None = None
 
     def close(self) -> None:
+        if self.exporter is not None:
+            self.exporter.stop()
         self.events.close()
         self.core.close()
         if self.redis is not None:
@@ -71,6 +78,7 @@ def build_resources(
     env = dict(settings.env)
     registry_from_env(env)  # fail at start-up, not mid-turn, on a bad LASH_TOOLS
     events = StepEventsFactory.from_settings(settings)
+    metrics = WorkerMetrics()
     core = (
         LashCore.builder()
         .with_sql_host(store, blobs)
@@ -79,7 +87,7 @@ def build_resources(
         .tools(lambda: _with_subagents(registry_from_env(env), store, settings.model))
         .lease_timings(LeaseTimings(settings.lease_ttl_ms, settings.lease_renew_ms))
         .owner(identity.owner_id, identity.incarnation_id)
-        .trace_sink(trace_sink_from_env(env))
+        .trace_sink(MetricsTraceSink(metrics, trace_sink_from_env(env)))
         .step_time_limit(settings.step_time_limit_s)
         .step_max_attempts(settings.step_max_attempts)
         .steps_per_delivery(settings.steps_per_delivery)
@@ -91,7 +99,7 @@ def build_resources(
         import redis
 
         redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
-    return Resources(settings, store, blobs, core, redis_client, events)
+    return Resources(settings, store, blobs, core, redis_client, events, metrics)
 
 
 def _with_subagents(registry: ToolRegistry, store: Store, model: str) -> ToolRegistry:

@@ -48,6 +48,7 @@ def _rejected(what: str, exc: LashError) -> MessageRejected:
 
 @lash_task("lash.session.step", bind=True, max_retries=MAX_TRANSIENT_RETRIES, throws=REJECTION)
 def session_step(self: Task, session_id: Any) -> dict[str, Any]:
+    res = None
     try:
         check_session_id(session_id)
         res = process_resources.get()
@@ -60,12 +61,17 @@ def session_step(self: Task, session_id: Any) -> dict[str, Any]:
         if not exc.retryable:
             raise
         wait = max(retry_delay_s(self.request.retries), getattr(exc, "retry_after", None) or 0)
+        if res is not None:
+            res.metrics.retried(exc.code)
         log.warning("step on %s will retry in %.1fs: %s", session_id, wait, exc.code)
         raise self.retry(exc=exc, countdown=wait) from None
     except (SQLAlchemyError, OSError) as exc:
         # A database or network fault outside a store transaction: transient, like above.
         log.warning("step on %s will retry: %s", session_id, type(exc).__name__)
+        if res is not None:
+            res.metrics.retried(type(exc).__name__)
         raise self.retry(exc=exc, countdown=retry_delay_s(self.request.retries)) from None
+    res.metrics.delivered(result.status, result.steps)
     if result.status in ("busy", "effect_busy"):
         delay = result.retry_after_ms
         repoke_later(

@@ -46,3 +46,31 @@ def test_the_wheel_installs_no_top_level_celeryconfig_or_beat_schedule(tmp_path:
     assert top == {"lash_tasks"}, sorted(top)
     assert "lash_tasks/worker/celery_config.py" in names
     assert "lash_tasks/worker/beat_schedule.py" in names
+    # `lash-tasks db upgrade` from the wheel: every migration and Alembic's template.
+    migrations = REPO / "lash_tasks" / "store" / "migrations"
+    for path in [
+        migrations / "env.py",
+        migrations / "script.py.mako",
+        *sorted((migrations / "versions").glob("*.py")),
+    ]:
+        assert path.relative_to(REPO).as_posix() in names, path
+
+    # And: the heavy parts are extras with bounds; the base install has neither.
+    (metadata_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    metadata = zipfile.ZipFile(wheel).read(metadata_name).decode()
+    extras = {
+        line.split(": ", 1)[1]
+        for line in metadata.splitlines()
+        if line.startswith("Provides-Extra: ")
+    }
+    assert {"flower", "server"} <= extras
+    requires = [
+        line.split(": ", 1)[1]
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist: ")
+    ]
+    base = [r for r in requires if "extra ==" not in r]
+    assert not [r for r in base if r.startswith(("flower", "fastapi", "uvicorn"))], base
+    for package, extra in (("flower", "flower"), ("fastapi", "server"), ("uvicorn", "server")):
+        [spec] = [r for r in requires if r.startswith(package) and f'extra == "{extra}"' in r]
+        assert "<" in spec and ">=" in spec, spec
