@@ -176,9 +176,11 @@ class Heartbeats:
             )
 
     def reap_dead(self, *, retention_ms: int, limit: int = 50) -> list[str]:
-        """Reap each dead, unreaped incarnation once; return the sessions whose live leases
-        they still hold, for the caller to poke. Rows dead for `retention_ms` are deleted:
-        by then every lease they held has expired by its own ttl."""
+        """Reap each dead, unreaped incarnation once; return the sessions whose leases it
+        still names, for the caller to poke. A lease that expired before the death was
+        noticed counts too: nobody else would poke its session before the next sweep.
+        Rows dead for `retention_ms` are deleted: by then every lease they held has expired
+        by its own ttl."""
         with self.db.tx() as conn:
             now = self.db.now_ms(conn)
             dead = conn.execute(
@@ -208,7 +210,6 @@ class Heartbeats:
                     select(leases.c.session_id).where(
                         leases.c.incarnation_id == incarnation_id,
                         leases.c.owner_id.is_not(None),
-                        leases.c.expires_at > now,
                     )
                 ).scalars()
             conn.execute(delete(_hb).where(_hb.c.expires_at <= now - retention_ms))

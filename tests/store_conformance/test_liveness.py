@@ -137,7 +137,7 @@ def test_sweeper_treats_a_dead_holders_lease_as_not_live(store: Store) -> None:
 
 
 def test_reaping_reports_a_dead_incarnations_sessions_exactly_once(store: Store) -> None:
-    """reap_dead_incarnations returns the live-ttl leases a dead incarnation holds, once."""
+    """reap_dead returns the sessions whose leases a dead incarnation holds, once."""
     s1, s2, s3 = (new_session(store, f"s{i}") for i in (1, 2, 3))
     register(store, "worker-a", "inc-a")
     register(store, "worker-b", "inc-b")
@@ -151,6 +151,26 @@ def test_reaping_reports_a_dead_incarnations_sessions_exactly_once(store: Store)
     assert store.heartbeats.reap_dead(retention_ms=TTL_MS) == []
     reaped = store.heartbeats.incarnation("inc-a")
     assert reaped is not None and reaped.reaped_at is not None
+
+
+def test_reaping_reports_a_lease_that_expired_before_the_death_was_noticed(
+    store: Store,
+) -> None:
+    """A dead incarnation's lease that has already expired is reported too (no one else
+    would poke its session before the next sweep)."""
+    sid = new_session(store)
+    register(store, "worker-a", "inc-a")
+    take_lease(store, sid, "worker-a", "inc-a")
+    with store.database.engine.begin() as conn:
+        now = store.database.dialect.now_ms(conn)
+        conn.execute(
+            update(t.session_leases)
+            .where(t.session_leases.c.session_id == sid)
+            .values(expires_at=now - 1)
+        )
+    stop_heartbeat(store, "inc-a")
+    assert store.heartbeats.reap_dead(retention_ms=TTL_MS) == [sid]
+    assert store.heartbeats.reap_dead(retention_ms=TTL_MS) == []
 
 
 def test_rows_dead_for_longer_than_the_retention_are_deleted(store: Store) -> None:
