@@ -12,6 +12,7 @@ import pytest
 
 from lash_tasks.bench.streaming_llm import StreamingLlmServer, echo_answer, words
 from lash_tasks.client import Client
+from lash_tasks.events.render import TranscriptRenderer
 from lash_tasks.events.vocabulary import TURN_ENDS, SessionEvent, TextDelta
 from tests.events.private_redis import private_redis
 from tests.fleet.harness import Fleet
@@ -183,6 +184,10 @@ def test_a_worker_killed_mid_stream_leaves_one_committed_answer(
     retry = [e for e in events if isinstance(e, TextDelta) and e.attempt == committed[-1]]
     assert "".join(e.text for e in retry) == ANSWER
     assert client.store.maintenance.count_rows("lash_turn_commits", "live4") == 1
+    # `watch` tells a person the dead attempt's printed text is void.
+    renderer = TranscriptRenderer()
+    shown = "".join(renderer.render(e) for e in events)
+    assert "text above is void" in shown and shown.endswith("[finished]\n")
     client.close()
 
 
