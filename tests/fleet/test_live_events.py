@@ -158,7 +158,13 @@ def test_a_worker_killed_mid_stream_leaves_one_committed_answer(
     never commit, the retry's deltas (on the other worker) commit, and exactly one
     `turn_finished` carries the answer."""
     server.delta_delay_s = 0.2
-    client = streaming_fleet(fleet, server, workers=2)
+    # Production lease timing, as in test_crash_recovery: the survivor's heartbeat finds the
+    # dead worker (3 missed beats) while its lease is still live, and pokes the session.
+    # (With the fleet's 3 s test ttl the lease can expire first; then only the sweeper,
+    # not running here, would re-poke it.)
+    client = streaming_fleet(
+        fleet, server, workers=2, LASH_LEASE_TTL_MS="30000", LASH_LEASE_RENEW_MS="10000"
+    )
     client.create_session("live4")
     input_id = client.enqueue_turn("live4", QUESTION)
 
