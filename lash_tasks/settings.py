@@ -47,6 +47,21 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE or raw in _FALSE:
+        return raw in _TRUE
+    raise InvalidEnvironment(
+        f"{name} must be one of {', '.join(_TRUE + _FALSE)}, got {raw[:20]!r}", variable=name
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -79,6 +94,9 @@ class Settings:
     # `events_db_keep`, so a cursor can always be told apart from one of the future.
     events_db_retention_s: int = 24 * 3600
     events_db_keep: int = 100
+    # Whether HTTP LLM providers ask for a streamed answer. Streaming only pays when someone
+    # can see the deltas, so it is on exactly when live events are (Redis configured).
+    llm_stream: bool = False
     step_max_attempts: int = 5
     steps_per_delivery: int = 8
     # A worker's own metrics endpoint (off unless a port is given), and the log format.
@@ -106,12 +124,13 @@ class Settings:
         default_backend = (
             f"db+sqlite:///{home / 'results.db'}" if broker == "filesystem://" else None
         )
+        redis_url = env.get("LASH_REDIS_URL") or (broker if broker.startswith("redis") else None)
         return cls(
             home=home,
             database_url=env.get("LASH_DATABASE_URL") or f"sqlite:///{home / 'lash.db'}",
             broker_url=broker,
             result_backend=env.get("LASH_RESULT_BACKEND") or default_backend,
-            redis_url=env.get("LASH_REDIS_URL") or (broker if broker.startswith("redis") else None),
+            redis_url=redis_url,
             attachments_url=env.get("LASH_ATTACHMENTS_URL") or (home / "attachments").as_uri(),
             provider=env.get("LASH_PROVIDER") or "scripted",
             model=env.get("LASH_MODEL") or "scripted-echo",
@@ -134,6 +153,7 @@ class Settings:
             events_max_age_s=_int(env, "LASH_EVENTS_MAX_AGE_S", 900, 1),
             events_db_retention_s=_int(env, "LASH_EVENTS_DB_RETENTION_S", 24 * 3600),
             events_db_keep=_int(env, "LASH_EVENTS_DB_KEEP", 100, 1),
+            llm_stream=_bool(env, "LASH_LLM_STREAM", redis_url is not None),
             step_max_attempts=_int(env, "LASH_STEP_MAX_ATTEMPTS", 5, 1),
             steps_per_delivery=_int(env, "LASH_STEPS_PER_DELIVERY", 8, 1),
             metrics_port=_port(env, "LASH_METRICS_PORT"),

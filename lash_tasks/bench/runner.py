@@ -8,6 +8,7 @@ Cases (each can be chosen with --only):
   scaling      1, 2, 4 worker processes with an instant LLM: steps/s and speed-up
   history      step at a 2,000-node path vs a 20-node path; rebuild 20,000 vs 50 nodes
   maintenance  tombstone + vacuum of many orphans while turns run: turn p99 vs idle
+  events       a streamed answer: LLM server writes a token -> a live reader holds it
 """
 
 from __future__ import annotations
@@ -20,12 +21,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lash_tasks.bench import database, history, maintenance_load, overhead, throughput
+from lash_tasks.bench import database, events, history, maintenance_load, overhead, throughput
 from lash_tasks.bench.fleet import BenchFleet, bench_fleet
 from lash_tasks.bench.report import Progress, Row, ratio_chart_svg, render_table, write_json
 from lash_tasks.errors import ValidationError
 
-CASES = ("overhead", "turn", "database", "latency", "scaling", "history", "maintenance")
+CASES = (
+    "overhead",
+    "turn",
+    "database",
+    "latency",
+    "scaling",
+    "history",
+    "maintenance",
+    "events",
+)
 
 
 def run_benchmarks(
@@ -129,6 +139,11 @@ def _plan(quick: bool) -> dict[str, tuple[int, Case]]:
         progress.step("maintenance")
         return result
 
+    def events_case(fleet: BenchFleet, progress: Progress) -> dict[str, Any]:
+        result = events.delta_latency_fleet(fleet, turns=8 if quick else 40)
+        progress.step("events")
+        return result
+
     return {
         "overhead": (10, overhead_case),
         "turn": (10, turn_case),
@@ -137,6 +152,7 @@ def _plan(quick: bool) -> dict[str, tuple[int, Case]]:
         "scaling": (3, scaling_case),
         "history": (2, history_case),
         "maintenance": (1, maintenance_case),
+        "events": (1, events_case),
     }
 
 
@@ -262,6 +278,27 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
                 "x",
                 "<= 1.2",
                 m["p99_ratio"] <= 1.2,
+            ),
+        ]
+    if "events" in results and "delta_p50_ms" in results["events"]:
+        e = results["events"]
+        target = f"< {e['target_ms']:.0f} ms"
+        rows += [
+            Row(
+                "live events",
+                "token -> reader p50",
+                e["delta_p50_ms"],
+                " ms",
+                target,
+                e["delta_p50_ms"] < e["target_ms"],
+            ),
+            Row("live events", "token -> reader p95", e["delta_p95_ms"], " ms"),
+            Row(
+                "live events",
+                "first token -> reader p50",
+                e["first_token_p50_ms"],
+                " ms",
+                f"p95 {e['first_token_p95_ms']:.1f} ms",
             ),
         ]
     return rows

@@ -107,6 +107,9 @@ class RedisEventPublisher:
         self._dropped = 0
         self._warned_at = -1e18
         self._failing = False
+        # Batches this process tried to send to Redis (one round trip each); while Redis is
+        # unreachable, at most one per `retry_after_s`.
+        self.send_attempts = 0
 
     def publish(self, event: SessionEvent) -> None:
         try:
@@ -197,6 +200,7 @@ class RedisEventPublisher:
         for session_id in sessions:
             pipe.xtrim(stream_key(session_id), minid=cutoff, approximate=True)
             pipe.expire(stream_key(session_id), self.max_age_s)
+        self.send_attempts += 1
         try:
             pipe.execute()
         except redis.RedisError as exc:

@@ -24,23 +24,45 @@ class TranscriptRenderer:
 
     Text deltas are printed inline as they come. A turn's answer that never streamed (the
     database event log carries no deltas) is printed whole when the turn finishes. Printed
-    text cannot be taken back, so a discarded step is marked instead.
+    text cannot be taken back, so a discarded step is marked instead; so is one whose worker
+    died mid-answer, which says nothing: it shows as another attempt's events following
+    text that no commit confirmed.
     """
 
     def __init__(self) -> None:
         self._mid_line = False
         self._streamed: set[str | None] = set()
+        # The attempt whose printed text awaits its step_committed (or step_discarded).
+        self._unconfirmed: str | None = None
         self.ended: set[str | None] = set()  # turns whose end was rendered
 
     def render(self, event: SessionEvent) -> str:
+        void = self._superseded(event)
         if isinstance(event, TextDelta):
-            self._mid_line = True
+            self._unconfirmed = event.attempt
             self._streamed.add(event.turn_id)
-            return event.text
+            out = self._lines(void) + event.text
+            self._mid_line = True
+            return out
+        if event.type in ("step_committed", "step_discarded") and (
+            event.attempt == self._unconfirmed
+        ):
+            self._unconfirmed = None
         line = self._line(event)
-        if line is None:
+        return self._lines(void, line)
+
+    def _superseded(self, event: SessionEvent) -> str | None:
+        """A marker when `event` comes from another attempt than the unconfirmed text."""
+        if self._unconfirmed is None or event.attempt in (None, self._unconfirmed):
+            return None
+        self._unconfirmed = None
+        return "  [step retried; its text above is void]"
+
+    def _lines(self, *lines: str | None) -> str:
+        shown = [line for line in lines if line is not None]
+        if not shown:
             return ""
-        out = ("\n" if self._mid_line else "") + line + "\n"
+        out = ("\n" if self._mid_line else "") + "\n".join(shown) + "\n"
         self._mid_line = False
         return out
 

@@ -42,9 +42,10 @@ _RETRYABLE_ERROR_TYPES = frozenset({"overloaded_error", "rate_limit_error", "api
 
 
 def build_messages_request(
-    request: LlmRequest, *, max_tokens: int = DEFAULT_MAX_TOKENS
+    request: LlmRequest, *, max_tokens: int = DEFAULT_MAX_TOKENS, stream: bool = False
 ) -> dict[str, Any]:
-    """The JSON body for one Messages call; `max_tokens` applies when the request sets none."""
+    """The JSON body for one Messages call; `max_tokens` applies when the request sets none.
+    With `stream` the answer comes as server-sent events (`anthropic_stream`)."""
     system_parts = [request.system] if request.system else []
     messages: list[dict[str, Any]] = []
     contents = attachment_index(request.attachments)
@@ -68,6 +69,8 @@ def build_messages_request(
         "max_tokens": request.max_output_tokens or max_tokens,
         "messages": messages,
     }
+    if stream:
+        body["stream"] = True
     if system_parts:
         body["system"] = "\n\n".join(system_parts)
     if request.tools:
@@ -145,7 +148,7 @@ def parse_messages_response(body: bytes | str | dict[str, Any]) -> LlmResponse:
     if not isinstance(data, dict):
         raise malformed(PROVIDER, "top level is not an object", data)
     if data.get("type") == "error":
-        _raise_error(data)
+        raise api_error(data)
     content = data.get("content")
     if not isinstance(content, list):
         raise malformed(PROVIDER, "no content list", data)
@@ -170,27 +173,32 @@ def parse_messages_response(body: bytes | str | dict[str, Any]) -> LlmResponse:
         # thinking / redacted_thinking and future block types carry nothing we keep.
     raw_usage = data.get("usage")
     usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
-    input_tokens = (
-        as_int(usage.get("input_tokens"))
-        + as_int(usage.get("cache_creation_input_tokens"))
-        + as_int(usage.get("cache_read_input_tokens"))
-    )
     stop_reason = data.get("stop_reason")
     model = data.get("model")
     return LlmResponse(
         text="".join(texts),
         tool_calls=tuple(calls),
-        usage=Usage(input_tokens, as_int(usage.get("output_tokens"))),
+        usage=Usage(input_tokens(usage), as_int(usage.get("output_tokens"))),
         finish_reason=stop_reason if isinstance(stop_reason, str) else None,
         model=model if isinstance(model, str) else None,
     )
 
 
-def _raise_error(data: dict[str, Any]) -> None:
+def input_tokens(usage: dict[str, Any]) -> int:
+    """Input tokens of a `usage` object, cache writes and reads included (see above)."""
+    return (
+        as_int(usage.get("input_tokens"))
+        + as_int(usage.get("cache_creation_input_tokens"))
+        + as_int(usage.get("cache_read_input_tokens"))
+    )
+
+
+def api_error(data: dict[str, Any]) -> ProviderError:
+    """The error an `{"type": "error", ...}` body (or stream event) reports."""
     raw_error = data.get("error")
     error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
     kind = str(error.get("type", "unknown"))
-    raise ProviderError(
+    return ProviderError(
         f"{PROVIDER}: {kind}: {str(error.get('message', ''))[:200]}",
         body_excerpt=excerpt_of(json.dumps(data, default=str)),
         retryable=kind in _RETRYABLE_ERROR_TYPES,

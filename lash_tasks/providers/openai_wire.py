@@ -16,7 +16,7 @@ Failure classes:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from lash_tasks.machine.messages import (
 )
 from lash_tasks.providers.attachment_parts import ImagePart, attachment_index, attachment_parts
 from lash_tasks.providers.response_json import as_int, excerpt_of, loads_body, malformed
+from lash_tasks.providers.sse_framing import iter_sse_data
 
 PROVIDER = "openai"
 
@@ -191,30 +192,6 @@ def _raise_embedded_error(data: dict[str, Any]) -> None:
         body_excerpt=excerpt_of(json.dumps(data, default=str)),
         retryable=status is not None and (status in (408, 429) or status >= 500),
     )
-
-
-def iter_sse_data(lines: Iterable[str]) -> Iterator[str]:
-    """The `data` payload of each server-sent event, per the SSE framing rules.
-
-    Multi-line data fields are joined with newlines, comment lines (`: keep-alive`, which
-    OpenRouter sends) and other fields are skipped. An event left unterminated when the input
-    ends is still yielded: whether the stream was complete is judged on its content instead.
-    """
-    buffer: list[str] = []
-    for raw in lines:
-        line = raw.rstrip("\r\n")
-        if not line:
-            if buffer:
-                yield "\n".join(buffer)
-                buffer = []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        if field == "data":
-            buffer.append(value[1:] if value.startswith(" ") else value)
-    if buffer:
-        yield "\n".join(buffer)
 
 
 @dataclass

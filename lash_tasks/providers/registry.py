@@ -21,9 +21,13 @@ PROVIDER_NAMES = ("scripted", "openai", "anthropic")
 
 
 def llm_provider_from_env(
-    env: Mapping[str, str], client: httpx.Client | None = None
+    env: Mapping[str, str], client: httpx.Client | None = None, *, stream: bool = False
 ) -> LlmProvider:
     """The provider named by LASH_PROVIDER (default `scripted`), configured from `env`.
+
+    With `stream` the HTTP providers ask for their answers as server-sent events, so text
+    reaches `on_text_delta` as the model writes it (`Settings.llm_stream`: on when live
+    events are). The scripted provider always hands out its answer in pieces.
 
     Errors name the variable at fault but never repeat a value that might be a secret.
     """
@@ -35,13 +39,13 @@ def llm_provider_from_env(
         key = _api_key(
             env, "OPENAI_API_KEY", choice, required=_vendor(url, DEFAULT_OPENAI_BASE_URL)
         )
-        return OpenAIChatProvider(url, key, client=client)
+        return OpenAIChatProvider(url, key, client=client, stream=stream)
     if choice == "anthropic":
         url = _base_url(env, "ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_BASE_URL)
         key = _api_key(
             env, "ANTHROPIC_API_KEY", choice, required=_vendor(url, DEFAULT_ANTHROPIC_BASE_URL)
         )
-        return AnthropicMessagesProvider(url, key, client=client)
+        return AnthropicMessagesProvider(url, key, client=client, stream=stream)
     # The bad value is only echoed when short: a secret pasted into the wrong variable
     # should not end up in a log.
     shown = f" {choice!r}" if len(choice) <= 20 else ""

@@ -82,7 +82,7 @@ def build_resources(
     core = (
         LashCore.builder()
         .with_sql_host(store, blobs)
-        .llm_provider(llm_provider_from_env(env))
+        .llm_provider(llm_provider_from_env(env, stream=settings.llm_stream))
         .model(ModelSpec(id=settings.model))
         .tools(lambda: _with_subagents(registry_from_env(env), store, settings.model))
         .lease_timings(LeaseTimings(settings.lease_ttl_ms, settings.lease_renew_ms))

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import require_postgres
+from tests.fleet.conftest import REDIS_DB, exclusive_redis_db
+from tests.services import REDIS_HOST, REDIS_PORT, require_postgres, require_redis
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
 
 
-def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _bench(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LASH_")}
+    env.update(extra)
     return subprocess.run(
         [sys.executable, "-m", "lash_tasks.cli", "bench", *args],
         env=env,
@@ -55,3 +57,31 @@ def test_bench_rejects_an_unknown_case(tmp_path: Path) -> None:
     result = _bench(tmp_path, "--only", "nope")
     assert result.returncode == 2
     assert "unknown benchmark case" in result.stderr
+
+
+@pytest.mark.redis
+def test_bench_measures_token_to_reader_latency(tmp_path: Path) -> None:
+    """The `events` case streams answers through a real worker and reports the latency from
+    the LLM server writing a token to a live reader holding it, against the 20 ms target."""
+    require_postgres()
+    require_redis()
+    import redis
+
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+    out = tmp_path / "bench.json"
+    with exclusive_redis_db(REDIS_DB):
+        redis.Redis.from_url(url).flushdb()
+        result = _bench(
+            tmp_path,
+            "--quick",
+            "--only",
+            "events",
+            "--json-out",
+            str(out),
+            LASH_BENCH_REDIS_URL=url,
+        )
+    assert result.returncode == 0, result.stderr
+    assert "token -> reader p50" in result.stdout
+    figures = json.loads(out.read_text())["events"]
+    assert figures["turns"] == 8 and figures["deltas"] >= 8 * 3
+    assert 0 < figures["delta_p50_ms"] < figures["target_ms"] == 20

@@ -47,6 +47,7 @@ def test_production_urls_are_taken_as_given(tmp_path: Path) -> None:
         ({"LASH_HEARTBEAT_MS": "1s"}, "LASH_HEARTBEAT_MS"),
         ({"LASH_STEP_MAX_ATTEMPTS": "0"}, "LASH_STEP_MAX_ATTEMPTS"),
         ({"LASH_STEP_MAX_ATTEMPTS": "five"}, "LASH_STEP_MAX_ATTEMPTS"),
+        ({"LASH_LLM_STREAM": "maybe"}, "LASH_LLM_STREAM"),
     ],
 )
 def test_bad_values_raise_a_typed_error_naming_the_variable(
@@ -69,3 +70,15 @@ def test_step_max_attempts_defaults_to_five_and_is_read(tmp_path: Path) -> None:
     assert Settings.from_env({"LASH_HOME": str(tmp_path)}).step_max_attempts == 5
     env = {"LASH_HOME": str(tmp_path), "LASH_STEP_MAX_ATTEMPTS": "2"}
     assert Settings.from_env(env).step_max_attempts == 2
+
+
+def test_llm_streaming_follows_live_events(tmp_path: Path) -> None:
+    """HTTP LLM providers stream exactly when live events are on (Redis configured), unless
+    LASH_LLM_STREAM says otherwise."""
+    home = {"LASH_HOME": str(tmp_path)}
+    assert not Settings.from_env(home).llm_stream
+    with_redis = {**home, "LASH_REDIS_URL": "redis://127.0.0.1:6379/3"}
+    assert Settings.from_env(with_redis).llm_stream
+    assert Settings.from_env({**home, "LASH_BROKER_URL": "redis://127.0.0.1:6379/0"}).llm_stream
+    assert not Settings.from_env({**with_redis, "LASH_LLM_STREAM": "off"}).llm_stream
+    assert Settings.from_env({**home, "LASH_LLM_STREAM": "1"}).llm_stream

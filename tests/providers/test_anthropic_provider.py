@@ -9,7 +9,7 @@ from lash_tasks.errors import ProviderError
 from lash_tasks.machine.messages import LlmRequest, Message, ToolCall, Usage
 from lash_tasks.providers import AnthropicMessagesProvider, LlmProvider, RetryPolicy
 
-from ._server import LocalServer, Reply
+from ._server import LocalServer, Reply, fixture_bytes
 
 API_KEY = "sk-ant-api03-test-0123456789abcdefXYZ"
 REQUEST = LlmRequest(
@@ -124,5 +124,86 @@ def test_401_is_final_and_never_shows_the_key(
 def test_repr_hides_key(http_client: httpx.Client) -> None:
     provider = AnthropicMessagesProvider(api_key=API_KEY, client=http_client)
     assert repr(provider) == (
-        "AnthropicMessagesProvider(base_url='https://api.anthropic.com', api_key='***')"
+        "AnthropicMessagesProvider(base_url='https://api.anthropic.com', api_key='***', "
+        "stream=False)"
     )
+
+
+def test_streaming_answer(
+    server: LocalServer, http_client: httpx.Client, sleeps: list[float]
+) -> None:
+    """Over HTTP, written in pieces: deltas as they arrive, the tool call assembled, and a
+    request that asks for an event stream."""
+    server.enqueue(Reply.fixture("anthropic_messages_stream.sse", chunks=9))
+    deltas: list[str] = []
+    answer = _provider(server, http_client, sleeps, stream=True).complete(REQUEST, deltas.append)
+
+    assert deltas == ["Okay", ", let's check", " the weather for San Francisco, CA:"]
+    assert answer.text == "".join(deltas)
+    assert answer.tool_calls[0].name == "get_weather"
+    assert json.loads(answer.tool_calls[0].arguments) == {
+        "location": "San Francisco, CA",
+        "unit": "fahrenheit",
+    }
+    assert answer.usage == Usage(472, 89)
+    assert answer.finish_reason == "tool_use"
+    (sent,) = server.requests
+    assert sent.headers["accept"] == "text/event-stream"
+    assert sent.json()["stream"] is True
+
+
+def test_streaming_529_then_stream(
+    server: LocalServer, http_client: httpx.Client, sleeps: list[float]
+) -> None:
+    """An overloaded status before the stream starts is retried like any other call."""
+    server.enqueue(
+        Reply.fixture("anthropic_error_overloaded.json", status=529),
+        Reply.fixture("anthropic_messages_stream.sse"),
+    )
+    answer = _provider(server, http_client, sleeps, stream=True).complete(REQUEST)
+    assert answer.finish_reason == "tool_use"
+    assert len(sleeps) == 1
+
+
+def test_streaming_error_event_is_retryable_and_not_resent(
+    server: LocalServer, http_client: httpx.Client, sleeps: list[float]
+) -> None:
+    """An error event after text went out is not retried here (the text cannot be taken
+    back); it surfaces as a retryable error for the step to handle."""
+    server.enqueue(Reply.fixture("anthropic_messages_stream_overloaded.sse"))
+    deltas: list[str] = []
+    with pytest.raises(ProviderError) as caught:
+        _provider(server, http_client, sleeps, stream=True).complete(REQUEST, deltas.append)
+    assert caught.value.retryable
+    assert deltas == ["Let me"]
+    assert len(server.requests) == 1
+
+
+def test_streaming_connection_dropped_mid_body_is_retryable(
+    server: LocalServer, http_client: httpx.Client, sleeps: list[float]
+) -> None:
+    """A connection cut mid-stream is a retryable `stream broke` error."""
+    server.enqueue(
+        Reply(
+            body=fixture_bytes("anthropic_messages_stream_cut.sse"),
+            truncate=True,
+            content_type="text/event-stream",
+        )
+    )
+    deltas: list[str] = []
+    with pytest.raises(ProviderError) as caught:
+        _provider(server, http_client, sleeps, stream=True).complete(REQUEST, deltas.append)
+    assert caught.value.retryable
+    assert "stream broke" in caught.value.message
+    assert deltas == ["The answer is"]
+
+
+def test_streaming_request_answered_with_json(
+    server: LocalServer, http_client: httpx.Client, sleeps: list[float]
+) -> None:
+    """A gateway that ignores `stream` and answers one JSON body still gives the answer."""
+    server.enqueue(Reply.fixture("anthropic_messages_text.json"))
+    deltas: list[str] = []
+    answer = _provider(server, http_client, sleeps, stream=True).complete(REQUEST, deltas.append)
+    assert answer.text == "Hi! My name is Claude."
+    assert deltas == [answer.text]

@@ -9,10 +9,10 @@ from lash_tasks.machine.messages import LlmRequest, Message, ToolCall, ToolManif
 from lash_tasks.providers.openai_wire import (
     ChatStreamAccumulator,
     build_chat_request,
-    iter_sse_data,
     parse_chat_response,
     parse_chat_stream,
 )
+from lash_tasks.providers.sse_framing import iter_sse_data
 
 from ._server import fixture_bytes
 

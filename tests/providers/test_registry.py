@@ -129,3 +129,17 @@ def test_vendor_endpoint_spelled_out_still_needs_its_key(
     with pytest.raises(InvalidEnvironment) as caught:
         llm_provider_from_env({"LASH_PROVIDER": name, variable: url})
     assert caught.value.details["variable"] == key_variable
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("openai", OpenAIChatProvider), ("anthropic", AnthropicMessagesProvider)]
+)
+def test_http_providers_stream_when_asked(name: str, kind: type, http_client: httpx.Client) -> None:
+    """`stream=True` (the worker passes Settings.llm_stream) makes both HTTP providers ask
+    for server-sent events; the default asks for one JSON body."""
+    env = {"LASH_PROVIDER": name, "OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY}
+    streaming = llm_provider_from_env(env, http_client, stream=True)
+    plain = llm_provider_from_env(env, http_client)
+    assert isinstance(streaming, kind) and isinstance(plain, kind)
+    assert streaming.stream and not plain.stream  # type: ignore[attr-defined]
+    assert streaming._headers()["Accept"] == "text/event-stream"  # type: ignore[attr-defined]
