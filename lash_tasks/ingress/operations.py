@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from lash_tasks.errors import ValidationError
+from lash_tasks.errors import UnknownLlmProvider, UnknownTool, ValidationError
 from lash_tasks.events.publisher import EventPublisher
 from lash_tasks.events.sources import now_ms
 from lash_tasks.events.vocabulary import InputCancelled
@@ -19,6 +19,7 @@ from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.settings import Settings
 from lash_tasks.store.records import InputDraft, PendingInput, SessionRecord
 from lash_tasks.store.store import Store
+from lash_tasks.tools.loading import registry_from_env
 
 log = logging.getLogger(__name__)
 # A cancel's event is worth a short wait (a waiter may be blocked on it), never a long one.
@@ -28,14 +29,39 @@ _CANCEL_EVENT_FLUSH_S = 0.25
 def create_session(
     store: Store, payload: CreateSessionPayload, settings: Settings
 ) -> SessionRecord:
+    """Create the session with its LLM provider, model and tools, each checked against what
+    `settings` knows (typed errors naming the field; nothing written)."""
+    provider = payload.provider or settings.provider
+    if provider not in settings.provider_names:
+        raise UnknownLlmProvider(
+            f"provider: {provider!r} is not one of: {', '.join(settings.provider_names)}",
+            field="provider",
+            allowed=list(settings.provider_names),
+        )
+    if payload.tools is not None:
+        _check_tools(payload.tools, settings)
     policy = SessionPolicy(
-        provider=payload.provider or settings.provider,
+        provider=provider,
         model=ModelSpec(id=payload.model or settings.model),
         system_prompt=payload.system_prompt,
         max_turns=payload.max_turns or 16,
         residency=payload.residency or "active_path_only",
+        tools=payload.tools,
     )
     return store.sessions.create(payload.session_id, policy)
+
+
+def _check_tools(names: tuple[str, ...], settings: Settings) -> None:
+    """Every name must be a tool registered from LASH_TOOLS (and the built-ins) here: the
+    same variable the workers load their tools from."""
+    known = registry_from_env(settings.env).tool_names()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UnknownTool(
+            f"tools: unknown tool {unknown[0]!r}; registered: {', '.join(known)}",
+            field="tools",
+            unknown=unknown,
+        )
 
 
 def enqueue_turn(store: Store, payload: EnqueueTurnPayload) -> PendingInput:
@@ -44,6 +70,8 @@ def enqueue_turn(store: Store, payload: EnqueueTurnPayload) -> PendingInput:
         body["branch_from"] = payload.branch_from
     if payload.attachments:
         body["attachments"] = list(payload.attachments)
+    if payload.reply_to is not None:
+        body["reply_to"] = payload.reply_to.model_dump()
     source_key = payload.source_key or f"host:{payload.input_id or uuid.uuid4().hex}"
     return store.inputs.enqueue(
         InputDraft(

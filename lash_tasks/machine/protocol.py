@@ -50,7 +50,8 @@ class SteerInput:
 @dataclass(frozen=True)
 class StepOpened:
     """The step holds the lease. `graph` stands where the turn continues (it is only read);
-    `steer` lists every steer input the turn accepted, in order."""
+    `steer` lists every steer input the turn accepted, in order. `llm_unavailable` says why
+    this worker cannot serve the session's LLM provider."""
 
     turn: TurnState
     graph: SessionGraph
@@ -58,6 +59,7 @@ class StepOpened:
     now: str
     steer: tuple[SteerInput, ...] = ()
     branch_error: str | None = None
+    llm_unavailable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,8 @@ def _opened(event: StepOpened) -> tuple[Step, tuple[Effect, ...]]:
         return _failed(step, StepFailed({"code": "node_not_found", "message": event.branch_error}))
     if turn.cancel_requested:
         return _cancelled(step, CANCELLED_TEXT, {})
+    if event.llm_unavailable is not None:
+        return _unavailable(step, event.llm_unavailable)
     history = [
         *event.graph.active_messages(),
         *(_message(d) for d in opening),
@@ -372,6 +376,20 @@ def _cancelled(step: Step, text: str, detail: dict[str, Any]) -> tuple[Step, tup
     returned = step.steer_ids
     step = replace(step, steer=(), steer_ids=())
     return _close(step, TurnOutcome("stopped", "cancelled", text, detail=detail), returned)
+
+
+def _unavailable(step: Step, reason: str) -> tuple[Step, tuple[Effect, ...]]:
+    """No LLM call: this worker cannot serve the session's provider. The turn's inputs are
+    answered with the reason; steer input the model never saw waits for the next turn."""
+    returned = step.steer_ids
+    step = replace(step, steer=(), steer_ids=())
+    outcome = TurnOutcome(
+        "stopped",
+        "provider_unavailable",
+        f"the turn cannot run: {reason}",
+        detail={"provider": step.context.provider, "reason": reason},
+    )
+    return _close(step, outcome, returned)
 
 
 def _failed(step: Step, event: StepFailed) -> tuple[Step, tuple[Effect, ...]]:

@@ -104,6 +104,7 @@ class StepContext:
     session_id: str
     model: str
     max_turns: int
+    provider: str = "scripted"
     system_prompt: str | None = None
     tools: tuple[ToolManifest, ...] = ()
     budget: ToolOutputBudget = field(default_factory=ToolOutputBudget)

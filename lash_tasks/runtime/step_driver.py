@@ -46,6 +46,7 @@ from lash_tasks.machine.protocol import (
     advance,
     opening_for_inputs,
 )
+from lash_tasks.providers.registry import Unavailable
 from lash_tasks.runtime.assembly import SessionRuntime, build_runtime
 from lash_tasks.runtime.effects import EffectRequest
 from lash_tasks.runtime.lash_core import LashCore
@@ -268,6 +269,7 @@ class _Delivery:
             session_id=runtime.session_id,
             model=policy.model.id,
             max_turns=policy.max_turns,
+            provider=policy.provider,
             system_prompt=policy.system_prompt,
             tools=tuple(runtime.tools.manifests()),
             budget=core.budget,
@@ -284,6 +286,7 @@ class _Delivery:
             now=datetime.now(UTC).isoformat(),
             steer=steer,
             branch_error=opened.branch_missing,
+            llm_unavailable=runtime.llm.reason if isinstance(runtime.llm, Unavailable) else None,
         )
         step, effects = advance(None, event)
         self.planned = _Opened(runtime, step, effects, step)

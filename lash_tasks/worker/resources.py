@@ -16,7 +16,7 @@ from typing import Any
 from lash_tasks.attachments import blob_store_from_url
 from lash_tasks.events.emitter import StepEventsFactory
 from lash_tasks.machine import ModelSpec
-from lash_tasks.providers import llm_provider_from_env
+from lash_tasks.providers.registry import LlmProviders
 from lash_tasks.runtime.lash_core import LashCore, LeaseTimings
 from lash_tasks.runtime.trace import JsonlTraceSink, NullTraceSink, TraceSink
 from lash_tasks.settings import Settings
@@ -72,7 +72,7 @@ def build_resources(
     core = (
         LashCore.builder()
         .with_sql_host(store, blobs)
-        .llm_provider(llm_provider_from_env(env))
+        .llm_providers(LlmProviders.from_settings(settings))
         .model(ModelSpec(id=settings.model))
         .tools(lambda: registry_from_env(env))
         .lease_timings(LeaseTimings(settings.lease_ttl_ms, settings.lease_renew_ms))
