@@ -34,6 +34,7 @@ from lash_tasks.providers.registry import LlmProviders
 from lash_tasks.runtime.effects import DurableEffectHost, EffectHost
 from lash_tasks.runtime.process_envs import BlobProcessEnvStore, Facet, ProcessEnvStore
 from lash_tasks.runtime.rebuild_cache import RuntimeCache
+from lash_tasks.runtime.reply_sender import OutboxOnly, ReplySender
 from lash_tasks.runtime.trace import Tracer, TraceSink
 from lash_tasks.store.contracts import RuntimeStore
 from lash_tasks.tools.registry import ToolRegistry
@@ -89,6 +90,8 @@ class LashCore:
     steps_per_delivery: int = 8
     # What each step tells the session's live readers (none, unless a factory is wired).
     events: StepEventsFactory = field(default_factory=StepEventsFactory.disabled)
+    # Publishes the replies a final commit wrote (none in this process: the sweeper does).
+    replies: ReplySender = field(default_factory=OutboxOnly)
 
     @staticmethod
     def builder() -> CoreBuilder:
@@ -136,6 +139,7 @@ class CoreBuilder:
         self._incarnation_id = uuid.uuid4().hex
         self._trace: TraceSink | None = None
         self._events = StepEventsFactory.disabled()
+        self._replies: ReplySender = OutboxOnly()
         self._steps_per_delivery = 8
         self._process_registry: Facet | None = None
         self._trigger_store: Facet | None = None
@@ -227,6 +231,11 @@ class CoreBuilder:
         self._events = events
         return self
 
+    def reply_sender(self, sender: ReplySender) -> CoreBuilder:
+        """Who publishes a turn's replies (`reply_to`) right after its final commit."""
+        self._replies = sender
+        return self
+
     def trace_sink(self, sink: TraceSink) -> CoreBuilder:
         self._trace = sink
         return self
@@ -293,6 +302,7 @@ class CoreBuilder:
             incarnation_id=self._incarnation_id,
             tracer=Tracer(self._trace),
             events=self._events,
+            replies=self._replies,
             steps_per_delivery=self._steps_per_delivery,
             budget=self._budget,
             step_time_limit_ms=self._step_limit_ms,

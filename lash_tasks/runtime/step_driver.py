@@ -30,7 +30,7 @@ from lash_tasks.errors import (
     TurnCommitConflict,
 )
 from lash_tasks.events.emitter import StepEvents
-from lash_tasks.machine import Node, StepContext
+from lash_tasks.machine import Node, ReplyRoute, StepContext
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.machine.protocol import (
     CallLlm,
@@ -277,7 +277,12 @@ class _Delivery:
             last_chance=self.final_attempt,
         )
         steer = tuple(
-            SteerInput(i.input_id, opening_for_inputs([i.input])[0]) for i in opened.steer
+            SteerInput(
+                i.input_id,
+                opening_for_inputs([i.input])[0],
+                ReplyRoute.of_input(i.input_id, i.input),
+            )
+            for i in opened.steer
         )
         event = StepOpened(
             turn=turn,
@@ -395,6 +400,8 @@ class _Delivery:
             self._record_held(work)
             raise
         events.committed()
+        if closed.replies:
+            self.core.replies.send(closed.replies)
         self._committed(runtime, nodes, closed, plan)
         return closed
 

@@ -153,6 +153,7 @@ class VacuumReport:
     removed_queued_work: int = 0
     removed_journal_rows: int = 0
     removed_events: int = 0
+    removed_replies: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -161,6 +162,7 @@ class VacuumReport:
             "removed_queued_work": self.removed_queued_work,
             "removed_journal_rows": self.removed_journal_rows,
             "removed_events": self.removed_events,
+            "removed_replies": self.removed_replies,
         }
 
 

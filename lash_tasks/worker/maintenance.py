@@ -11,6 +11,7 @@ from lash_tasks.errors import SessionNotFound
 from lash_tasks.settings import Settings
 from lash_tasks.worker.beat_schedule import job_intervals_s
 from lash_tasks.worker.pokes import poke_session
+from lash_tasks.worker.replies import republish_unsent
 from lash_tasks.worker.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ def _sweep(res: Resources, app: Any, slot: str) -> dict[str, Any]:
     runnable = res.store.maintenance.runnable_sessions()
     for session in runnable:
         poke_session(app, session.session_id, force=True)
-    return {"poked_sessions": len(runnable)}
+    replies = republish_unsent(app, res.store.replies)
+    return {"poked_sessions": len(runnable), "republished_replies": replies}
 
 
 def _tombstone_orphans(res: Resources, app: Any, slot: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from lash_tasks.store.migrate import require_current_schema
 from lash_tasks.store.store import Store
 from lash_tasks.tools.loading import registry_from_env
 from lash_tasks.worker.heartbeat import Heartbeat
+from lash_tasks.worker.replies import CeleryReplySender
 
 
 @dataclass
@@ -41,6 +42,13 @@ class Resources:
         self.core.close()
         if self.redis is not None:
             self.redis.close()
+
+
+def _celery_app() -> Any:
+    # Imported when first needed: the app module imports this one (through the tasks).
+    from lash_tasks.worker.app import app
+
+    return app
 
 
 def trace_sink_from_env(env: dict[str, str]) -> TraceSink:
@@ -82,6 +90,7 @@ def build_resources(
         .step_max_attempts(settings.step_max_attempts)
         .steps_per_delivery(settings.steps_per_delivery)
         .step_events(events)
+        .reply_sender(CeleryReplySender(_celery_app, store.replies))
         .build()
     )
     redis_client = None

@@ -18,6 +18,7 @@ from lash_tasks.providers import ScriptedProvider, ScriptRule, load_rules
 from lash_tasks.providers.llm_provider import LlmProvider
 from lash_tasks.providers.registry import LlmProviders
 from lash_tasks.runtime.lash_core import LashCore, LeaseTimings, Residency
+from lash_tasks.runtime.reply_sender import ReplySender
 from lash_tasks.runtime.step_driver import StepResult, run_step
 from lash_tasks.runtime.trace import TraceSink
 from lash_tasks.store.records import InputDraft, PendingInput
@@ -65,6 +66,7 @@ class Harness:
         budget: ToolOutputBudget | None = None,
         tools: Callable[[], ToolRegistry] = builtin_tools,
         steps_per_delivery: int = 1,
+        replies: ReplySender | None = None,
     ) -> tuple[LashCore, ScriptedProvider]:
         parsed = load_rules(script) if isinstance(script, str) else tuple(script)
         scripted = ScriptedProvider(parsed)
@@ -83,6 +85,8 @@ class Harness:
         )
         if sink is not None:
             builder = builder.trace_sink(sink)
+        if replies is not None:
+            builder = builder.reply_sender(replies)
         if budget is not None:
             builder = builder.tool_output_budget(budget)
         core = builder.build()
