@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from lash_tasks.attachments.values import DEFAULT_MEDIA_TYPE
@@ -56,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _emit(result: Any, as_json: bool) -> None:
+    if isinstance(result, BaseModel):
+        result = result.model_dump(mode="json")
+    elif isinstance(result, list) and all(isinstance(r, BaseModel) for r in result):
+        result = [r.model_dump(mode="json") for r in result]
     if as_json or not isinstance(result, str):
         print(json.dumps(result, indent=None if as_json else 2, default=str))
     else:
@@ -93,9 +98,20 @@ def _parser() -> argparse.ArgumentParser:
     session = sub.add_parser("session", help="sessions").add_subparsers(title="session commands")
     create = session.add_parser("create", help="create a session")
     create.add_argument("session_id")
-    create.add_argument("--model", default=None)
+    create.add_argument(
+        "--provider", default=None, help="LLM provider name (default LASH_PROVIDER)"
+    )
+    create.add_argument("--model", default=None, help="model id (default LASH_MODEL)")
     create.add_argument("--system-prompt", default=None)
     create.add_argument("--max-turns", type=int, default=None)
+    create.add_argument(
+        "--tool",
+        action="append",
+        default=None,
+        dest="tools",
+        metavar="NAME",
+        help="a registered tool the session may use; repeatable (default: every tool)",
+    )
     create.set_defaults(handler=_session_create)
 
     enqueue = sub.add_parser("enqueue", help="submit user input to a session")
@@ -121,9 +137,26 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("session_id")
     show.set_defaults(handler=_show)
 
+    sessions = sub.add_parser("sessions", help="list sessions (in id order)")
+    sessions.add_argument(
+        "--state",
+        choices=["running", "waiting", "idle"],
+        default=None,
+        help="running: a turn is active; waiting: inputs pending; idle: neither",
+    )
+    sessions.add_argument("--limit", type=int, default=100, help="at most this many (1-1000)")
+    sessions.add_argument("--after", default=None, help="only sessions after this id (paging)")
+    sessions.set_defaults(handler=_sessions)
+
+    one_input = sub.add_parser("input", help="show one input: its text, state and outcome")
+    one_input.add_argument("session_id")
+    one_input.add_argument("input_id")
+    one_input.set_defaults(handler=_input)
+
     cancel = sub.add_parser("cancel", help="cancel a pending input or interrupt the turn")
     cancel.add_argument("session_id")
     cancel.add_argument("input_id", nargs="?")
+    cancel.add_argument("--source-key", default=None, help="cancel the input of this key")
     cancel.add_argument("--interrupt", action="store_true")
     cancel.set_defaults(handler=_cancel)
 
@@ -256,32 +289,30 @@ def _client() -> Any:
 
 
 def _session_create(args: argparse.Namespace) -> dict[str, Any]:
-    client = _client()
-    options = {
-        k: v
-        for k, v in {
-            "model": args.model,
-            "system_prompt": args.system_prompt,
-            "max_turns": args.max_turns,
-        }.items()
-        if v is not None
-    }
-    return {"session_id": client.create_session(args.session_id, **options)}
+    view = _client().create_session(
+        args.session_id,
+        provider=args.provider,
+        model=args.model,
+        system_prompt=args.system_prompt,
+        max_turns=args.max_turns,
+        tools=args.tools,
+    )
+    return {"session_id": view.session_id}
 
 
 def _enqueue(args: argparse.Namespace) -> dict[str, Any] | None:
     client = _client()
-    options = {
-        k: v
-        for k, v in {"source_key": args.source_key, "branch_from": args.branch_from}.items()
-        if v is not None
-    }
     attachments = [_put_file(client, args.session_id, path) for path in args.attach]
-    if attachments:
-        options["attachments"] = attachments
     # Taken before the input exists, so the stream shows its turn from the start.
     cursor = _event_tail(client, args.session_id) if args.wait else None
-    input_id = client.enqueue_turn(args.session_id, args.text, steer=args.steer, **options)
+    input_id = client.enqueue_turn(
+        args.session_id,
+        args.text,
+        source_key=args.source_key,
+        branch_from=args.branch_from,
+        attachments=attachments,
+        steer=args.steer,
+    )
     if not args.wait:
         return {"input_id": input_id, "state": "pending"}
     printer = _EventPrinter(args.json)
@@ -334,38 +365,57 @@ def _show(args: argparse.Namespace) -> Any:
     if args.json:
         return view
     lines = [
-        f"session {view['session_id']}  revision {view['head_revision']}  model {view['model']}"
+        f"session {view.session_id}  revision {view.head_revision}  "
+        f"provider {view.provider}  model {view.model}"
     ]
-    for node in view["transcript"]:
+    for node in view.transcript:
         if node["kind"] == "message":
             calls = ", ".join(c["name"] for c in node.get("tool_calls", []))
             suffix = f"  [calls: {calls}]" if calls else ""
             lines.append(f"  {node['role']:>9}: {node.get('text', '')}{suffix}")
         else:
             lines.append(f"  {'event':>9}: {node.get('type')} {node.get('reason') or ''}")
-    if view["pending_inputs"]:
-        lines.append(f"  pending inputs: {', '.join(view['pending_inputs'])}")
+    turn = view.active_turn
+    if turn is not None:
+        lines.append(
+            f"  active turn {turn.turn_id}: {turn.steps_committed} step(s) committed, "
+            f"attempt {turn.attempts}, inputs {', '.join(turn.claimed_input_ids) or '-'}"
+            + ("  (cancel requested)" if turn.cancel_requested else "")
+        )
+        if turn.error:
+            lines.append(f"  last error: {turn.error}")
+    if view.pending_inputs:
+        lines.append(f"  pending inputs: {', '.join(view.pending_inputs)}")
     return "\n".join(lines)
 
 
-def _cancel(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(_client().cancel_input(args.session_id, args.input_id, interrupt=args.interrupt))
+def _sessions(args: argparse.Namespace) -> Any:
+    found = _client().sessions(state=args.state, limit=args.limit, after=args.after)
+    if args.json:
+        return found
+    return "\n".join(
+        f"{s.session_id}  {s.activity:<7}  pending {s.pending_inputs}  "
+        f"revision {s.head_revision}  {s.provider}/{s.model}"
+        for s in found
+    )
 
 
-def _delete(args: argparse.Namespace) -> dict[str, Any]:
-    return {"session_id": args.session_id, "deleted": _client().delete_session(args.session_id)}
+def _input(args: argparse.Namespace) -> Any:
+    return _client().input(args.session_id, args.input_id)
 
 
-def _status(args: argparse.Namespace) -> dict[str, Any]:
-    client = _client()
-    store = client.store
-    return {
-        "sessions": store.maintenance.count_rows("lash_sessions"),
-        "pending_inputs": store.maintenance.count_rows("lash_pending_inputs"),
-        "active_turns": store.maintenance.count_rows("lash_active_turns"),
-        "runnable_without_lease": len(store.maintenance.runnable_sessions()),
-        "queued_work": store.maintenance.count_rows("lash_queued_work"),
-    }
+def _cancel(args: argparse.Namespace) -> Any:
+    return _client().cancel_input(
+        args.session_id, args.input_id, source_key=args.source_key, interrupt=args.interrupt
+    )
+
+
+def _delete(args: argparse.Namespace) -> Any:
+    return _client().delete_session(args.session_id)
+
+
+def _status(args: argparse.Namespace) -> Any:
+    return _client().status()
 
 
 def _watch(args: argparse.Namespace) -> None:

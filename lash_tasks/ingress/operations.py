@@ -20,6 +20,7 @@ from lash_tasks.settings import Settings
 from lash_tasks.store.records import InputDraft, PendingInput, SessionRecord
 from lash_tasks.store.store import Store
 from lash_tasks.tools.loading import registry_from_env
+from lash_tasks.views import CancelResult
 
 log = logging.getLogger(__name__)
 # A cancel's event is worth a short wait (a waiter may be blocked on it), never a long one.
@@ -104,7 +105,7 @@ def enqueue_and_poke(
 
 def cancel_input(
     store: Store, payload: CancelInputPayload, events: EventPublisher | None = None
-) -> dict[str, Any]:
+) -> CancelResult:
     if payload.input_id is None and payload.source_key is None and not payload.interrupt:
         raise ValidationError("cancel_input needs an input_id, a source_key or interrupt=true")
     result: dict[str, Any] = {"session_id": payload.session_id}
@@ -122,7 +123,7 @@ def cancel_input(
                 events.flush(_CANCEL_EVENT_FLUSH_S)
     if payload.interrupt:
         result["interrupt_requested"] = store.turns.request_cancel(payload.session_id)
-    return result
+    return CancelResult.model_validate(result)
 
 
 def _input_id_of(store: Store, payload: CancelInputPayload) -> str | None:
@@ -130,24 +131,3 @@ def _input_id_of(store: Store, payload: CancelInputPayload) -> str | None:
         if row.source_key == payload.source_key:
             return row.input_id
     return None
-
-
-def session_view(store: Store, session_id: str) -> dict[str, Any]:
-    """What a session looks like now: revision, model, usage, active turn, pending inputs,
-    lease and the active path's transcript."""
-    loaded = store.sessions.load(session_id)
-    owner, fencing, expires = store.leases.state(session_id)
-    transcript = [
-        {"node_id": n.node_id, "kind": n.kind, **dict(n.payload)}
-        for n in loaded.graph.active_path()
-    ]
-    return {
-        "session_id": session_id,
-        "head_revision": loaded.record.head_revision,
-        "model": loaded.record.policy.model.id if loaded.record.policy else None,
-        "usage": loaded.record.usage.to_json(),
-        "active_turn": loaded.active_turn.turn_id if loaded.active_turn else None,
-        "pending_inputs": [i.input_id for i in store.inputs.list_pending(session_id)],
-        "lease": {"owner": owner, "fencing_token": fencing, "expires_at": expires},
-        "transcript": transcript,
-    }

@@ -21,7 +21,7 @@ from lash_tasks.store.records import (
     VacuumReport,
 )
 from lash_tasks.store.sessions import ancestry
-from lash_tasks.store.work_queue import DONE_QUEUE_STATES, OPEN_QUEUE_STATES
+from lash_tasks.store.work_queue import DONE_QUEUE_STATES, OPEN_QUEUE_STATES, QueueState
 
 TERMINAL_PROCESS_STATES = ("completed", "failed", "cancelled", "abandoned")
 
@@ -250,6 +250,26 @@ class Maintenance:
             if session_id is not None:
                 query = query.where(table.c.session_id == session_id)
             return int(conn.execute(query).scalar_one())
+
+    def fleet_counts(self) -> dict[str, int]:
+        """What waits across the fleet: sessions, inputs still pending (not claimed, not
+        answered), running turns, queued work still ready."""
+        p, q = t.pending_inputs, t.queued_work
+        with self.db.read() as conn, conn.begin():
+
+            def count(table: Any, *where: Any) -> int:
+                return int(
+                    conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+                )
+
+            return {
+                "sessions": count(t.sessions),
+                "pending_inputs": count(
+                    p, p.c.state.in_([InputState.PENDING, InputState.PENDING_ACTIVE])
+                ),
+                "active_turns": count(t.active_turns),
+                "queued_work": count(q, q.c.state == QueueState.READY),
+            }
 
     def claim_slot(self, job: str, slot: str) -> bool:
         """True for the first claimant of (job, slot); two beats firing the same slot get one."""

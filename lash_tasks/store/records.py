@@ -166,6 +166,23 @@ class VacuumReport:
         }
 
 
+SessionActivity = Literal["running", "waiting", "idle"]
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One line of a session list: `running` (a turn is active), `waiting` (inputs pending,
+    no turn yet) or `idle`."""
+
+    session_id: str
+    head_revision: int
+    provider: str | None
+    model: str | None
+    activity: SessionActivity
+    pending_inputs: int
+    updated_at: int
+
+
 @dataclass(frozen=True)
 class RunnableSession:
     """What the sweeper found: a session with work and no live lease."""
