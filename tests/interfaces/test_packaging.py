@@ -46,3 +46,4 @@ def test_the_wheel_installs_no_top_level_celeryconfig_or_beat_schedule(tmp_path:
     assert top == {"lash_tasks"}, sorted(top)
     assert "lash_tasks/worker/celery_config.py" in names
     assert "lash_tasks/worker/beat_schedule.py" in names
+    assert "lash_tasks/py.typed" in names  # PEP 561: the package ships its annotations
