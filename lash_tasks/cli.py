@@ -13,6 +13,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from lash_tasks.attachments.values import DEFAULT_MEDIA_TYPE
@@ -21,7 +22,6 @@ from lash_tasks.events.render import TranscriptRenderer
 from lash_tasks.events.vocabulary import SessionEvent, event_json
 from lash_tasks.settings import Settings
 from lash_tasks.store.database import explain_database_error
-from lash_tasks.store.records import SessionDeleteReport
 from lash_tasks.worker import queues
 
 Handler = Callable[[argparse.Namespace], Any]
@@ -81,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _emit(result: Any, as_json: bool) -> None:
+    if isinstance(result, BaseModel):
+        result = result.model_dump(mode="json")
+    elif isinstance(result, list) and all(isinstance(r, BaseModel) for r in result):
+        result = [r.model_dump(mode="json") for r in result]
     if as_json or not isinstance(result, str):
         print(json.dumps(result, indent=None if as_json else 2, default=str))
     else:
@@ -182,10 +186,21 @@ def _parser() -> argparse.ArgumentParser:
         "create", help="create a session", description="Create a session."
     )
     create.add_argument("session_id", help="the new session's id")
+    create.add_argument(
+        "--provider", default=None, help="LLM provider name (default LASH_PROVIDER)"
+    )
     create.add_argument("--model", default=None, help="model id (default LASH_MODEL)")
     create.add_argument("--system-prompt", default=None, help="the session's system prompt")
     create.add_argument(
         "--max-turns", type=int, default=None, help="most model calls in one turn (1-1000)"
+    )
+    create.add_argument(
+        "--tool",
+        action="append",
+        default=None,
+        dest="tools",
+        metavar="NAME",
+        help="a registered tool the session may use; repeatable (default: every tool)",
     )
     create.set_defaults(handler=_session_create)
 
@@ -230,6 +245,28 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--tree", action="store_true", help="the session and its subagents")
     show.set_defaults(handler=_show)
 
+    sessions = sub.add_parser(
+        "sessions", help="list sessions (in id order)", description="List sessions in id order."
+    )
+    sessions.add_argument(
+        "--state",
+        choices=["running", "waiting", "idle"],
+        default=None,
+        help="running: a turn is active; waiting: inputs pending; idle: neither",
+    )
+    sessions.add_argument("--limit", type=int, default=100, help="at most this many (1-1000)")
+    sessions.add_argument("--after", default=None, help="only sessions after this id (paging)")
+    sessions.set_defaults(handler=_sessions)
+
+    one_input = sub.add_parser(
+        "input",
+        help="show one input: its text, state and outcome",
+        description="Show one input of a session (an unknown input is an error).",
+    )
+    one_input.add_argument("session_id", help="the session")
+    one_input.add_argument("input_id", help="the input")
+    one_input.set_defaults(handler=_input)
+
     cancel = sub.add_parser(
         "cancel",
         help="cancel a pending input or interrupt the turn",
@@ -237,6 +274,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cancel.add_argument("session_id", help="the session")
     cancel.add_argument("input_id", nargs="?", help="the pending input to cancel")
+    cancel.add_argument("--source-key", default=None, help="cancel the input of this key")
     cancel.add_argument(
         "--interrupt", action="store_true", help="also stop the session's running turn"
     )
@@ -401,33 +439,31 @@ def _client() -> Any:
 
 
 def _session_create(args: argparse.Namespace) -> dict[str, Any]:
-    client = _client()
-    options = {
-        k: v
-        for k, v in {
-            "model": args.model,
-            "system_prompt": args.system_prompt,
-            "max_turns": args.max_turns,
-        }.items()
-        if v is not None
-    }
-    return {"session_id": client.create_session(args.session_id, **options)}
+    view = _client().create_session(
+        args.session_id,
+        provider=args.provider,
+        model=args.model,
+        system_prompt=args.system_prompt,
+        max_turns=args.max_turns,
+        tools=args.tools,
+    )
+    return {"session_id": view.session_id}
 
 
 def _enqueue(args: argparse.Namespace) -> dict[str, Any] | None:
     text = _input_text(args.text, args.file)
     client = _client()
-    options = {
-        k: v
-        for k, v in {"source_key": args.source_key, "branch_from": args.branch_from}.items()
-        if v is not None
-    }
     attachments = [_put_file(client, args.session_id, path) for path in args.attach]
-    if attachments:
-        options["attachments"] = attachments
     # Taken before the input exists, so the stream shows its turn from the start.
     cursor = _event_tail(client, args.session_id) if args.wait else None
-    input_id = client.enqueue_turn(args.session_id, text, steer=args.steer, **options)
+    input_id = client.enqueue_turn(
+        args.session_id,
+        text,
+        source_key=args.source_key,
+        branch_from=args.branch_from,
+        attachments=attachments,
+        steer=args.steer,
+    )
     if not args.wait:
         return {"input_id": input_id, "state": "pending"}
     printer = _EventPrinter(args.json)
@@ -498,7 +534,7 @@ def _put_file(client: Any, session_id: str, path: str) -> str:
 def _show(args: argparse.Namespace) -> Any:
     client = _client()
     if args.tree:
-        from lash_tasks.ingress.operations import session_tree
+        from lash_tasks.ingress.reads import session_tree
 
         client.store.sessions.record(args.session_id)  # an unknown session is an error
         tree = session_tree(client.store, args.session_id)
@@ -507,48 +543,67 @@ def _show(args: argparse.Namespace) -> Any:
     if args.json:
         return view
     lines = [
-        f"session {view['session_id']}  revision {view['head_revision']}  model {view['model']}"
+        f"session {view.session_id}  revision {view.head_revision}  "
+        f"provider {view.provider}  model {view.model}"
     ]
-    for node in view["transcript"]:
+    for node in view.transcript:
         if node["kind"] == "message":
             calls = ", ".join(c["name"] for c in node.get("tool_calls", []))
             suffix = f"  [calls: {calls}]" if calls else ""
             lines.append(f"  {node['role']:>9}: {node.get('text', '')}{suffix}")
         else:
             lines.append(f"  {'event':>9}: {node.get('type')} {node.get('reason') or ''}")
-    if view["pending_inputs"]:
-        lines.append(f"  pending inputs: {', '.join(view['pending_inputs'])}")
-    for process in view["processes"]:
+    turn = view.active_turn
+    if turn is not None:
         lines.append(
-            f"  process {process['process_id']}: {process['kind']} {process['status']} "
-            f"({process['disposition']})"
+            f"  active turn {turn.turn_id}: {turn.steps_committed} step(s) committed, "
+            f"attempt {turn.attempts}, inputs {', '.join(turn.claimed_input_ids) or '-'}"
+            + ("  (cancel requested)" if turn.cancel_requested else "")
         )
+        if turn.error:
+            lines.append(f"  last error: {turn.error}")
+    if view.pending_inputs:
+        lines.append(f"  pending inputs: {', '.join(view.pending_inputs)}")
+    for process in view.processes:
+        lines.append(
+            f"  process {process.process_id}: {process.kind} {process.status} "
+            f"({process.disposition})"
+        )
+    if view.children:
+        lines.append(f"  child sessions: {', '.join(view.children)}")
     return "\n".join(lines)
 
 
-def _cancel(args: argparse.Namespace) -> dict[str, Any] | Exit:
-    result = dict(_client().cancel_input(args.session_id, args.input_id, interrupt=args.interrupt))
-    return Exit(result, EXIT_NOT_FOUND) if result.get("outcome") == "not_found" else result
+def _sessions(args: argparse.Namespace) -> Any:
+    found = _client().sessions(state=args.state, limit=args.limit, after=args.after)
+    if args.json:
+        return found
+    return "\n".join(
+        f"{s.session_id}  {s.activity:<7}  pending {s.pending_inputs}  "
+        f"revision {s.head_revision}  {s.provider}/{s.model}"
+        for s in found
+    )
 
 
-def _delete(args: argparse.Namespace) -> dict[str, Any]:
-    report: SessionDeleteReport = _client().delete_session(args.session_id)
-    return report.to_json()
+def _input(args: argparse.Namespace) -> Any:
+    return _client().input(args.session_id, args.input_id)
 
 
-def _status(args: argparse.Namespace) -> dict[str, Any]:
-    """Counts of sessions, inputs, active turns and queued work, read from the database."""
-    client = _client()
-    store = client.store
-    return {
-        "sessions": store.maintenance.count_rows("lash_sessions"),
-        "pending_inputs": store.maintenance.count_rows("lash_pending_inputs"),
-        "active_turns": store.maintenance.count_rows("lash_active_turns"),
-        "runnable_without_lease": len(store.maintenance.runnable_sessions()),
-        "queued_work": store.maintenance.count_rows("lash_queued_work"),
-        "processes": store.processes.counts(),
-        "runnable_processes_without_lease": len(store.processes.runnable()),
-    }
+def _cancel(args: argparse.Namespace) -> Any:
+    result = _client().cancel_input(
+        args.session_id, args.input_id, source_key=args.source_key, interrupt=args.interrupt
+    )
+    return Exit(result, EXIT_NOT_FOUND) if result.outcome == "not_found" else result
+
+
+def _delete(args: argparse.Namespace) -> Any:
+    return _client().delete_session(args.session_id)
+
+
+def _status(args: argparse.Namespace) -> Any:
+    """Counts of sessions, pending inputs, active turns, queued work and processes, read
+    from the database."""
+    return _client().status()
 
 
 def _watch(args: argparse.Namespace) -> None:

@@ -7,8 +7,10 @@ from the session's event stream (Redis when configured, else the database event 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
 
 from lash_tasks.attachments import (
     DEFAULT_MEDIA_TYPE,
@@ -24,20 +26,37 @@ from lash_tasks.events.publisher import EventPublisher
 from lash_tasks.events.redis_source import RedisEventSource
 from lash_tasks.events.sources import EventSource, read
 from lash_tasks.events.vocabulary import SessionEvent
-from lash_tasks.events.waiting import EventCallback, TurnAnswer
+from lash_tasks.events.waiting import EventCallback
 from lash_tasks.ingress import (
     CancelInputPayload,
     CreateSessionPayload,
     EnqueueTurnPayload,
     operations,
     parse_payload,
+    reads,
 )
+from lash_tasks.ingress.payloads import ReplyTo
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.settings import Settings
-from lash_tasks.store.records import SessionDeleteReport
 from lash_tasks.store.store import Store
+from lash_tasks.views import (
+    CancelResult,
+    DeleteReport,
+    FleetStatus,
+    InputView,
+    SessionSummary,
+    SessionView,
+    TurnAnswer,
+)
+from lash_tasks.worker.publishing import publishing_app
 
-__all__ = ["Client", "SessionDeleteReport", "TurnAnswer", "WaitTimeout"]
+__all__ = ["Client", "ReplyTo", "TurnAnswer", "WaitTimeout"]
+P = TypeVar("P", bound=BaseModel)
+
+
+def _parse(payload_type: type[P], /, **fields: Any) -> P:
+    """The payload of these keyword arguments; None means "not given" (the default)."""
+    return parse_payload(payload_type, {k: v for k, v in fields.items() if v is not None})
 
 
 class Client:
@@ -51,6 +70,7 @@ class Client:
         self.store = store
         self.settings = settings
         self._app = celery_app
+        self._owns_app = celery_app is None
         self._redis: Any = None
         self._blobs = blobs
         self._event_source: EventSource | None = None
@@ -58,16 +78,21 @@ class Client:
 
     @classmethod
     def from_env(cls) -> Client:
-        settings = Settings.from_env()
+        """A client configured like the fleet, from LASH_* variables."""
+        return cls.from_settings(Settings.from_env())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Client:
+        """A client of the fleet `settings` describe: its database, its broker, its Redis."""
         settings.ensure_local_dirs()
         return cls(Store.from_url(settings.database_url), settings)
 
     @property
     def app(self) -> Any:
+        """The Celery app this client pokes through: its own, on the broker of its settings
+        (never the process-global worker app, which another client may not share)."""
         if self._app is None:
-            from lash_tasks.worker.app import app
-
-            self._app = app
+            self._app = publishing_app(self.settings)
         return self._app
 
     @property
@@ -91,9 +116,9 @@ class Client:
         """The session event stream: Redis when configured, else the database event log."""
         if self._event_source is None:
             if self.settings.redis_url:
-                self._event_source = RedisEventSource(self.settings.redis_url, self.session_view)
+                self._event_source = RedisEventSource(self.settings.redis_url, self._view_json)
             else:
-                self._event_source = DatabaseEventSource(self.store.events, self.session_view)
+                self._event_source = DatabaseEventSource(self.store.events, self._view_json)
         return self._event_source
 
     @property
@@ -103,7 +128,12 @@ class Client:
             self._publisher = publisher_from_settings(self.settings)
         return self._publisher
 
+    def _view_json(self, session_id: str) -> dict[str, Any]:
+        return self.session_view(session_id).model_dump(mode="json")
+
     def close(self) -> None:
+        if self._app is not None and self._owns_app:
+            self._app.close()
         if self._publisher is not None:
             self._publisher.close()
         if self._event_source is not None:
@@ -112,14 +142,62 @@ class Client:
         if self._redis is not None:
             self._redis.close()
 
-    def create_session(self, session_id: str, **options: Any) -> str:
-        payload = parse_payload(CreateSessionPayload, {"session_id": session_id, **options})
-        return operations.create_session(self.store, payload, self.settings).session_id
+    def create_session(
+        self,
+        session_id: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        system_prompt: str | None = None,
+        max_turns: int | None = None,
+        residency: Literal["keep_all", "active_path_only"] | None = None,
+        tools: Sequence[str] | None = None,
+    ) -> SessionView:
+        """Create a session (the same call again is a no-op). `provider` is one of the LLM
+        provider names the fleet knows (default LASH_PROVIDER), `model` its model id
+        (default LASH_MODEL), `tools` the registered tools the session may use (default:
+        all). A bad value raises a `ValidationError` naming the field; nothing is written."""
+        payload = _parse(
+            CreateSessionPayload,
+            session_id=session_id,
+            provider=provider,
+            model=model,
+            system_prompt=system_prompt,
+            max_turns=max_turns,
+            residency=residency,
+            tools=None if tools is None else list(tools),
+        )
+        operations.create_session(self.store, payload, self.settings)
+        return self.session_view(session_id)
 
-    def enqueue_turn(self, session_id: str, text: str, **options: Any) -> str:
-        """Record the input durably, then poke a worker. Returns the input id."""
-        payload = parse_payload(
-            EnqueueTurnPayload, {"session_id": session_id, "text": text, **options}
+    def enqueue_turn(
+        self,
+        session_id: str,
+        text: str,
+        *,
+        source_key: str | None = None,
+        input_id: str | None = None,
+        branch_from: str | None = None,
+        attachments: Sequence[str] = (),
+        steer: bool = False,
+        reply_to: ReplyTo | Mapping[str, str] | None = None,
+    ) -> str:
+        """Record the input durably, then poke a worker. Returns the input id.
+
+        `source_key` makes the submission idempotent; `branch_from` runs the turn from that
+        node of the session; `attachments` are ids from `put_attachment`; `steer` joins the
+        running turn; `reply_to` ({"task", "queue"}) has the fleet send the turn's outcome
+        to that Celery task when it ends."""
+        payload = _parse(
+            EnqueueTurnPayload,
+            session_id=session_id,
+            text=text,
+            source_key=source_key,
+            input_id=input_id,
+            branch_from=branch_from,
+            attachments=list(attachments),
+            steer=steer,
+            reply_to=reply_to.model_dump() if isinstance(reply_to, ReplyTo) else reply_to,
         )
         return operations.enqueue_and_poke(self.store, payload, self.poke).input_id
 
@@ -173,22 +251,49 @@ class Client:
             poll_s=poll,
         )
 
-    def session_view(self, session_id: str) -> dict[str, Any]:
-        return operations.session_view(self.store, session_id)
+    def session_view(self, session_id: str) -> SessionView:
+        return reads.session_view(self.store, session_id)
+
+    def input(self, session_id: str, input_id: str) -> InputView:
+        """One input: what was submitted, its state, and its turn's outcome once ended."""
+        return reads.input_view(self.store, session_id, input_id)
+
+    def sessions(
+        self,
+        *,
+        state: Literal["running", "waiting", "idle"] | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[SessionSummary]:
+        """Sessions in id order (`after` the given id, for the next page)."""
+        return reads.session_list(self.store, activity=state, limit=limit, after=after)
+
+    def status(self) -> FleetStatus:
+        """The fleet's backlog, from the database."""
+        return reads.fleet_status(self.store)
 
     def cancel_input(
-        self, session_id: str, input_id: str | None = None, *, interrupt: bool = False
-    ) -> dict[str, Any]:
-        payload = parse_payload(
+        self,
+        session_id: str,
+        input_id: str | None = None,
+        *,
+        source_key: str | None = None,
+        interrupt: bool = False,
+    ) -> CancelResult:
+        payload = _parse(
             CancelInputPayload,
-            {"session_id": session_id, "input_id": input_id, "interrupt": interrupt},
+            session_id=session_id,
+            input_id=input_id,
+            source_key=source_key,
+            interrupt=interrupt,
         )
         return operations.cancel_input(self.store, payload, self.publisher)
 
-    def delete_session(self, session_id: str) -> SessionDeleteReport:
+    def delete_session(self, session_id: str) -> DeleteReport:
         """Delete the session's rows; the report lists running processes it leaves without
         an owner (`orphaned_process_ids`). An unknown session gives a no-op report."""
-        return self.store.sessions.delete(session_id)
+        check_session_id(session_id)
+        return DeleteReport.model_validate(self.store.sessions.delete(session_id).to_json())
 
     def events(
         self, session_id: str, cursor: str | None = None, timeout: float | None = None

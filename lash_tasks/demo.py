@@ -73,9 +73,9 @@ def run_demo(settings: Settings, turns: int = 3) -> str:
             lines.append(f"  user: {text}")
             lines.append(f"  agent: {answer.text}   ({elapsed:.0f} ms, {answer.state})")
         view = client.session_view(session_id)
-        tools = sum(1 for n in view["transcript"] if n.get("role") == "tool")
+        tools = sum(1 for n in view.transcript if n.get("role") == "tool")
         lines.append(
-            f"committed revision {view['head_revision']}, {len(view['transcript'])} nodes, "
+            f"committed revision {view.head_revision}, {len(view.transcript)} nodes, "
             f"{tools} tool result(s); inspect with: lash-tasks show {session_id}"
         )
     finally:

@@ -18,6 +18,9 @@ LashError                               (retryable: bool attribute on every erro
 │   ├── SchemaVersionError              persisted JSON of an unknown shape or version
 │   ├── StaleToolSurface                tool-surface generation mismatch
 │   ├── UnknownAttachment               an input names an attachment its session does not hold
+│   ├── UnknownBranchPoint              an input's branch_from names a node its session lacks
+│   ├── UnknownLlmProvider              a session names an LLM provider no one configured
+│   ├── UnknownTool                     a session selects a tool no provider registers
 │   └── InvalidCursor                   an event cursor that is malformed or from the future
 ├── NotFound
 │   ├── SessionNotFound
@@ -156,6 +159,18 @@ class StaleToolSurface(ValidationError):
 
 class UnknownAttachment(ValidationError):
     code = "unknown_attachment"
+
+
+class UnknownBranchPoint(ValidationError):
+    code = "unknown_branch_point"
+
+
+class UnknownLlmProvider(ValidationError):
+    code = "unknown_llm_provider"
+
+
+class UnknownTool(ValidationError):
+    code = "unknown_tool"
 
 
 class InvalidCursor(ValidationError):

@@ -8,10 +8,11 @@ Production: LASH_DATABASE_URL=postgresql+psycopg2://… and LASH_BROKER_URL=redi
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from lash_tasks.errors import InvalidEnvironment
 
@@ -62,6 +63,27 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     )
 
 
+LlmKind = Literal["scripted", "openai", "anthropic"]
+LLM_KINDS: tuple[LlmKind, ...] = ("scripted", "openai", "anthropic")
+# A named endpoint is declared by LASH_PROVIDER_<NAME>_KIND (with _BASE_URL and _API_KEY).
+_ENDPOINT_VARIABLE = re.compile(r"^LASH_PROVIDER_([A-Z][A-Z0-9_]*?)_(KIND|BASE_URL|API_KEY)$")
+PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class LlmEndpoint:
+    """One LLM provider a session may name: a built-in one (`scripted`, `openai` from
+    OPENAI_*, `anthropic` from ANTHROPIC_*) or a named endpoint of an OpenAI-compatible or
+    Anthropic kind. `base_url` None is the vendor's own endpoint; the key is never shown."""
+
+    name: str
+    kind: LlmKind
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    url_variable: str | None = None
+    key_variable: str | None = None
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -103,7 +125,14 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     log_format: str = "text"
+    llm_endpoints: tuple[LlmEndpoint, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def provider_names(self) -> tuple[str, ...]:
+        """The LLM provider names a session may choose here (a worker serves those it has
+        credentials for)."""
+        return tuple(e.name for e in self.llm_endpoints)
 
     @property
     def embedded_broker(self) -> bool:
@@ -132,7 +161,7 @@ class Settings:
             result_backend=env.get("LASH_RESULT_BACKEND") or default_backend,
             redis_url=redis_url,
             attachments_url=env.get("LASH_ATTACHMENTS_URL") or (home / "attachments").as_uri(),
-            provider=env.get("LASH_PROVIDER") or "scripted",
+            provider=env.get("LASH_PROVIDER", "").strip().lower() or "scripted",
             model=env.get("LASH_MODEL") or "scripted-echo",
             lease_ttl_ms=ttl,
             lease_renew_ms=renew,
@@ -159,6 +188,7 @@ class Settings:
             metrics_port=_port(env, "LASH_METRICS_PORT"),
             metrics_host=env.get("LASH_METRICS_HOST") or "127.0.0.1",
             log_format=_choice(env, "LASH_LOG_FORMAT", ("text", "json")),
+            llm_endpoints=llm_endpoints_from_env(env),
             env=env,
         )
 
@@ -192,3 +222,63 @@ class Settings:
         if self.embedded_broker:
             (self.home / "broker").mkdir(parents=True, exist_ok=True)
             (self.home / "broker-processed").mkdir(parents=True, exist_ok=True)
+
+
+def llm_endpoints_from_env(env: Mapping[str, str]) -> tuple[LlmEndpoint, ...]:
+    """The built-in LLM providers, then every endpoint named by LASH_PROVIDER_<NAME>_KIND.
+
+    Only names and kinds are checked here (every process that creates sessions needs them);
+    URLs and keys are checked by the worker that serves them.
+    """
+    endpoints = [
+        LlmEndpoint("scripted", "scripted"),
+        _builtin(env, "openai", "OPENAI_BASE_URL", "OPENAI_API_KEY"),
+        _builtin(env, "anthropic", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"),
+    ]
+    named: dict[str, set[str]] = {}
+    for variable in sorted(env):
+        match = _ENDPOINT_VARIABLE.match(variable)
+        if match and env[variable].strip():
+            named.setdefault(match.group(1), set()).add(match.group(2))
+    for upper, parts in named.items():
+        name = upper.lower()
+        prefix = f"LASH_PROVIDER_{upper}"
+        if "KIND" not in parts:
+            raise InvalidEnvironment(
+                f"{prefix}_{sorted(parts)[0]} is set but {prefix}_KIND is not "
+                f"(one of: openai, anthropic)",
+                variable=f"{prefix}_KIND",
+            )
+        kind = env[f"{prefix}_KIND"].strip().lower()
+        if kind not in ("openai", "anthropic"):
+            raise InvalidEnvironment(
+                f"{prefix}_KIND must be one of: openai, anthropic", variable=f"{prefix}_KIND"
+            )
+        if name in LLM_KINDS or not PROVIDER_NAME.match(name):
+            raise InvalidEnvironment(
+                f"{prefix}_KIND: {name!r} is a built-in provider name or not a valid one "
+                f"(lower-case letters, digits, underscores)",
+                variable=f"{prefix}_KIND",
+            )
+        endpoints.append(
+            LlmEndpoint(
+                name,
+                cast(LlmKind, kind),
+                base_url=env.get(f"{prefix}_BASE_URL", "").strip() or None,
+                api_key=env.get(f"{prefix}_API_KEY", "").strip() or None,
+                url_variable=f"{prefix}_BASE_URL",
+                key_variable=f"{prefix}_API_KEY",
+            )
+        )
+    return tuple(endpoints)
+
+
+def _builtin(env: Mapping[str, str], kind: LlmKind, url: str, key: str) -> LlmEndpoint:
+    return LlmEndpoint(
+        kind,
+        kind,
+        base_url=env.get(url, "").strip() or None,
+        api_key=env.get(key, "").strip() or None,
+        url_variable=url,
+        key_variable=key,
+    )

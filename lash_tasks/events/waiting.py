@@ -14,42 +14,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from lash_tasks.errors import EventsUnavailable, InvalidCursor, NotFound, WaitTimeout
 from lash_tasks.events.sources import EventSource
 from lash_tasks.events.vocabulary import TURN_ENDS, SessionEvent
 from lash_tasks.store.records import InputState
 from lash_tasks.store.store import Store
+from lash_tasks.views import TurnAnswer
 
 log = logging.getLogger(__name__)
 EventCallback = Callable[[SessionEvent], None]
 _WAKING = (*TURN_ENDS, "input_cancelled")
-
-
-@dataclass(frozen=True)
-class TurnAnswer:
-    input_id: str
-    state: str
-    turn_id: str | None
-    outcome: dict[str, Any] | None
-
-    @property
-    def text(self) -> str:
-        return str((self.outcome or {}).get("text", ""))
-
-    @property
-    def done(self) -> bool:
-        return self.state in (InputState.COMPLETED, InputState.CANCELLED)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "input_id": self.input_id,
-            "state": self.state,
-            "turn_id": self.turn_id,
-            "outcome": self.outcome,
-        }
 
 
 def input_answer(store: Store, session_id: str, input_id: str) -> TurnAnswer:
@@ -61,7 +36,7 @@ def input_answer(store: Store, session_id: str, input_id: str) -> TurnAnswer:
     if row.state in (InputState.COMPLETED, InputState.CANCELLED) and row.turn_id is not None:
         stamp = store.turns.result(session_id, row.turn_id)
         outcome = (stamp or {}).get("outcome")
-    return TurnAnswer(input_id, row.state, row.turn_id, outcome)
+    return TurnAnswer(input_id=input_id, state=row.state, turn_id=row.turn_id, outcome=outcome)
 
 
 def wait_for_input(

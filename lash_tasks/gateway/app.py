@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lash_tasks.client import Client
 from lash_tasks.errors import ValidationError, WaitTimeout
-from lash_tasks.events.waiting import TurnAnswer, input_answer
+from lash_tasks.events.waiting import input_answer
 from lash_tasks.gateway.auth import BearerAuth
 from lash_tasks.gateway.error_responses import install_error_handlers
 from lash_tasks.gateway.sse import sse_stream
@@ -33,9 +33,11 @@ from lash_tasks.ingress import (
     EnqueueTurnPayload,
     operations,
     parse_payload,
+    reads,
 )
 from lash_tasks.metrics.backlog_collector import BacklogCollector
 from lash_tasks.store.backlog import Backlog
+from lash_tasks.views import TurnAnswer
 
 P = TypeVar("P", bound=BaseModel)
 # A long poll holds a thread; past a minute a client should simply ask again.
@@ -85,7 +87,8 @@ def create_app(client: Client, token: str | None, threads: int = 128) -> FastAPI
 
     @router.get("/sessions/{session_id}")
     async def session_view(session_id: str) -> dict[str, Any]:
-        return await run_in_threadpool(operations.session_view, client.store, session_id)
+        view = await run_in_threadpool(reads.session_view, client.store, session_id)
+        return view.model_dump(mode="json")
 
     @router.post(
         "/sessions/{session_id}/inputs",
@@ -115,7 +118,7 @@ def create_app(client: Client, token: str | None, threads: int = 128) -> FastAPI
                 return input_answer(client.store, session_id, input_id)
 
         answer = await run_in_threadpool(look)
-        return {"session_id": session_id, "done": answer.done, **answer.to_dict()}
+        return {"session_id": session_id, **answer.to_dict()}
 
     @router.post(
         "/sessions/{session_id}/cancel",
@@ -124,9 +127,10 @@ def create_app(client: Client, token: str | None, threads: int = 128) -> FastAPI
     async def cancel(session_id: str, request: Request) -> dict[str, Any]:
         """Cancel a pending input (`input_id` or `source_key`) and/or interrupt the turn."""
         payload = await _payload(request, CancelInputPayload, session_id=session_id)
-        return await run_in_threadpool(
+        result = await run_in_threadpool(
             operations.cancel_input, client.store, payload, client.publisher
         )
+        return result.model_dump(mode="json")
 
     @router.get("/sessions/{session_id}/events", response_class=StreamingResponse)
     async def events(

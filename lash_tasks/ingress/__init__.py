@@ -1,5 +1,6 @@
-"""The ingress: payloads checked at the edge (`payloads`) and the operations that write them
-(`operations`), shared by the Python client, the ingress tasks, the CLI and the HTTP gateway."""
+"""The ingress: payloads checked at the edge (`payloads`), the operations that write them
+(`operations`) and the read views (`reads`), shared by the Python client, the ingress tasks,
+the CLI and the HTTP gateway."""
 
 from lash_tasks.ingress.payloads import (
     CancelInputPayload,

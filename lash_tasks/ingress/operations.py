@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from lash_tasks.errors import ValidationError
+from lash_tasks.errors import UnknownLlmProvider, UnknownTool, ValidationError
 from lash_tasks.events.publisher import EventPublisher
 from lash_tasks.events.sources import now_ms
 from lash_tasks.events.vocabulary import InputCancelled
@@ -19,6 +19,8 @@ from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.settings import Settings
 from lash_tasks.store.records import InputDraft, PendingInput, SessionRecord
 from lash_tasks.store.store import Store
+from lash_tasks.tools.loading import registry_from_env
+from lash_tasks.views import CancelResult
 
 log = logging.getLogger(__name__)
 # A cancel's event is worth a short wait (a waiter may be blocked on it), never a long one.
@@ -28,14 +30,39 @@ _CANCEL_EVENT_FLUSH_S = 0.25
 def create_session(
     store: Store, payload: CreateSessionPayload, settings: Settings
 ) -> SessionRecord:
+    """Create the session with its LLM provider, model and tools, each checked against what
+    `settings` knows (typed errors naming the field; nothing written)."""
+    provider = payload.provider or settings.provider
+    if provider not in settings.provider_names:
+        raise UnknownLlmProvider(
+            f"provider: {provider!r} is not one of: {', '.join(settings.provider_names)}",
+            field="provider",
+            allowed=list(settings.provider_names),
+        )
+    if payload.tools is not None:
+        _check_tools(payload.tools, settings)
     policy = SessionPolicy(
-        provider=payload.provider or settings.provider,
+        provider=provider,
         model=ModelSpec(id=payload.model or settings.model),
         system_prompt=payload.system_prompt,
         max_turns=payload.max_turns or 16,
         residency=payload.residency or "active_path_only",
+        tools=payload.tools,
     )
     return store.sessions.create(payload.session_id, policy)
+
+
+def _check_tools(names: tuple[str, ...], settings: Settings) -> None:
+    """Every name must be a tool registered from LASH_TOOLS (and the built-ins) here: the
+    same variable the workers load their tools from."""
+    known = registry_from_env(settings.env).tool_names()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UnknownTool(
+            f"tools: unknown tool {unknown[0]!r}; registered: {', '.join(known)}",
+            field="tools",
+            unknown=unknown,
+        )
 
 
 def enqueue_turn(store: Store, payload: EnqueueTurnPayload) -> PendingInput:
@@ -44,6 +71,8 @@ def enqueue_turn(store: Store, payload: EnqueueTurnPayload) -> PendingInput:
         body["branch_from"] = payload.branch_from
     if payload.attachments:
         body["attachments"] = list(payload.attachments)
+    if payload.reply_to is not None:
+        body["reply_to"] = payload.reply_to.model_dump()
     source_key = payload.source_key or f"host:{payload.input_id or uuid.uuid4().hex}"
     return store.inputs.enqueue(
         InputDraft(
@@ -76,7 +105,7 @@ def enqueue_and_poke(
 
 def cancel_input(
     store: Store, payload: CancelInputPayload, events: EventPublisher | None = None
-) -> dict[str, Any]:
+) -> CancelResult:
     if payload.input_id is None and payload.source_key is None and not payload.interrupt:
         raise ValidationError("cancel_input needs an input_id, a source_key or interrupt=true")
     result: dict[str, Any] = {"session_id": payload.session_id}
@@ -94,7 +123,7 @@ def cancel_input(
                 events.flush(_CANCEL_EVENT_FLUSH_S)
     if payload.interrupt:
         result["interrupt_requested"] = store.turns.request_cancel(payload.session_id)
-    return result
+    return CancelResult.model_validate(result)
 
 
 def _input_id_of(store: Store, payload: CancelInputPayload) -> str | None:
@@ -102,44 +131,3 @@ def _input_id_of(store: Store, payload: CancelInputPayload) -> str | None:
         if row.source_key == payload.source_key:
             return row.input_id
     return None
-
-
-def session_view(store: Store, session_id: str) -> dict[str, Any]:
-    """What a session looks like now: revision, model, usage, active turn, pending inputs,
-    lease and the active path's transcript."""
-    loaded = store.sessions.load(session_id)
-    owner, fencing, expires = store.leases.state(session_id)
-    transcript = [
-        {"node_id": n.node_id, "kind": n.kind, **dict(n.payload)}
-        for n in loaded.graph.active_path()
-    ]
-    return {
-        "session_id": session_id,
-        "head_revision": loaded.record.head_revision,
-        "model": loaded.record.policy.model.id if loaded.record.policy else None,
-        "usage": loaded.record.usage.to_json(),
-        "active_turn": loaded.active_turn.turn_id if loaded.active_turn else None,
-        "pending_inputs": [i.input_id for i in store.inputs.list_pending(session_id)],
-        "lease": {"owner": owner, "fencing_token": fencing, "expires_at": expires},
-        "parent_session_id": loaded.record.parent_session_id,
-        "processes": [
-            {
-                "process_id": p.process_id,
-                "kind": p.kind,
-                "status": p.status.value,
-                "disposition": p.disposition.value,
-            }
-            for p in store.processes.for_session(session_id)
-        ],
-        "children": [c.session_id for c in store.sessions.children(session_id)],
-        "transcript": transcript,
-    }
-
-
-def session_tree(store: Store, session_id: str, depth: int = 0, limit: int = 8) -> list[str]:
-    """The session and its subagents' child sessions, indented by generation."""
-    lines = ["  " * depth + session_id]
-    if depth < limit:
-        for child in store.sessions.children(session_id):
-            lines.extend(session_tree(store, child.session_id, depth + 1, limit))
-    return lines

@@ -15,6 +15,7 @@ from lash_tasks.machine.commits import (
     GraphReplaceFull,
     GraphUnchanged,
     KeepActiveTurn,
+    OutboxReply,
     QueuedWorkDraft,
     SessionSnapshot,
     TurnStamp,
@@ -30,7 +31,13 @@ from lash_tasks.machine.messages import (
     Usage,
 )
 from lash_tasks.machine.policy import ModelSpec, SessionPolicy, parse_model_spec, parse_policy
-from lash_tasks.machine.turn_state import ClaimRef, StepContext, TurnOutcome, TurnState
+from lash_tasks.machine.turn_state import (
+    ClaimRef,
+    ReplyRoute,
+    StepContext,
+    TurnOutcome,
+    TurnState,
+)
 
 __all__ = [
     "AttachmentContent",
@@ -51,7 +58,9 @@ __all__ = [
     "ModelSpec",
     "Node",
     "NodeDraft",
+    "OutboxReply",
     "QueuedWorkDraft",
+    "ReplyRoute",
     "SessionGraph",
     "SessionPolicy",
     "SessionSnapshot",

@@ -75,6 +75,19 @@ class QueuedWorkDraft:
 
 
 @dataclass(frozen=True)
+class OutboxReply:
+    """A turn's outcome for a caller that asked for it (`reply_to`): written in the turn's
+    final commit, published after it, at least once. `idempotency_key` is the same on every
+    publication of it, so the receiver can drop repeats."""
+
+    session_id: str
+    idempotency_key: str
+    task: str
+    queue: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class KeepActiveTurn:
     """Leave the active-turn row as it is."""
 
@@ -117,6 +130,8 @@ class CommitDraft:
     returned_input_ids: tuple[str, ...] = ()
     committed_attachment_ids: tuple[str, ...] = ()
     outbox: tuple[QueuedWorkDraft, ...] = ()
+    # Replies to callers that asked for the turn's outcome (final commits only).
+    replies: tuple[OutboxReply, ...] = ()
     release_lease: bool = False
     # Committed session events (their JSON records) for the database event log, used when
     # there is no Redis. Not part of the commit hash: each attempt has its own attempt id,

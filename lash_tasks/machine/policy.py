@@ -34,6 +34,8 @@ class SessionPolicy(BaseModel):
     max_turns: int = Field(default=16, gt=0, le=1000)
     residency: Literal["keep_all", "active_path_only"] = "active_path_only"
     orphan_policy: Literal["keep_history", "drop_orphans"] = "drop_orphans"
+    # The worker's registered tools the session may use; None: all of them.
+    tools: tuple[str, ...] | None = None
 
 
 def parse_model_spec(data: Any) -> ModelSpec:

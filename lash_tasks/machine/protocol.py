@@ -21,16 +21,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from lash_tasks.machine.commit_hash import turn_commit_hash
+from lash_tasks.machine.commits import OutboxReply
 from lash_tasks.machine.graph import NodeDraft, SessionGraph
 from lash_tasks.machine.ids import llm_replay_key, node_id_for, steer_node_id, tool_replay_key
 from lash_tasks.machine.messages import LlmRequest, LlmResponse, Message, ToolCall, Usage
-from lash_tasks.machine.turn_state import StepContext, TurnOutcome, TurnState
+from lash_tasks.machine.turn_state import ReplyRoute, StepContext, TurnOutcome, TurnState
 
 TURN_LIMIT_NOTE = "[turn stopped: reached the limit of {n} model calls for one turn]"
 INTERRUPTED = "interrupted"  # the error code of an LLM call cut by an interrupt
 INTERRUPTED_TEXT = "turn interrupted on request"
 CANCELLED_TEXT = "turn cancelled on request"
 NOT_RUN_TEXT = "tool call not run: the turn was interrupted"
+
+REPLY_SCHEMA_VERSION = 1
 
 Phase = Literal["awaiting_llm", "awaiting_tools", "closed"]
 
@@ -41,16 +44,19 @@ Phase = Literal["awaiting_llm", "awaiting_tools", "closed"]
 @dataclass(frozen=True)
 class SteerInput:
     """Steer input the running turn accepted. Its node id names the input, so a step that
-    re-runs after a crash never adds it twice."""
+    re-runs after a crash never adds it twice. `reply` is where its caller wants the turn's
+    outcome."""
 
     input_id: str
     message: Message
+    reply: ReplyRoute | None = None
 
 
 @dataclass(frozen=True)
 class StepOpened:
     """The step holds the lease. `graph` stands where the turn continues (it is only read);
-    `steer` lists every steer input the turn accepted, in order."""
+    `steer` lists every steer input the turn accepted, in order. `llm_unavailable` says why
+    this worker cannot serve the session's LLM provider."""
 
     turn: TurnState
     graph: SessionGraph
@@ -58,6 +64,7 @@ class StepOpened:
     now: str
     steer: tuple[SteerInput, ...] = ()
     branch_error: str | None = None
+    llm_unavailable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +152,8 @@ class StepPlan:
 
     `next_turn` is the turn after this step, or None when the step ended it with `outcome`.
     `returned_steer` are steer inputs that never reached the model: they wait for the next
-    turn. A final commit carries the turn stamp: `result` and its `turn_commit_hash`.
+    turn. A final commit carries the turn stamp: `result` and its `turn_commit_hash`, and
+    the `replies` its inputs asked for.
     """
 
     turn: TurnState
@@ -157,6 +165,7 @@ class StepPlan:
     returned_steer: tuple[str, ...] = ()
     result: dict[str, Any] | None = None
     turn_commit_hash: str | None = None
+    replies: tuple[OutboxReply, ...] = ()
 
     @property
     def final(self) -> bool:
@@ -185,6 +194,8 @@ class Step:
     opening: tuple[NodeDraft, ...] = ()
     steer: tuple[NodeDraft, ...] = ()
     steer_ids: tuple[str, ...] = ()
+    # Where the callers of every steer input the turn accepted want its outcome.
+    steer_replies: tuple[ReplyRoute, ...] = ()
     drafts: tuple[NodeDraft, ...] = ()
     position: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -224,6 +235,14 @@ def opening_for_inputs(payloads: Sequence[Mapping[str, Any]]) -> tuple[Message, 
     return tuple(_user_message(p) for p in payloads)
 
 
+def replies_for_inputs(
+    inputs: Sequence[tuple[str, Mapping[str, Any]]],
+) -> tuple[ReplyRoute, ...]:
+    """The reply routes of a turn's inputs (`(input_id, payload)` pairs) that asked for one."""
+    routes = (ReplyRoute.of_input(input_id, payload) for input_id, payload in inputs)
+    return tuple(r for r in routes if r is not None)
+
+
 def opening_for_wakes(payloads: Sequence[Mapping[str, Any]]) -> tuple[Message, ...]:
     """Queued turn work reaches the model as user-role notices, never as commands."""
     return tuple(_wake_message(p) for p in payloads)
@@ -252,6 +271,7 @@ def _opened(event: StepOpened) -> tuple[Step, tuple[Effect, ...]]:
         opening=opening,
         steer=steer,
         steer_ids=tuple(s.input_id for s in fresh),
+        steer_replies=tuple(s.reply for s in event.steer if s.reply is not None),
         position=len(opening),
     )
     if turn.attempts > ctx.max_attempts:
@@ -260,6 +280,8 @@ def _opened(event: StepOpened) -> tuple[Step, tuple[Effect, ...]]:
         return _failed(step, StepFailed({"code": "node_not_found", "message": event.branch_error}))
     if turn.cancel_requested:
         return _cancelled(step, CANCELLED_TEXT, {})
+    if event.llm_unavailable is not None:
+        return _unavailable(step, event.llm_unavailable)
     history = [
         *event.graph.active_messages(),
         *(_message(d) for d in opening),
@@ -374,6 +396,20 @@ def _cancelled(step: Step, text: str, detail: dict[str, Any]) -> tuple[Step, tup
     return _close(step, TurnOutcome("stopped", "cancelled", text, detail=detail), returned)
 
 
+def _unavailable(step: Step, reason: str) -> tuple[Step, tuple[Effect, ...]]:
+    """No LLM call: this worker cannot serve the session's provider. The turn's inputs are
+    answered with the reason; steer input the model never saw waits for the next turn."""
+    returned = step.steer_ids
+    step = replace(step, steer=(), steer_ids=())
+    outcome = TurnOutcome(
+        "stopped",
+        "provider_unavailable",
+        f"the turn cannot run: {reason}",
+        detail={"provider": step.context.provider, "reason": reason},
+    )
+    return _close(step, outcome, returned)
+
+
 def _failed(step: Step, event: StepFailed) -> tuple[Step, tuple[Effect, ...]]:
     """A terminal failure drops what this step produced but keeps the turn's own inputs, so
     the user sees what was answered and why it stopped — unless even that record was
@@ -426,15 +462,17 @@ def _close(
             "batch_ids": list(turn.batch_ids),
             "steps": turn.step_index + 1,
         }
-        digest = turn_commit_hash(
-            {
-                "session_id": step.context.session_id,
-                "nodes": [{"kind": d.kind, "payload": dict(d.payload)} for d in nodes],
-                "attachments": sorted(step.attachment_ids),
-                "returned": sorted(returned_steer),
-                "result": result,
-            }
-        )
+        replies = _replies(step, outcome, result, returned_steer)
+        content: dict[str, Any] = {
+            "session_id": step.context.session_id,
+            "nodes": [{"kind": d.kind, "payload": dict(d.payload)} for d in nodes],
+            "attachments": sorted(step.attachment_ids),
+            "returned": sorted(returned_steer),
+            "result": result,
+        }
+        if replies:  # only when present: other turns keep their hashes
+            content["replies"] = [r.idempotency_key for r in replies]
+        digest = turn_commit_hash(content)
         plan = StepPlan(
             turn=turn,
             nodes=nodes,
@@ -445,8 +483,34 @@ def _close(
             returned_steer=returned_steer,
             result=result,
             turn_commit_hash=digest,
+            replies=replies,
         )
     return replace(step, phase="closed"), (CloseStep(plan),)
+
+
+def _replies(
+    step: Step, outcome: TurnOutcome, result: dict[str, Any], returned: tuple[str, ...]
+) -> tuple[OutboxReply, ...]:
+    """One reply per input of the turn that asked for one. A steer input handed back to the
+    next turn gets its reply from that turn."""
+    session_id, turn_id = step.context.session_id, step.turn.turn_id
+    routes = [*step.turn.replies, *(r for r in step.steer_replies if r.input_id not in returned)]
+    replies = []
+    for route in dict.fromkeys(routes):
+        key = f"{session_id}:{turn_id}:{route.input_id}"
+        body = {
+            "kind": "turn_reply",
+            "schema_version": REPLY_SCHEMA_VERSION,
+            "idempotency_key": key,
+            "session_id": session_id,
+            "input_id": route.input_id,
+            "turn_id": turn_id,
+            "input_ids": result["input_ids"],
+            "steps": result["steps"],
+            "outcome": outcome.to_json(),
+        }
+        replies.append(OutboxReply(session_id, key, route.task, route.queue, body))
+    return tuple(replies)
 
 
 # ── helpers ───────────────────────────────────────────────────────────────────────────────

@@ -6,6 +6,7 @@ on any worker; the step driver builds a `StepContext` from the session's policy 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -61,6 +62,31 @@ class ClaimRef:
 
 
 @dataclass(frozen=True)
+class ReplyRoute:
+    """Where the outcome of the turn that answers `input_id` is sent: a Celery task on a
+    queue, named by the input's `reply_to`."""
+
+    input_id: str
+    task: str
+    queue: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"input_id": self.input_id, "task": self.task, "queue": self.queue}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReplyRoute:
+        return cls(str(data["input_id"]), str(data["task"]), str(data["queue"]))
+
+    @classmethod
+    def of_input(cls, input_id: str, payload: Mapping[str, Any]) -> ReplyRoute | None:
+        """The route an input's JSON names (validated at ingress), if any."""
+        reply = payload.get("reply_to")
+        if not isinstance(reply, Mapping):
+            return None
+        return cls(input_id, str(reply["task"]), str(reply["queue"]))
+
+
+@dataclass(frozen=True)
 class TurnState:
     """A turn in progress, exactly as the store keeps it between steps.
 
@@ -80,6 +106,8 @@ class TurnState:
     cancel_requested: bool = False
     attempts: int = 1
     last_error: dict[str, Any] | None = None
+    # Routes of the turn's own inputs that asked for a reply (steer inputs bring theirs).
+    replies: tuple[ReplyRoute, ...] = ()
 
     def next_step(self) -> TurnState:
         """The turn after a committed step: one step on, opened, its attempts reset."""
@@ -104,6 +132,7 @@ class StepContext:
     session_id: str
     model: str
     max_turns: int
+    provider: str = "scripted"
     system_prompt: str | None = None
     tools: tuple[ToolManifest, ...] = ()
     budget: ToolOutputBudget = field(default_factory=ToolOutputBudget)

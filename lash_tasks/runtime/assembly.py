@@ -18,6 +18,8 @@ from lash_tasks.machine import (
     SessionPolicy,
     TurnState,
 )
+from lash_tasks.providers.llm_provider import LlmProvider
+from lash_tasks.providers.registry import Unavailable
 from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.store.records import ActivePath, Busy, FullGraph, LoadedSession, SessionRecord
 from lash_tasks.tools.registry import ToolRegistry
@@ -39,6 +41,8 @@ class SessionRuntime:
     plugin_snapshot: dict[str, Any] | None
     active_turn: TurnState | None
     record: SessionRecord
+    # The LLM provider the session named, or why this worker cannot serve it.
+    llm: LlmProvider | Unavailable
     events: list[str] = field(default_factory=list)
 
     def get_historic_node(self, node_id: str) -> Node | None:
@@ -149,6 +153,8 @@ def build_runtime(core: LashCore, loaded: LoadedSession, purpose: Purpose) -> Se
     tools = core.tools_factory()
     if record.tool_state is not None:
         tools.restore(record.tool_state)
+    elif policy.tools is not None:
+        tools.limit_to(policy.tools)
     runtime = SessionRuntime(
         core=core,
         session_id=record.session_id,
@@ -160,6 +166,7 @@ def build_runtime(core: LashCore, loaded: LoadedSession, purpose: Purpose) -> Se
         plugin_snapshot=record.plugin_snapshot,
         active_turn=loaded.active_turn,
         record=record,
+        llm=core.llm_providers.resolve(policy.provider),
     )
     runtime.events.append("session_restored")
     core.tracer.emit(

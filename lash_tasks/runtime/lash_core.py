@@ -4,7 +4,7 @@ wiring rule is checked before anything runs.
 core = (
     LashCore.builder()
     .with_sql_host(store, blobs)          # store, effect journal, attachments, envs
-    .llm_provider(ScriptedProvider())
+    .llm_providers(LlmProviders.from_settings(settings))  # or .llm_provider(one for all)
     .model(ModelSpec(id="scripted"))
     .build()
 )
@@ -30,9 +30,11 @@ from lash_tasks.events.emitter import StepEventsFactory
 from lash_tasks.machine import ModelSpec, SessionPolicy
 from lash_tasks.machine.tool_budget import ToolOutputBudget
 from lash_tasks.providers.llm_provider import LlmProvider
+from lash_tasks.providers.registry import LlmProviders
 from lash_tasks.runtime.effects import DurableEffectHost, EffectHost
 from lash_tasks.runtime.process_envs import BlobProcessEnvStore, Facet, ProcessEnvStore
 from lash_tasks.runtime.rebuild_cache import RuntimeCache
+from lash_tasks.runtime.reply_sender import OutboxOnly, ReplySender
 from lash_tasks.runtime.trace import Tracer, TraceSink
 from lash_tasks.store.contracts import RuntimeStore
 from lash_tasks.tools.registry import ToolRegistry
@@ -67,7 +69,8 @@ class LashCore:
     blobs: Any
     process_envs: ProcessEnvStore
     effects: EffectHost
-    llm: LlmProvider
+    # The LLM providers by name: each session's turns use the one its policy names.
+    llm_providers: LlmProviders
     tools_factory: Callable[[], ToolRegistry]
     default_model: ModelSpec | None
     residency: Residency
@@ -87,10 +90,17 @@ class LashCore:
     steps_per_delivery: int = 8
     # What each step tells the session's live readers (none, unless a factory is wired).
     events: StepEventsFactory = field(default_factory=StepEventsFactory.disabled)
+    # Publishes the replies a final commit wrote (none in this process: the sweeper does).
+    replies: ReplySender = field(default_factory=OutboxOnly)
 
     @staticmethod
     def builder() -> CoreBuilder:
         return CoreBuilder()
+
+    @property
+    def llm(self) -> LlmProvider:
+        """The default LLM provider (the only one, when built with `llm_provider`)."""
+        return self.llm_providers.default
 
     def require_store(self) -> RuntimeStore:
         if self.store is None:
@@ -100,10 +110,14 @@ class LashCore:
     def default_policy(self) -> SessionPolicy | None:
         if self.default_model is None:
             return None
-        return SessionPolicy(model=self.default_model, residency=self.residency)
+        return SessionPolicy(
+            provider=self.llm_providers.default_name,
+            model=self.default_model,
+            residency=self.residency,
+        )
 
     def close(self) -> None:
-        self.llm.close()
+        self.llm_providers.close()
         if self.store is not None:
             self.store.close()
 
@@ -116,7 +130,7 @@ class CoreBuilder:
         self._blobs: Any = None
         self._process_envs: ProcessEnvStore | None = None
         self._effects: EffectHost | None = None
-        self._llm: LlmProvider | None = None
+        self._llm: LlmProviders | None = None
         self._tools: Callable[[], ToolRegistry] = ToolRegistry
         self._model: ModelSpec | None = None
         self._residency: Residency = "active_path_only"
@@ -125,6 +139,7 @@ class CoreBuilder:
         self._incarnation_id = uuid.uuid4().hex
         self._trace: TraceSink | None = None
         self._events = StepEventsFactory.disabled()
+        self._replies: ReplySender = OutboxOnly()
         self._steps_per_delivery = 8
         self._process_registry: Facet | None = None
         self._trigger_store: Facet | None = None
@@ -160,7 +175,14 @@ class CoreBuilder:
         return self
 
     def llm_provider(self, llm: LlmProvider) -> CoreBuilder:
-        self._llm = llm
+        """One LLM provider for every session, whatever provider it names."""
+        self._llm = LlmProviders.single(llm)
+        return self
+
+    def llm_providers(self, providers: LlmProviders) -> CoreBuilder:
+        """LLM providers by name: a session's turns use the one it names, and stop
+        `provider_unavailable` when this core cannot serve it."""
+        self._llm = providers
         return self
 
     def tools(self, factory: Callable[[], ToolRegistry]) -> CoreBuilder:
@@ -207,6 +229,11 @@ class CoreBuilder:
     def step_events(self, events: StepEventsFactory) -> CoreBuilder:
         """Where steps publish live session events (text deltas, tool calls, commits)."""
         self._events = events
+        return self
+
+    def reply_sender(self, sender: ReplySender) -> CoreBuilder:
+        """Who publishes a turn's replies (`reply_to`) right after its final commit."""
+        self._replies = sender
         return self
 
     def trace_sink(self, sink: TraceSink) -> CoreBuilder:
@@ -266,7 +293,7 @@ class CoreBuilder:
             blobs=self._blobs,
             process_envs=self._process_envs,
             effects=effects,
-            llm=self._llm,
+            llm_providers=self._llm,
             tools_factory=self._tools,
             default_model=self._model,
             residency=self._residency,
@@ -275,6 +302,7 @@ class CoreBuilder:
             incarnation_id=self._incarnation_id,
             tracer=Tracer(self._trace),
             events=self._events,
+            replies=self._replies,
             steps_per_delivery=self._steps_per_delivery,
             budget=self._budget,
             step_time_limit_ms=self._step_limit_ms,

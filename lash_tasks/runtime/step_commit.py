@@ -85,6 +85,7 @@ def commit_draft(
             "defer_active_inputs": True,
             "returned_input_ids": plan.returned_steer,
             "turn_stamp": TurnStamp(turn.turn_id, plan.turn_commit_hash, plan.result),
+            "replies": plan.replies,
         }
     )
 

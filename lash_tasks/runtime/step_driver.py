@@ -30,7 +30,7 @@ from lash_tasks.errors import (
     TurnCommitConflict,
 )
 from lash_tasks.events.emitter import StepEvents
-from lash_tasks.machine import Node, StepContext
+from lash_tasks.machine import Node, ReplyRoute, StepContext
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.machine.protocol import (
     CallLlm,
@@ -46,6 +46,7 @@ from lash_tasks.machine.protocol import (
     advance,
     opening_for_inputs,
 )
+from lash_tasks.providers.registry import Unavailable
 from lash_tasks.runtime import log_context
 from lash_tasks.runtime.assembly import SessionRuntime, build_runtime
 from lash_tasks.runtime.effects import EffectRequest
@@ -270,6 +271,7 @@ class _Delivery:
             session_id=runtime.session_id,
             model=policy.model.id,
             max_turns=policy.max_turns,
+            provider=policy.provider,
             system_prompt=policy.system_prompt,
             tools=tuple(runtime.tools.manifests()),
             budget=core.budget,
@@ -277,7 +279,12 @@ class _Delivery:
             last_chance=self.final_attempt,
         )
         steer = tuple(
-            SteerInput(i.input_id, opening_for_inputs([i.input])[0]) for i in opened.steer
+            SteerInput(
+                i.input_id,
+                opening_for_inputs([i.input])[0],
+                ReplyRoute.of_input(i.input_id, i.input),
+            )
+            for i in opened.steer
         )
         event = StepOpened(
             turn=turn,
@@ -286,6 +293,7 @@ class _Delivery:
             now=datetime.now(UTC).isoformat(),
             steer=steer,
             branch_error=opened.branch_missing,
+            llm_unavailable=runtime.llm.reason if isinstance(runtime.llm, Unavailable) else None,
         )
         step, effects = advance(None, event)
         self.planned = _Opened(runtime, step, effects, step)
@@ -398,6 +406,8 @@ class _Delivery:
             self._record_held(work)
             raise
         events.committed()
+        if closed.replies:
+            self.core.replies.send(closed.replies)
         self._committed(runtime, nodes, closed, plan)
         return closed
 

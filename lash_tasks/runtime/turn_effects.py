@@ -27,6 +27,7 @@ from lash_tasks.machine.protocol import (
     ToolOutcome,
     ToolsDone,
 )
+from lash_tasks.providers.registry import Unavailable
 from lash_tasks.runtime.assembly import SessionRuntime
 from lash_tasks.runtime.attachment_content import with_attachment_content
 from lash_tasks.runtime.effects import EffectRequest
@@ -75,9 +76,13 @@ class TurnEffects:
         core.tracer.emit("llm_call_started", session_id, self.turn_id, step=self.step_index)
         attachments = self.attachments()
 
+        llm = self.runtime.llm
+        # The protocol stops a turn whose provider is unavailable before it calls.
+        assert not isinstance(llm, Unavailable), llm.reason
+
         def perform() -> dict[str, Any]:
             request = with_attachment_content(attachments, call.request)
-            response = core.llm.complete(
+            response = llm.complete(
                 request, on_text_delta=self.events.text_delta, interrupt=self.control.interrupt
             )
             return dict(response.to_json())

@@ -3,7 +3,8 @@
 Order inside the transaction (after lash): lock the session, replay an existing
 turn stamp, check the lease fence, compare-and-set the head revision, settle
 claims, write the graph delta, move the head, the active turn, deferred steer
-inputs, attachment stamps, outbox rows, the turn stamp, and the lease release.
+inputs, attachment stamps, outbox rows (queued work, replies), the turn stamp, and the
+lease release.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from lash_tasks.store.graph_writes import write_graph
 from lash_tasks.store.inputs import INPUT_CLAIMS
 from lash_tasks.store.leases import release_statement
 from lash_tasks.store.records import InputState
+from lash_tasks.store.replies import write_replies
 from lash_tasks.store.rows import turn_state_columns
 from lash_tasks.store.session_events import append_events
 from lash_tasks.store.work_queue import QUEUE_CLAIMS, QueueState, enqueue_batch
@@ -87,6 +89,8 @@ def apply_commit(conn: Connection, draft: CommitDraft, head: SessionHead, now: i
     _stamp_attachments(conn, draft, now)
     for outbox_draft in draft.outbox:
         enqueue_batch(conn, draft.session_id, outbox_draft, now)
+    if draft.replies:
+        write_replies(conn, draft.replies, now)
     if draft.turn_stamp is not None:
         conn.execute(
             insert(t.turn_commits).values(

@@ -10,7 +10,12 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, insert, select, update
 
-from lash_tasks.errors import InputIdConflict, SourceKeyConflict, ValidationError
+from lash_tasks.errors import (
+    InputIdConflict,
+    SourceKeyConflict,
+    UnknownBranchPoint,
+    ValidationError,
+)
 from lash_tasks.machine import Fence, stable_hash
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
@@ -54,6 +59,7 @@ class Inputs:
                         source_key=draft.source_key,
                     )
                 return decode_input(existing)
+            _check_branch_point(conn, draft)
             input_id = draft.input_id or "in_" + uuid.uuid4().hex
             taken = conn.execute(
                 select(_p.c.source_key).where(
@@ -277,6 +283,28 @@ class Inputs:
                 )
             )
         return outcomes
+
+
+def _check_branch_point(conn: Connection, draft: InputDraft) -> None:
+    """A turn branches from a live node of its own session, or it is refused here: accepted,
+    it would only stop with `runtime_error` later, its text left in the model's context."""
+    branch = draft.input.get("branch_from")
+    if branch is None:
+        return
+    n = t.graph_nodes
+    found = conn.execute(
+        select(n.c.node_id).where(
+            n.c.session_id == draft.session_id,
+            n.c.node_id == str(branch),
+            n.c.tombstoned_at.is_(None),
+        )
+    ).first()
+    if found is None:
+        raise UnknownBranchPoint(
+            f"branch_from: session {draft.session_id!r} has no node {branch!r}",
+            field="branch_from",
+            node_id=str(branch),
+        )
 
 
 def claim_next_turn_in(

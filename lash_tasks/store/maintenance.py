@@ -22,7 +22,7 @@ from lash_tasks.store.records import (
     VacuumReport,
 )
 from lash_tasks.store.sessions import ancestry
-from lash_tasks.store.work_queue import DONE_QUEUE_STATES, OPEN_QUEUE_STATES
+from lash_tasks.store.work_queue import DONE_QUEUE_STATES, OPEN_QUEUE_STATES, QueueState
 
 
 class Maintenance:
@@ -130,14 +130,15 @@ class Maintenance:
         event_keep: int = 100,
     ) -> VacuumReport:
         """Physically delete tombstoned nodes, terminal inputs, finished queued work, the
-        journal rows of committed turns and old session events. Reports only rows it
-        actually removed.
+        journal rows of committed turns, old session events and sent replies. Reports only
+        rows it actually removed.
 
-        Terminal inputs younger than `input_retention_ms` stay: they answer `wait_for_input`
-        and keep a recently used source key idempotent. A committed turn's journal stays for
-        `journal_retention_ms` (the lease ttl) after its commit: a stale worker that has not
-        yet noticed its lost lease replays from it instead of calling again. Journal rows of
-        a session that no longer exists (or of an earlier session under the same id) go.
+        Terminal inputs (and sent replies) younger than `input_retention_ms` stay: they
+        answer `wait_for_input` and keep a recently used source key idempotent. A committed
+        turn's journal stays for `journal_retention_ms` (the lease ttl) after its commit: a
+        stale worker that has not yet noticed its lost lease replays from it instead of
+        calling again. Journal rows of a session that no longer exists (or of an earlier
+        session under the same id) go.
         Session events go once older than `event_retention_ms`, but a session's last
         `event_keep` always stay, so its readers' cursors can be told from cursors of the
         future."""
@@ -181,7 +182,13 @@ class Maintenance:
                 sessions.c.created_at <= j.c.created_at,
             )
             journal = conn.execute(delete(j).where(or_(committed_long_ago, ~owner_lives))).rowcount
-            return VacuumReport(int(nodes), int(inputs), int(queued), int(journal), int(events))
+            r = t.reply_outbox
+            replies = conn.execute(
+                delete(r).where(r.c.sent_at.is_not(None), r.c.sent_at <= input_cutoff)
+            ).rowcount
+            return VacuumReport(
+                int(nodes), int(inputs), int(queued), int(journal), int(events), int(replies)
+            )
 
     def runnable_sessions(self, limit: int = 1000) -> list[RunnableSession]:
         """Sessions with pending input, ready queued work or an active turn, and no live lease."""
@@ -242,6 +249,26 @@ class Maintenance:
             if session_id is not None:
                 query = query.where(table.c.session_id == session_id)
             return int(conn.execute(query).scalar_one())
+
+    def fleet_counts(self) -> dict[str, int]:
+        """What waits across the fleet: sessions, inputs still pending (not claimed, not
+        answered), running turns, queued work still ready."""
+        p, q = t.pending_inputs, t.queued_work
+        with self.db.read() as conn, conn.begin():
+
+            def count(table: Any, *where: Any) -> int:
+                return int(
+                    conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+                )
+
+            return {
+                "sessions": count(t.sessions),
+                "pending_inputs": count(
+                    p, p.c.state.in_([InputState.PENDING, InputState.PENDING_ACTIVE])
+                ),
+                "active_turns": count(t.active_turns),
+                "queued_work": count(q, q.c.state == QueueState.READY),
+            }
 
     def claim_slot(self, job: str, slot: str) -> bool:
         """True for the first claimant of (job, slot); two beats firing the same slot get one."""

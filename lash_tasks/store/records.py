@@ -178,6 +178,7 @@ class VacuumReport:
     removed_queued_work: int = 0
     removed_journal_rows: int = 0
     removed_events: int = 0
+    removed_replies: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -186,7 +187,25 @@ class VacuumReport:
             "removed_queued_work": self.removed_queued_work,
             "removed_journal_rows": self.removed_journal_rows,
             "removed_events": self.removed_events,
+            "removed_replies": self.removed_replies,
         }
+
+
+SessionActivity = Literal["running", "waiting", "idle"]
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One line of a session list: `running` (a turn is active), `waiting` (inputs pending,
+    no turn yet) or `idle`."""
+
+    session_id: str
+    head_revision: int
+    provider: str | None
+    model: str | None
+    activity: SessionActivity
+    pending_inputs: int
+    updated_at: int
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from lash_tasks.machine import (
     ClaimRef,
     Message,
     Node,
+    ReplyRoute,
     SessionPolicy,
     TurnState,
     Usage,
@@ -91,6 +92,7 @@ def encode_turn_state(turn: TurnState) -> dict[str, Any]:
         "batch_ids": list(turn.batch_ids),
         "opening": [m.to_json() for m in turn.opening],
         "branch_from": turn.branch_from,
+        "replies": [r.to_json() for r in turn.replies],
     }
 
 
@@ -130,6 +132,7 @@ def decode_active_turn(row: Row[Any] | None) -> TurnState | None:
         cancel_requested=bool(row.cancel_requested),
         attempts=int(row.attempts or 0),
         last_error=row.last_error,
+        replies=tuple(ReplyRoute.from_json(r) for r in state.get("replies", ())),
     )
 
 

@@ -306,7 +306,24 @@ session_events = Table(
     Index("ix_lash_session_events_created", "created_at"),
 )
 
+# The outcomes of turns whose inputs asked for a reply (`reply_to`): written by the turn's
+# final commit, published after it by the worker, republished by the sweeper until sent.
+reply_outbox = Table(
+    "lash_reply_outbox",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("idempotency_key", String(600), primary_key=True),
+    Column("task_name", String(200), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("sent_at", BigInteger),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Index("ix_lash_reply_outbox_unsent", "sent_at", "created_at"),
+)
+
 SESSION_TABLES = (
+    reply_outbox,
     session_events,
     attachment_manifest,
     effect_journal,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import (
     CTE,
     Connection,
     and_,
     delete,
+    exists,
+    func,
     insert,
     literal,
     select,
@@ -24,10 +27,13 @@ from lash_tasks.store.processes import revoke_session_in
 from lash_tasks.store.records import (
     ActivePath,
     FullGraph,
+    InputState,
     LoadedSession,
     ReadScope,
+    SessionActivity,
     SessionDeleteReport,
     SessionRecord,
+    SessionSummary,
 )
 from lash_tasks.store.rows import decode_active_turn, decode_node, decode_session
 
@@ -129,6 +135,45 @@ class Sessions:
             )
             return [r.session_id for r in rows]
 
+    def summaries(
+        self,
+        *,
+        activity: SessionActivity | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[SessionSummary]:
+        """Sessions in id order after `after`, at most `limit`, optionally only those with
+        this `activity`."""
+        s, a, p = t.sessions, t.active_turns, t.pending_inputs
+        running = exists().where(a.c.session_id == s.c.session_id)
+        pending = (
+            select(func.count())
+            .where(
+                p.c.session_id == s.c.session_id,
+                p.c.state.in_([InputState.PENDING, InputState.PENDING_ACTIVE]),
+            )
+            .scalar_subquery()
+        )
+        query = select(
+            s.c.session_id,
+            s.c.head_revision,
+            s.c.config,
+            s.c.updated_at,
+            running.label("running"),
+            pending.label("pending"),
+        )
+        if after is not None:
+            query = query.where(s.c.session_id > after)
+        if activity == "running":
+            query = query.where(running)
+        elif activity == "waiting":
+            query = query.where(~running, pending > 0)
+        elif activity == "idle":
+            query = query.where(~running, pending == 0)
+        with self.db.read() as conn:
+            rows = conn.execute(query.order_by(s.c.session_id).limit(limit)).all()
+        return [_summary(r) for r in rows]
+
     def load(self, session_id: str, scope: ReadScope | None = None) -> LoadedSession:
         """Load a session's record, graph (per `scope`) and active turn in one snapshot."""
         check_session_id(session_id)
@@ -187,6 +232,22 @@ class Sessions:
     def orphaned_node_ids(self, session_id: str) -> list[str]:
         """Live (untombstoned) nodes that are not on the active path."""
         return self.load(session_id).graph.orphaned_node_ids()
+
+
+def _summary(row: Any) -> SessionSummary:
+    config = row.config or {}
+    model = config.get("model")
+    pending = int(row.pending)
+    activity: SessionActivity = "running" if row.running else "waiting" if pending else "idle"
+    return SessionSummary(
+        session_id=row.session_id,
+        head_revision=int(row.head_revision),
+        provider=config.get("provider"),
+        model=model.get("id") if isinstance(model, dict) else None,
+        activity=activity,
+        pending_inputs=pending,
+        updated_at=int(row.updated_at),
+    )
 
 
 def load_graph_in(conn: Connection, record: SessionRecord, scope: ReadScope) -> SessionGraph:

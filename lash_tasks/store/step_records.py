@@ -6,7 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lash_tasks.machine import CommitDraft, CommitResult, SessionGraph, SessionPolicy, TurnState
+from lash_tasks.machine import (
+    CommitDraft,
+    CommitResult,
+    OutboxReply,
+    SessionGraph,
+    SessionPolicy,
+    TurnState,
+)
 from lash_tasks.store.records import (
     ExecuteEffect,
     Lease,
@@ -116,8 +123,10 @@ class CloseRequest:
 @dataclass(frozen=True)
 class ClosedStep:
     """The commit's result; whether more work waits for the session; whether the lease was
-    kept for the worker to go on with it (else the transaction released it)."""
+    kept for the worker to go on with it (else the transaction released it); the replies the
+    commit wrote to its outbox, for the worker to publish now."""
 
     result: CommitResult
     more_work: bool = False
     lease_kept: bool = False
+    replies: tuple[OutboxReply, ...] = ()

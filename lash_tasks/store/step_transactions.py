@@ -30,7 +30,11 @@ from lash_tasks.machine import ClaimRef, Fence, TurnState
 from lash_tasks.machine.claims import select_leading_command, select_turn_work_prefix
 from lash_tasks.machine.ids import check_session_id, effect_scope_id, llm_replay_key
 from lash_tasks.machine.policy import parse_policy
-from lash_tasks.machine.protocol import opening_for_inputs, opening_for_wakes
+from lash_tasks.machine.protocol import (
+    opening_for_inputs,
+    opening_for_wakes,
+    replies_for_inputs,
+)
 from lash_tasks.store import schema as t
 from lash_tasks.store.claiming import live_claim_clause
 from lash_tasks.store.commits import apply_commit
@@ -164,7 +168,10 @@ class StepTransactions:
             kept = request.keep_lease and more and draft.fence is not None
             if not kept and draft.fence is not None:
                 conn.execute(release_statement(draft.fence))
-            return ClosedStep(result, more_work=more, lease_kept=kept)
+            # A replayed commit's replies were written by the first one (the sweeper sends
+            # any that never went out).
+            replies = () if result.replayed else draft.replies
+            return ClosedStep(result, more_work=more, lease_kept=kept, replies=replies)
 
     # ── open, piece by piece ─────────────────────────────────────────────────────────────
 
@@ -245,6 +252,7 @@ class StepTransactions:
                 input_ids=tuple(i.input_id for i in inputs),
                 opening=opening_for_inputs([i.input for i in inputs]),
                 branch_from=str(branch) if branch else None,
+                replies=replies_for_inputs([(i.input_id, i.input) for i in inputs]),
             )
             turn = begin_in(conn, session, "inputs", draft.input_ids, now, draft)
             opened.work, opened.turn, opened.new_turn = "turn", turn, True

@@ -21,6 +21,7 @@ from lash_tasks.store.leases import Leases
 from lash_tasks.store.maintenance import Maintenance
 from lash_tasks.store.manifest import Manifest
 from lash_tasks.store.processes import Processes
+from lash_tasks.store.replies import Replies
 from lash_tasks.store.session_events import SessionEvents
 from lash_tasks.store.sessions import Sessions
 from lash_tasks.store.step_transactions import StepTransactions
@@ -48,6 +49,8 @@ class Store:
         self.maintenance = Maintenance(database)
         self.events = SessionEvents(database)
         self.processes = Processes(database)
+        # Turn outcomes for callers that asked for them, until published.
+        self.replies = Replies(database)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

@@ -125,6 +125,13 @@ class ToolRegistry:
             self._enabled = set(names)
             self._generation = generation
 
+    def limit_to(self, names: Iterable[str]) -> None:
+        """The session's own selection of tools, before it has a persisted surface (its
+        first commit persists this one). Names no provider here offers are tolerated, as
+        in `restore`."""
+        with self._lock:
+            self._enabled = set(names)
+
     def apply(self, snapshot: Mapping[str, Any], expected_generation: int) -> int:
         """Make the snapshot's tools the surface, if nobody changed it since
         `expected_generation`; return the new generation. The snapshot's own generation is

@@ -11,6 +11,7 @@ from lash_tasks.errors import SessionNotFound
 from lash_tasks.settings import Settings
 from lash_tasks.worker.beat_schedule import job_intervals_s
 from lash_tasks.worker.pokes import poke_process, poke_session
+from lash_tasks.worker.replies import republish_unsent
 from lash_tasks.worker.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,12 @@ def _sweep(res: Resources, app: Any, slot: str) -> dict[str, Any]:
     processes = res.store.processes.runnable()
     for process_id in processes:
         poke_process(app, process_id)
-    return {"poked_sessions": len(runnable), "poked_processes": len(processes)}
+    replies = republish_unsent(app, res.store.replies)
+    return {
+        "poked_sessions": len(runnable),
+        "poked_processes": len(processes),
+        "republished_replies": replies,
+    }
 
 
 def _tombstone_orphans(res: Resources, app: Any, slot: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from lash_tasks.events.emitter import StepEventsFactory
 from lash_tasks.machine import ModelSpec
 from lash_tasks.metrics.exporter import MetricsExporter
 from lash_tasks.metrics.worker_metrics import MetricsTraceSink, WorkerMetrics
-from lash_tasks.providers import llm_provider_from_env
+from lash_tasks.providers.registry import LlmProviders
 from lash_tasks.runtime.lash_core import LashCore, LeaseTimings
 from lash_tasks.runtime.subagent_tool import SubagentTools
 from lash_tasks.runtime.trace import JsonlTraceSink, NullTraceSink, TraceSink
@@ -28,6 +28,7 @@ from lash_tasks.store.store import Store
 from lash_tasks.tools.loading import registry_from_env
 from lash_tasks.tools.registry import ToolRegistry
 from lash_tasks.worker.heartbeat import Heartbeat
+from lash_tasks.worker.replies import CeleryReplySender
 
 
 @dataclass
@@ -50,6 +51,13 @@ class Resources:
         self.core.close()
         if self.redis is not None:
             self.redis.close()
+
+
+def _celery_app() -> Any:
+    # Imported when first needed: the app module imports this one (through the tasks).
+    from lash_tasks.worker.app import app
+
+    return app
 
 
 def trace_sink_from_env(env: dict[str, str]) -> TraceSink:
@@ -82,7 +90,7 @@ def build_resources(
     core = (
         LashCore.builder()
         .with_sql_host(store, blobs)
-        .llm_provider(llm_provider_from_env(env, stream=settings.llm_stream))
+        .llm_providers(LlmProviders.from_settings(settings))
         .model(ModelSpec(id=settings.model))
         .tools(lambda: _with_subagents(registry_from_env(env), store, settings.model))
         .lease_timings(LeaseTimings(settings.lease_ttl_ms, settings.lease_renew_ms))
@@ -92,6 +100,7 @@ def build_resources(
         .step_max_attempts(settings.step_max_attempts)
         .steps_per_delivery(settings.steps_per_delivery)
         .step_events(events)
+        .reply_sender(CeleryReplySender(_celery_app, store.replies))
         .build()
     )
     redis_client = None

@@ -149,7 +149,7 @@ def cancel_input(payload: Any) -> dict[str, Any]:
         parsed = parse_payload(CancelInputPayload, payload)
         res = process_resources.get()
         outcome = operations.cancel_input(res.store, parsed, res.events.publisher)
-        return {"status": "ok", **outcome}
+        return {"status": "ok", **outcome.model_dump(mode="json")}
     except LashError as exc:
         if exc.retryable:
             raise

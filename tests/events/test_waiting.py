@@ -111,7 +111,7 @@ def test_a_cancel_wakes_its_waiter_through_the_input_cancelled_event(
     box = wait_in_thread(client, session_id, input_id, timeout=30, poll=10.0)
     time.sleep(0.3)
     cancelled_at = time.monotonic()
-    assert client.cancel_input(session_id, input_id)["outcome"] == "cancelled"
+    assert client.cancel_input(session_id, input_id).outcome == "cancelled"
     box["thread"].join(20)
     assert box["answer"].state == "cancelled"
     assert box["at"] - cancelled_at < 2.0

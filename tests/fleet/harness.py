@@ -263,7 +263,7 @@ def transcript_pairs(client: Client, session_id: str) -> list[tuple[str, str]]:
     view = client.session_view(session_id)
     return [
         (str(n.get("role")), str(n.get("text", "")))
-        for n in view["transcript"]
+        for n in view.transcript
         if n["kind"] == "message"
     ]
 

@@ -116,6 +116,18 @@ def test_invalid_ingress_payloads_are_rejected_naming_the_field(fleet: Fleet) ->
         ("lash.ingress.enqueue_turn", {"session_id": "nobody", "text": "hi"}, "nobody"),
         ("lash.ingress.create_session", {"session_id": "bad id!"}, "session_id"),
         ("lash.ingress.create_session", {"session_id": "ok", "max_turns": 0}, "max_turns"),
+        ("lash.ingress.create_session", {"session_id": "ok", "provider": "gemini"}, "provider"),
+        ("lash.ingress.create_session", {"session_id": "ok", "tools": ["nope"]}, "tools"),
+        (
+            "lash.ingress.enqueue_turn",
+            {"session_id": "target", "text": "hi", "branch_from": "nowhere"},
+            "branch_from",
+        ),
+        (
+            "lash.ingress.enqueue_turn",
+            {"session_id": "target", "text": "hi", "reply_to": {"task": "t", "queue": "lash.x"}},
+            "reply_to.queue",
+        ),
         ("lash.ingress.cancel_input", {"session_id": "target", "interrupt": "later"}, "interrupt"),
     ]
     for task, payload, named in cases:

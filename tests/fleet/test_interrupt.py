@@ -65,7 +65,7 @@ def test_cancel_interrupt_ends_a_long_llm_call_quickly(fleet: Fleet) -> None:
     assert (answer.outcome["status"], answer.outcome["reason"]) == ("stopped", "cancelled")
     assert transcript_pairs(client, sid) == [("user", "think for a minute")]
     view = client.session_view(sid)
-    assert view["transcript"][-1]["type"] == "turn_stopped"
+    assert view.transcript[-1]["type"] == "turn_stopped"
     (cut,) = client.store.journal.entries(sid)
     assert (cut["status"], cut["error"]["code"]) == ("failed", "interrupted")
     assert client.store.turns.active(sid) is None

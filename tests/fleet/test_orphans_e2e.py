@@ -27,7 +27,7 @@ def test_branch_orphans_are_readable_until_tombstoned_and_vacuumed(fleet: Fleet)
 
     converse("calc first")
     converse("calc second")
-    before = client.session_view(sid)["transcript"]
+    before = client.session_view(sid).transcript
     assert [n.get("text") for n in before if n["kind"] == "message"][4] == "calc second"
     branch_point = before[3]["node_id"]  # the answer to "calc first"
     orphans = [n["node_id"] for n in before[4:]]
@@ -35,7 +35,7 @@ def test_branch_orphans_are_readable_until_tombstoned_and_vacuumed(fleet: Fleet)
 
     converse("calc third", branch_from=branch_point)
     assert transcript_pairs(client, sid) == calc_transcript(["calc first", "calc third"])
-    active = [n["node_id"] for n in client.session_view(sid)["transcript"]]
+    active = [n["node_id"] for n in client.session_view(sid).transcript]
     assert active[:4] == [n["node_id"] for n in before[:4]]
     assert client.store.maintenance.count_rows("lash_graph_nodes", sid) == 12
     assert sorted(client.store.sessions.orphaned_node_ids(sid)) == sorted(orphans)

@@ -168,7 +168,7 @@ def test_sessions_inputs_cancel_view_and_long_poll_work_against_the_database(
         assert polled["done"] is False and polled["state"] == "pending"
         # Cancel it: the long poll answers `cancelled`.
         cancelled = http.post(f"/sessions/{sid}/cancel", json={"source_key": "k1"}).json()
-        assert cancelled == {"session_id": sid, "outcome": "cancelled"}
+        assert cancelled == {"session_id": sid, "outcome": "cancelled", "interrupt_requested": None}
         answer = http.get(f"/sessions/{sid}/inputs/{input_id}", params={"wait": 5}).json()
         assert answer["done"] is True and answer["state"] == "cancelled"
         # A second input, answered while a long poll waits for it.
@@ -191,7 +191,7 @@ def test_sessions_inputs_cancel_view_and_long_poll_work_against_the_database(
         assert view["head_revision"] >= 1 and view["pending_inputs"] == []
         assert [n["text"] for n in view["transcript"]][-1] == outcome["text"]
         interrupted = http.post(f"/sessions/{sid}/cancel", json={"interrupt": True}).json()
-        assert interrupted == {"session_id": sid, "interrupt_requested": False}
+        assert interrupted == {"session_id": sid, "outcome": None, "interrupt_requested": False}
         missing = http.get(f"/sessions/{new_id()}")
         assert missing.status_code == 404
 

@@ -133,3 +133,60 @@ def test_an_unmigrated_database_says_to_run_db_upgrade(tmp_path: Path) -> None:
     error = json.loads(result.stderr)["error"]
     assert error["code"] == "schema_missing"
     assert "lash-tasks db upgrade" in error["message"]
+
+
+def test_sessions_input_status_and_show_from_the_shell(home: Path) -> None:
+    """`sessions` lists with filters, `input` shows one input, `status` counts only what is
+    still pending, `session create` takes the provider and tools."""
+    created = run_cli(
+        home, "session", "create", "a", "--provider", "scripted", "--tool", "calculator"
+    )
+    assert created.returncode == 0, created.stderr
+    assert run_cli(home, "session", "create", "b").returncode == 0
+    input_id = json.loads(run_cli(home, "--json", "enqueue", "b", "hello").stdout)["input_id"]
+    dropped = json.loads(run_cli(home, "--json", "enqueue", "b", "never mind").stdout)
+    assert run_cli(home, "cancel", "b", dropped["input_id"]).returncode == 0
+
+    listed = json.loads(run_cli(home, "--json", "sessions").stdout)
+    assert [(s["session_id"], s["activity"]) for s in listed] == [("a", "idle"), ("b", "waiting")]
+    waiting = json.loads(run_cli(home, "--json", "sessions", "--state", "waiting").stdout)
+    assert [s["session_id"] for s in waiting] == ["b"]
+    assert "b  waiting  pending 1" in run_cli(home, "sessions", "--limit", "5").stdout
+
+    shown = json.loads(run_cli(home, "--json", "input", "b", input_id).stdout)
+    assert (shown["text"], shown["state"], shown["outcome"]) == ("hello", "pending", None)
+    status = json.loads(run_cli(home, "--json", "status").stdout)
+    assert (status["sessions"], status["pending_inputs"]) == (2, 1)
+    view = json.loads(run_cli(home, "--json", "show", "a").stdout)
+    assert (view["provider"], view["tools"], view["active_turn"]) == (
+        "scripted",
+        ["calculator"],
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("sessions", "--limit", "0"), "limit"),
+        (("input", "b", "in_nope"), "in_nope"),
+        (("session", "create", "c", "--provider", "gemini"), "provider"),
+        (("session", "create", "c", "--tool", "nope"), "tools"),
+        (("enqueue", "b", "hi", "--branch-from", "nowhere"), "branch_from"),
+    ],
+)
+def test_bad_values_exit_non_zero_naming_the_field(
+    home: Path, args: tuple[str, ...], field: str
+) -> None:
+    assert run_cli(home, "session", "create", "b").returncode == 0
+    done = run_cli(home, *args)
+    assert done.returncode == 2, done.stdout
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and field in line
+    assert "Traceback" not in done.stderr
+    store = Store.from_url(f"sqlite:///{home / 'lash.db'}")
+    try:
+        assert store.maintenance.count_rows("lash_sessions") == 1
+        assert store.maintenance.count_rows("lash_pending_inputs") == 0
+    finally:
+        store.close()

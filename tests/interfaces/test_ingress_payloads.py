@@ -44,6 +44,36 @@ from lash_tasks.store.store import Store
         (CreateSessionPayload, {"session_id": "s1", "max_turns": 0}, "max_turns"),
         (CreateSessionPayload, {"session_id": "s1", "model": ""}, "model"),
         (CancelInputPayload, {"input_id": "x"}, "session_id"),
+        (CreateSessionPayload, {"session_id": "s1", "provider": "Open AI"}, "provider"),
+        (CreateSessionPayload, {"session_id": "s1", "provider": ""}, "provider"),
+        (CreateSessionPayload, {"session_id": "s1", "tools": "calculator"}, "tools"),
+        (CreateSessionPayload, {"session_id": "s1", "tools": ["calc ulator"]}, "tools"),
+        (CreateSessionPayload, {"session_id": "s1", "tools": ["t"] * 129}, "tools"),
+        (
+            EnqueueTurnPayload,
+            {"session_id": "s1", "text": "hi", "reply_to": {"task": "app.answers"}},
+            "reply_to.queue",
+        ),
+        (
+            EnqueueTurnPayload,
+            {"session_id": "s1", "text": "hi", "reply_to": {"task": "a b", "queue": "q"}},
+            "reply_to.task",
+        ),
+        (
+            EnqueueTurnPayload,
+            {"session_id": "s1", "text": "hi", "reply_to": {"task": "t", "queue": "lash.turns"}},
+            "reply_to.queue",
+        ),
+        (
+            EnqueueTurnPayload,
+            {"session_id": "s1", "text": "hi", "reply_to": "answers"},
+            "reply_to",
+        ),
+        (
+            EnqueueTurnPayload,
+            {"session_id": "s1", "text": "hi", "reply_to": {"task": "t", "queue": "q", "x": 1}},
+            "reply_to.x",
+        ),
     ],
 )
 def test_bad_payload_names_the_field(model: Any, data: dict[str, Any], field: str) -> None:
@@ -94,3 +124,72 @@ def test_cancel_with_nothing_to_cancel_is_refused(store: Store, tmp_path: Any) -
         operations.cancel_input(store, parse_payload(CancelInputPayload, {"session_id": "s1"}))
     assert [i.state for i in store.inputs.list_all("s1")] == ["pending"]
     assert store.inputs.get("s1", waiting.input_id) is not None
+
+
+def test_create_session_refuses_an_unknown_provider_and_writes_nothing(
+    store: Store, tmp_path: Any
+) -> None:
+    """provider must be one of the names the settings know (built-ins and named endpoints)."""
+    from lash_tasks.errors import UnknownLlmProvider
+
+    settings = Settings.from_env(
+        {"LASH_HOME": str(tmp_path), "LASH_PROVIDER_OLLAMA_KIND": "openai"}
+    )
+    with pytest.raises(UnknownLlmProvider) as info:
+        operations.create_session(
+            store, CreateSessionPayload(session_id="s1", provider="gemini"), settings
+        )
+    assert info.value.message == (
+        "provider: 'gemini' is not one of: scripted, openai, anthropic, ollama"
+    )
+    assert store.maintenance.count_rows("lash_sessions") == 0
+    record = operations.create_session(
+        store, CreateSessionPayload(session_id="s1", provider="ollama", model="llama3.1"), settings
+    )
+    assert record.policy is not None
+    assert (record.policy.provider, record.policy.model.id) == ("ollama", "llama3.1")
+
+
+def test_create_session_refuses_an_unknown_tool_and_writes_nothing(
+    store: Store, tmp_path: Any
+) -> None:
+    """tools must name registered tools (the built-ins and LASH_TOOLS)."""
+    from lash_tasks.errors import UnknownTool
+
+    settings = Settings.from_env({"LASH_HOME": str(tmp_path)})
+    with pytest.raises(UnknownTool) as info:
+        operations.create_session(
+            store, CreateSessionPayload(session_id="s1", tools=("calculator", "nope")), settings
+        )
+    assert info.value.message.startswith("tools: unknown tool 'nope'; registered: calculator")
+    assert store.maintenance.count_rows("lash_sessions") == 0
+    record = operations.create_session(
+        store, CreateSessionPayload(session_id="s1", tools=("calculator",)), settings
+    )
+    assert record.policy is not None and record.policy.tools == ("calculator",)
+
+
+def test_enqueue_keeps_reply_to_with_the_input(store: Store, tmp_path: Any) -> None:
+    """reply_to travels in the input row, part of its content (and its idempotency)."""
+    settings = Settings.from_env({"LASH_HOME": str(tmp_path)})
+    operations.create_session(store, CreateSessionPayload(session_id="s1"), settings)
+    payload = parse_payload(
+        EnqueueTurnPayload,
+        {"session_id": "s1", "text": "hi", "reply_to": {"task": "app.answer", "queue": "app"}},
+    )
+    row = operations.enqueue_turn(store, payload)
+    assert row.input["reply_to"] == {"task": "app.answer", "queue": "app"}
+
+
+def test_branch_from_an_unknown_node_is_refused_at_ingress(store: Store, tmp_path: Any) -> None:
+    """The ingress operation (client, task, gateway) refuses it with the typed error."""
+    from lash_tasks.errors import UnknownBranchPoint
+
+    settings = Settings.from_env({"LASH_HOME": str(tmp_path)})
+    operations.create_session(store, CreateSessionPayload(session_id="s1"), settings)
+    payload = parse_payload(
+        EnqueueTurnPayload, {"session_id": "s1", "text": "hi", "branch_from": "nowhere"}
+    )
+    with pytest.raises(UnknownBranchPoint, match=r"^branch_from: "):
+        operations.enqueue_turn(store, payload)
+    assert store.maintenance.count_rows("lash_pending_inputs") == 0

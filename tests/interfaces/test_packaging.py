@@ -74,3 +74,4 @@ def test_the_wheel_installs_no_top_level_celeryconfig_or_beat_schedule(tmp_path:
     for package, extra in (("flower", "flower"), ("fastapi", "server"), ("uvicorn", "server")):
         [spec] = [r for r in requires if r.startswith(package) and f'extra == "{extra}"' in r]
         assert "<" in spec and ">=" in spec, spec
+    assert "lash_tasks/py.typed" in names  # PEP 561: the package ships its annotations

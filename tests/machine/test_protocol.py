@@ -29,7 +29,7 @@ from lash_tasks.machine.protocol import (
     advance,
 )
 from lash_tasks.machine.tool_budget import ToolOutputBudget
-from lash_tasks.machine.turn_state import ClaimRef, StepContext, TurnState
+from lash_tasks.machine.turn_state import ClaimRef, ReplyRoute, StepContext, TurnState
 
 NOW = "2026-01-01T00:00:00+00:00"
 CTX = StepContext(session_id="s1", model="m", max_turns=3)
@@ -295,3 +295,40 @@ def test_events_out_of_order_are_refused() -> None:
     closed, _ = advance(step, LlmAnswered(LlmResponse("x")))
     with pytest.raises(ValueError):
         advance(closed, LlmAnswered(LlmResponse("x")))
+
+
+def test_an_unservable_provider_stops_the_turn_without_calling() -> None:
+    """A worker that cannot serve the session's provider closes the step at once:
+    stopped(provider_unavailable) with the reason, the inputs kept, unseen steer handed on."""
+    steer = SteerInput("in_2", Message("user", "also"))
+    _, effects = open_step(steer=(steer,), llm_unavailable="ANTHROPIC_API_KEY is not set")
+    plan = plan_of(effects)
+    assert plan.outcome is not None
+    assert (plan.outcome.status, plan.outcome.reason) == ("stopped", "provider_unavailable")
+    assert plan.outcome.text == "the turn cannot run: ANTHROPIC_API_KEY is not set"
+    assert texts(plan) == [("user", "hello"), ("turn_stopped", plan.outcome.text)]
+    assert plan.returned_steer == ("in_2",)
+
+
+def test_a_final_plan_carries_one_reply_per_input_that_asked() -> None:
+    """Inputs with a reply route get the turn's outcome under a stable idempotency key;
+    steer input the turn answered too, steer handed to the next turn not."""
+    route = ReplyRoute("in_1", "app.answers", "app")
+    turn = new_turn(replies=(route,))
+    seen = SteerInput("in_2", Message("user", "also"), ReplyRoute("in_2", "app.b", "b"))
+    step, _ = open_step(turn, steer=(seen,))
+    plan = plan_of(advance(step, LlmAnswered(LlmResponse("done")))[1])
+    assert [(r.idempotency_key, r.task, r.queue) for r in plan.replies] == [
+        ("s1:turn_a:in_1", "app.answers", "app"),
+        ("s1:turn_a:in_2", "app.b", "b"),
+    ]
+    body = plan.replies[0].body
+    assert plan.outcome is not None and body["outcome"] == plan.outcome.to_json()
+    assert (body["kind"], body["input_id"], body["turn_id"]) == ("turn_reply", "in_1", "turn_a")
+    unreplied = plan_of(advance(open_step()[0], LlmAnswered(LlmResponse("done")))[1])
+    assert unreplied.replies == ()
+    assert plan.turn_commit_hash != unreplied.turn_commit_hash
+    # Interrupted before the model answered: the steer input waits, so does its reply.
+    step, _ = open_step(turn, steer=(seen,))
+    cut = plan_of(advance(step, Interrupted())[1])
+    assert [r.body["input_id"] for r in cut.replies] == ["in_1"]

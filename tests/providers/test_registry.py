@@ -10,6 +10,8 @@ from lash_tasks.providers import (
     ScriptedProvider,
     llm_provider_from_env,
 )
+from lash_tasks.providers.registry import LlmProviders, Unavailable
+from lash_tasks.settings import Settings
 
 OPENAI_KEY = "sk-openai-registry-secret-123456"
 ANTHROPIC_KEY = "sk-ant-registry-secret-654321"
@@ -143,3 +145,80 @@ def test_http_providers_stream_when_asked(name: str, kind: type, http_client: ht
     assert isinstance(streaming, kind) and isinstance(plain, kind)
     assert streaming.stream and not plain.stream  # type: ignore[attr-defined]
     assert streaming._headers()["Accept"] == "text/event-stream"  # type: ignore[attr-defined]
+
+
+# ── named endpoints: several providers per worker, chosen per session ────────────────────
+
+
+def _providers(**env: str) -> LlmProviders:
+    return LlmProviders.from_settings(Settings.from_env({"LASH_HOME": "/tmp/lash-reg", **env}))
+
+
+def test_named_endpoints_join_the_built_in_providers() -> None:
+    """LASH_PROVIDER_<NAME>_KIND declares a provider `name`; keyless own endpoints serve."""
+    providers = _providers(
+        LASH_PROVIDER_OLLAMA_KIND="openai",
+        LASH_PROVIDER_OLLAMA_BASE_URL="http://127.0.0.1:11434/v1",
+        LASH_PROVIDER_MY_CLAUDE_KIND="Anthropic",
+        LASH_PROVIDER_MY_CLAUDE_API_KEY=ANTHROPIC_KEY,
+    )
+    assert providers.names == ("scripted", "openai", "anthropic", "my_claude", "ollama")
+    ollama = providers.resolve("ollama")
+    assert isinstance(ollama, OpenAIChatProvider)
+    assert ollama.url == "http://127.0.0.1:11434/v1/chat/completions"
+    assert "api_key=None" in repr(ollama)
+    assert providers.resolve("ollama") is ollama  # built once per process
+    claude = providers.resolve("my_claude")
+    assert isinstance(claude, AnthropicMessagesProvider)
+    assert claude.url == "https://api.anthropic.com/v1/messages"
+    assert ANTHROPIC_KEY not in repr(claude)
+    providers.close()
+
+
+def test_providers_without_credentials_are_unavailable_with_a_reason() -> None:
+    """A vendor endpoint without its key, or a name not configured here, is not served;
+    the reason names the variable, never a value."""
+    providers = _providers(
+        OPENAI_API_KEY="",
+        LASH_PROVIDER_HOSTED_KIND="openai",
+        LASH_PROVIDER_HOSTED_BASE_URL="https://api.openai.com/v1",
+    )
+    hosted = providers.resolve("hosted")
+    assert isinstance(hosted, Unavailable)
+    assert "LASH_PROVIDER_HOSTED_API_KEY is not set on this worker" in hosted.reason
+    openai = providers.resolve("openai")
+    assert isinstance(openai, Unavailable) and "OPENAI_API_KEY" in openai.reason
+    missing = providers.resolve("gemini")
+    assert isinstance(missing, Unavailable)
+    assert missing.reason == (
+        "LLM provider 'gemini' is not configured on this worker (it serves: scripted)"
+    )
+
+
+def test_default_provider_may_be_a_named_endpoint() -> None:
+    providers = _providers(
+        LASH_PROVIDER="local",
+        LASH_PROVIDER_LOCAL_KIND="openai",
+        LASH_PROVIDER_LOCAL_BASE_URL="http://127.0.0.1:8000/v1",
+    )
+    assert isinstance(providers.default, OpenAIChatProvider)
+    assert providers.default_name == "local"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"LASH_PROVIDER_OLLAMA_BASE_URL": "http://127.0.0.1:1/v1"}, "LASH_PROVIDER_OLLAMA_KIND"),
+        ({"LASH_PROVIDER_OLLAMA_KIND": "gemini"}, "LASH_PROVIDER_OLLAMA_KIND"),
+        ({"LASH_PROVIDER_OPENAI_KIND": "openai"}, "LASH_PROVIDER_OPENAI_KIND"),
+        (
+            {"LASH_PROVIDER_X_KIND": "openai", "LASH_PROVIDER_X_BASE_URL": "localhost:1"},
+            "LASH_PROVIDER_X_BASE_URL",
+        ),
+    ],
+)
+def test_bad_named_endpoint_names_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(InvalidEnvironment) as caught:
+        _providers(**env)
+    assert caught.value.details["variable"] == variable
+    assert variable in caught.value.message

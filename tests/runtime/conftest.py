@@ -16,7 +16,9 @@ from lash_tasks.machine import Message, ModelSpec, SessionPolicy
 from lash_tasks.machine.tool_budget import ToolOutputBudget
 from lash_tasks.providers import ScriptedProvider, ScriptRule, load_rules
 from lash_tasks.providers.llm_provider import LlmProvider
+from lash_tasks.providers.registry import LlmProviders
 from lash_tasks.runtime.lash_core import LashCore, LeaseTimings, Residency
+from lash_tasks.runtime.reply_sender import ReplySender
 from lash_tasks.runtime.step_driver import StepResult, run_step
 from lash_tasks.runtime.trace import TraceSink
 from lash_tasks.store.records import InputDraft, PendingInput
@@ -58,19 +60,23 @@ class Harness:
         incarnation: str | None = None,
         lease: LeaseTimings = FAST_LEASE,
         provider: LlmProvider | None = None,
+        providers: LlmProviders | None = None,
         sink: TraceSink | None = None,
         residency: Residency = "active_path_only",
         budget: ToolOutputBudget | None = None,
         tools: Callable[[], ToolRegistry] = builtin_tools,
         steps_per_delivery: int = 1,
+        replies: ReplySender | None = None,
     ) -> tuple[LashCore, ScriptedProvider]:
         parsed = load_rules(script) if isinstance(script, str) else tuple(script)
         scripted = ScriptedProvider(parsed)
+        builder = LashCore.builder().with_sql_host(self.store, self.blobs)
+        if providers is not None:
+            builder = builder.llm_providers(providers)
+        else:
+            builder = builder.llm_provider(provider if provider is not None else scripted)
         builder = (
-            LashCore.builder()
-            .with_sql_host(self.store, self.blobs)
-            .llm_provider(provider if provider is not None else scripted)
-            .model(MODEL)
+            builder.model(MODEL)
             .tools(tools)
             .residency(residency)
             .lease_timings(lease)
@@ -79,6 +85,8 @@ class Harness:
         )
         if sink is not None:
             builder = builder.trace_sink(sink)
+        if replies is not None:
+            builder = builder.reply_sender(replies)
         if budget is not None:
             builder = builder.tool_output_budget(budget)
         core = builder.build()
@@ -86,7 +94,7 @@ class Harness:
         return core, scripted
 
     def session(self, session_id: str = "s1", **policy: Any) -> str:
-        self.store.sessions.create(session_id, SessionPolicy(model=MODEL, **policy))
+        self.store.sessions.create(session_id, SessionPolicy(**{"model": MODEL, **policy}))
         return session_id
 
     def enqueue(

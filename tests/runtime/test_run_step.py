@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from lash_tasks.attachments import attachments_for
 from lash_tasks.errors import LeaseLost, TurnCommitConflict
@@ -25,6 +26,7 @@ from lash_tasks.providers.openai_chat import OpenAIChatProvider
 from lash_tasks.runtime.effects import DurableEffectHost
 from lash_tasks.runtime.step_driver import StepResult, run_step
 from lash_tasks.store.records import InputState, Lease
+from lash_tasks.store.schema import graph_nodes
 from lash_tasks.store.store import Store
 from tests.runtime._llm_server import ScriptedHttpLlm, chat_reply
 from tests.runtime.conftest import FAST_LEASE, Harness, wait_ms
@@ -474,20 +476,28 @@ def test_concurrent_steps_of_one_core_never_share_the_lease(harness: Harness) ->
 
 
 def test_terminal_error_ends_the_turn_with_a_recorded_outcome(harness: Harness) -> None:
-    """A turn that cannot run (branch from an unknown node) ends stopped(runtime_error)."""
+    """A turn that cannot run (its branch point vanished after the enqueue accepted it)
+    ends stopped(runtime_error)."""
     core, llm = harness.core()
     sid = harness.session()
     harness.turn(core, sid, "first")
-    harness.enqueue(sid, "retry from nowhere", branch_from="no-such-node")
+    harness.turn(core, sid, "second")
+    path = harness.store.sessions.load(sid).graph.active_path()
+    first_answer, second = path[1].node_id, path[2].node_id
+    harness.turn(core, sid, "third", branch_from=first_answer)  # orphans "second"
+    harness.enqueue(sid, "retry from the orphan", branch_from=second)
+    n = graph_nodes  # gone behind the store's back: maintenance itself never removes it
+    with harness.store.database.engine.begin() as conn:
+        conn.execute(update(n).where(n.c.node_id == second).values(tombstoned_at=1))
     result = run_step(core, sid)
     assert result.status == "finished"
     assert result.outcome is not None
     assert (result.outcome["status"], result.outcome["reason"]) == ("stopped", "runtime_error")
-    assert "no-such-node" in result.outcome["text"]
-    assert llm.call_count == 1  # only the first turn called the model
+    assert second in result.outcome["text"]
+    assert llm.call_count == 3  # only the first three turns called the model
     path = harness.store.sessions.load(sid).graph.active_path()
-    assert [n.kind for n in path] == ["message", "message", "message", "event"]
-    assert path[2].payload["text"] == "retry from nowhere"
+    assert [n.kind for n in path][-2:] == ["message", "event"]
+    assert path[-2].payload["text"] == "retry from the orphan"
     assert all(i.state == "completed" for i in harness.store.inputs.list_all(sid))
     assert_settled(harness.store, sid)
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 
 from lash_tasks.errors import (
     LeaseLost,
     SessionNotFound,
     SourceKeyConflict,
     StaleClaim,
+    UnknownBranchPoint,
     ValidationError,
 )
 from lash_tasks.machine import ClearActiveTurn, TurnStamp
 from lash_tasks.store.records import CancelOutcome, InputClaim, InputDraft
+from lash_tasks.store.schema import graph_nodes
 from lash_tasks.store.store import Store
 from tests.store_conformance.support import (
     SHORT_TTL_MS,
     append,
+    commit_chain,
     completion,
     enqueue,
     msg,
@@ -82,6 +86,27 @@ def test_enqueue_is_ordered_and_validated(store: Store) -> None:
     with pytest.raises(ValidationError):
         store.inputs.enqueue(InputDraft(sid, "k9", {"text": "x"}, ingress="sideways"))  # type: ignore[arg-type]
     assert len(store.inputs.list_all(sid)) == 3
+
+
+def test_branch_from_an_unknown_node_is_refused_and_writes_nothing(store: Store) -> None:
+    """An input branching from a node its session lacks (never written, another session's,
+    or tombstoned) raises UnknownBranchPoint naming branch_from; a live node is accepted."""
+    sid = new_session(store)
+    other = new_session(store, "s2")
+    commit_chain(store, take_lease(store, sid), "u1", "a1")
+    commit_chain(store, take_lease(store, other), "x1")
+    commit_chain(store, take_lease(store, sid), "b1")  # a1 leaves the active path ...
+    n = graph_nodes
+    with store.database.engine.begin() as conn:  # ... and is tombstoned
+        conn.execute(update(n).where(n.c.node_id == "a1").values(tombstoned_at=1))
+    for node in ("nowhere", "x1", "a1"):
+        with pytest.raises(UnknownBranchPoint) as info:
+            store.inputs.enqueue(InputDraft(sid, f"k-{node}", {"text": "x", "branch_from": node}))
+        assert info.value.message.startswith("branch_from: ")
+        assert node in info.value.message
+    assert store.inputs.list_all(sid) == []
+    row = store.inputs.enqueue(InputDraft(sid, "k-u1", {"text": "x", "branch_from": "u1"}))
+    assert row.input["branch_from"] == "u1"
 
 
 def test_enqueue_for_an_unknown_session_is_refused(store: Store) -> None:

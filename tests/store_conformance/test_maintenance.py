@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import insert
 
-from lash_tasks.machine import ClearActiveTurn, TurnStamp
+from lash_tasks.machine import ClearActiveTurn, OutboxReply, TurnStamp
 from lash_tasks.machine.processes import Disposition, ProcessRegistration
 from lash_tasks.store import schema as t
 from lash_tasks.store.process_records import ProcessLease
@@ -79,8 +79,8 @@ def test_tombstones_do_not_reach_other_sessions(store: Store) -> None:
 
 def _populate(store: Store, sid: str) -> None:
     """One of everything: nodes, a terminal and a waiting input, queued work (done and ready),
-    an active turn, a turn stamp, a session event, a journal row, a manifest row and a process
-    with an event."""
+    an active turn, a turn stamp, a session event, a reply, a journal row, a manifest row and
+    a process with an event."""
     lease = take_lease(store, sid)
     done_input = enqueue(store, sid, "done")
     claim = store.inputs.claim_next_turn(lease.fence)
@@ -98,6 +98,7 @@ def _populate(store: Store, sid: str) -> None:
             queue_completions=(completion(qclaim),),
             turn_stamp=TurnStamp("turn-1", "a" * 64, {"ok": True}),
             events=({"schema_version": 1, "type": "step_committed", "session_id": sid},),
+            replies=(OutboxReply(sid, f"{sid}:turn-1:in", "app.answers", "app", {}),),
         )
     )
     store.commits.commit(

@@ -4,7 +4,7 @@ delivery policy on queued work; a child session's parent
 The process tables of 0001 were scaffolding nothing wrote, so they are rebuilt, not altered.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
