@@ -44,6 +44,7 @@ from lash_tasks.machine.protocol import (
     StepOpened,
     StepPlan,
     advance,
+    boundary_work,
     opening_for_inputs,
 )
 from lash_tasks.runtime.assembly import SessionRuntime, build_runtime
@@ -284,6 +285,7 @@ class _Delivery:
             now=datetime.now(UTC).isoformat(),
             steer=steer,
             branch_error=opened.branch_missing,
+            wakes=tuple(boundary_work(b.batch_id, b.payloads) for b in opened.wakes),
         )
         step, effects = advance(None, event)
         self.planned = _Opened(runtime, step, effects, step)
