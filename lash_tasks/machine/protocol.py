@@ -557,9 +557,12 @@ def _model_view(message: Message, ctx: StepContext) -> Message:
 
 
 def _user_message(payload: Mapping[str, Any]) -> Message:
+    return Message("user", str(payload.get("text", "")), attachments=_attachment_ids(payload))
+
+
+def _attachment_ids(payload: Mapping[str, Any]) -> tuple[str, ...]:
     attachments = payload.get("attachments", ())
-    names = tuple(str(a) for a in attachments) if isinstance(attachments, list | tuple) else ()
-    return Message("user", str(payload.get("text", "")), attachments=names)
+    return tuple(str(a) for a in attachments) if isinstance(attachments, list | tuple) else ()
 
 
 def _wake_message(payload: Mapping[str, Any]) -> Message:
@@ -573,5 +576,5 @@ def _wake_message(payload: Mapping[str, Any]) -> Message:
         call_id = payload.get("call_id")
         answers = f"; result of tool call {call_id}" if call_id else ""
         text = f"[background process {payload.get('process_id')} {status}{answers}] {summary}"
-        return Message("user", text.strip())
+        return Message("user", text.strip(), attachments=_attachment_ids(payload))
     return Message("user", str(payload.get("text", dict(payload))))

@@ -84,6 +84,7 @@ def build_resources(
         .step_max_attempts(settings.step_max_attempts)
         .steps_per_delivery(settings.steps_per_delivery)
         .step_events(events)
+        .process_poke(_poke_process)
         .build()
     )
     redis_client = None
