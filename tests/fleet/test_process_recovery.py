@@ -1,6 +1,7 @@
-"""A background tool process whose worker is SIGKILLed after it started, on real workers:
-recovery follows its declared disposition. owner_bound → abandoned with evidence, never run
-again; rerunnable → run once more, to completion. Either way its session is woken once."""
+"""Background tool processes on real workers: a model's call starts one and its result joins
+the running turn; one whose worker is SIGKILLed after it started recovers by its declared
+disposition (owner_bound → abandoned with evidence, never run again; rerunnable → run once
+more, to completion), and its session is woken once either way."""
 
 from __future__ import annotations
 
@@ -16,10 +17,66 @@ from tests.fleet.harness import TESTS_ON_PATH, Fleet, wait_until
 pytestmark = [pytest.mark.fleet, pytest.mark.timeout(180)]
 
 RUN_MS = 5000
+CALL_MS = 1234
+# The model starts the background tool, sleeps in short steps until its result has joined
+# the turn, then answers with it.
+CRUNCH_AND_WAIT = json.dumps(
+    [
+        {
+            "match": "please crunch",
+            "tool_calls": [{"name": "counted_sleep", "arguments": {"ms": CALL_MS}}],
+        },
+        {
+            "match": "",
+            "repeat_tool": True,
+            "until": {"text": f"slept {CALL_MS} ms", "count": 1},
+            "tool_calls": [{"name": "sleep_ms", "arguments": {"ms": 300}}],
+        },
+        {"match": "", "repeat_tool": True, "gather": f"slept {CALL_MS} ms"},
+    ]
+)
 
 
 def runs(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
+
+
+def test_a_background_tool_call_returns_at_once_and_its_result_joins_the_turn(
+    fleet: Fleet,
+) -> None:
+    """The model's call answers with a process handle while the tool runs on a worker; the
+    result reaches the same running turn, whose final answer uses it; the tool ran once."""
+    run_log = fleet.home / "runs.log"
+    fleet.extra_env.update(
+        LASH_SCRIPTED_RULES=CRUNCH_AND_WAIT,
+        LASH_TOOLS="tests.tools.lash_test_tool_runs:CountedTools",
+        LASH_TEST_RUN_LOG=str(run_log),
+        **TESTS_ON_PATH,
+    )
+    workers = [fleet.start_worker(f"w{i}", concurrency=2) for i in range(2)]
+    for proc in workers:
+        proc.wait_ready()
+    client = fleet.client()
+    client.create_session("cruncher", max_turns=400)
+    input_id = client.enqueue_turn("cruncher", "please crunch")
+
+    row = client.wait_for_input("cruncher", input_id, timeout=90)
+
+    store = client.store
+    (process,) = store.processes.for_session("cruncher")
+    assert (process.kind, process.status) == ("tool", ProcessStatus.COMPLETED)
+    assert len(runs(run_log)) == 1
+    messages = store.sessions.load("cruncher").graph.active_messages()
+    handle = next(m for m in messages if m.role == "tool")
+    assert handle.text.startswith(
+        f"counted_sleep started in the background (process {process.process_id})"
+    )
+    result = store.turns.result("cruncher", row.turn_id or "")
+    assert result is not None
+    assert result["outcome"]["text"].startswith("gathered: ")
+    assert f"slept {CALL_MS} ms" in result["outcome"]["text"]
+    assert store.maintenance.count_rows("lash_turn_commits", "cruncher") == 1
+    client.close()
 
 
 @pytest.mark.parametrize(

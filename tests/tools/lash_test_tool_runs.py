@@ -1,7 +1,8 @@
 """A tool that counts its runs, for fleet tests of process recovery (via LASH_TOOLS).
 
 `counted_sleep(ms)` appends "<pid> <call id>" to the file named by LASH_TEST_RUN_LOG as it
-starts, then sleeps: a test reads how often a background run started, whoever ran it.
+starts, then sleeps: a test reads how often a background run started, whoever ran it. It is
+a background tool (rerunnable): a model's call starts a process.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ RUN_LOG_ENV = "LASH_TEST_RUN_LOG"
 
 class CountedTools:
     name = "counted"
+    background_tools = {"counted_sleep": "rerunnable"}
 
     def manifests(self) -> list[ToolManifest]:
         return [
