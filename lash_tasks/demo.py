@@ -1,5 +1,6 @@
 """`lash-tasks demo`: the embedded default end to end — a real worker process, a session,
-a few turns (one uses a tool), answers printed. No servers, no API keys."""
+a few turns (one uses a tool, one delegates to a subagent), answers printed. No servers, no
+API keys."""
 
 from __future__ import annotations
 
@@ -15,11 +16,27 @@ from lash_tasks.client import Client
 from lash_tasks.settings import Settings
 from lash_tasks.store.migrate import upgrade
 
+SUBAGENT_TASK = "List the three primary colours."
+SUBAGENT_ANSWER = "Red, yellow and blue."
+DELEGATE = "Please ask a subagent to list the three primary colours."
 DEMO_RULES = [
     {
         "match": "multiply",
         "tool_calls": [{"name": "calculator", "arguments": {"expression": "6 * 7"}}],
-    }
+    },
+    # The delegating turn starts a subagent, then waits in short steps: the subagent's
+    # answer joins this very turn at its next step, and the final answer uses it.
+    {
+        "match": "ask a subagent",
+        "tool_calls": [{"name": "spawn_subagent", "arguments": {"task": SUBAGENT_TASK}}],
+    },
+    {"match": SUBAGENT_TASK, "text": SUBAGENT_ANSWER},
+    {
+        "match": "ask a subagent",
+        "repeat_tool": True,
+        "tool_calls": [{"name": "sleep_ms", "arguments": {"ms": 250}}],
+    },
+    {"match": f"] {SUBAGENT_ANSWER}", "text": f"My subagent says: {SUBAGENT_ANSWER}"},
 ]
 DEMO_INPUTS = [
     "Hello! Who are you?",
@@ -46,9 +63,9 @@ def run_demo(settings: Settings, turns: int = 3) -> str:
                 "-P",
                 "threads",
                 "-c",
-                "2",
+                "4",
                 "-Q",
-                "lash.turns,lash.ingress,lash.maintenance",
+                "lash.turns,lash.ingress,lash.processes,lash.maintenance",
                 "-l",
                 "warning",
                 "--without-mingle",
@@ -63,15 +80,21 @@ def run_demo(settings: Settings, turns: int = 3) -> str:
     lines = [f"worker pid {worker.pid}, database {settings.database_url}"]
     try:
         session_id = f"demo-{uuid.uuid4().hex[:8]}"
-        client.create_session(session_id)
+        client.create_session(session_id, max_turns=100)
         lines.append(f"session {session_id}")
-        for text in (DEMO_INPUTS * ((turns // len(DEMO_INPUTS)) + 1))[:turns]:
+        for text in [*(DEMO_INPUTS * ((turns // len(DEMO_INPUTS)) + 1))[:turns], DELEGATE]:
             started = time.monotonic()
             input_id = client.enqueue_turn(session_id, text)
             answer = client.wait_for_input(session_id, input_id, timeout=60)
             elapsed = (time.monotonic() - started) * 1000
             lines.append(f"  user: {text}")
             lines.append(f"  agent: {answer.text}   ({elapsed:.0f} ms, {answer.state})")
+        for process in client.store.processes.for_session(session_id):
+            summary = (process.result or {}).get("summary", "")
+            lines.append(
+                f"  subagent {process.process_id} ({process.status}, session "
+                f"{process.process_id}.child): {summary}"
+            )
         view = client.session_view(session_id)
         tools = sum(1 for n in view.transcript if n.get("role") == "tool")
         lines.append(

@@ -2,7 +2,10 @@
 
 Session commands drain one at a time and are never skipped: turn work behind a
 command waits for it. Turn work takes an exclusive batch alone, or a run of
-`join` batches that share a merge key.
+`join` batches that share a delivery policy and a merge key. A running turn, at a
+step boundary, takes only work whose delivery policy is `earliest_safe_boundary`
+and only from the head of the queue (lash's checkpoint claim): work queued ahead
+of it for after the turn keeps its place.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ class Candidate:
     work_class: str
     slot_policy: str
     merge_key: str | None
+    delivery_policy: str = "after_current_turn"
 
 
 def select_leading_command(candidates: Sequence[Candidate]) -> int:
@@ -36,7 +40,16 @@ def select_turn_work_prefix(candidates: Sequence[Candidate], max_batches: int) -
             candidate.work_class != "turn_work"
             or candidate.slot_policy != "join"
             or candidate.merge_key != head.merge_key
+            or candidate.delivery_policy != head.delivery_policy
         ):
             break
         count += 1
     return count
+
+
+def select_boundary_work_prefix(candidates: Sequence[Candidate], max_batches: int) -> int:
+    """How many leading candidates a running turn takes at a step boundary: the turn-work
+    prefix, when its head may be delivered at the earliest safe boundary (else 0)."""
+    if not candidates or candidates[0].delivery_policy != "earliest_safe_boundary":
+        return 0
+    return select_turn_work_prefix(candidates, max_batches)

@@ -128,6 +128,9 @@ class CommitDraft:
     # Steer inputs the turn accepted but never got an answer to (it was interrupted before
     # its LLM call returned): back to pending, for the next turn.
     returned_input_ids: tuple[str, ...] = ()
+    # Queued batches the turn took at a step boundary but never showed the model: ready
+    # again, for the next turn.
+    returned_batch_ids: tuple[str, ...] = ()
     committed_attachment_ids: tuple[str, ...] = ()
     outbox: tuple[QueuedWorkDraft, ...] = ()
     # Replies to callers that asked for the turn's outcome (final commits only).
@@ -153,6 +156,8 @@ class CommitDraft:
         }
         if self.returned_input_ids:  # only when present: other turns keep their hashes
             content["returned_inputs"] = sorted(self.returned_input_ids)
+        if self.returned_batch_ids:
+            content["returned_batches"] = sorted(self.returned_batch_ids)
         return content
 
 

@@ -79,6 +79,12 @@ def steer_node_id(turn_id: str, input_id: str) -> str:
     return f"{turn_id}.steer.{input_id}"
 
 
+def wake_node_id(turn_id: str, batch_id: str, index: int) -> str:
+    """The node of one payload of queued work a running turn took at a step boundary:
+    named by its batch, so a step re-run after a crash never adds it twice."""
+    return f"{turn_id}.wake.{batch_id}.{index}"
+
+
 def effect_scope_id(session_id: str, turn_id: str) -> str:
     """The journal scope of one turn's effects."""
     return f"turn:{session_id}:{turn_id}"

@@ -143,6 +143,12 @@ def subagent_process_id(session_id: str, turn_id: str, call_id: str) -> str:
     return f"proc_{digest}"
 
 
+def background_tool_process_id(session_id: str, turn_id: str, call_id: str) -> str:
+    """The process a background tool call registers: one per call, like a subagent's."""
+    digest = hashlib.sha256(f"tool:{session_id}:{turn_id}:{call_id}".encode()).hexdigest()[:24]
+    return f"bg_{digest}"
+
+
 def child_session_id(process_id: str) -> str:
     """The child session a subagent process runs its turn in."""
     return f"{process_id}.child"
@@ -182,9 +188,15 @@ def recovery_decision(
 
 
 def wake_payload(
-    process_id: str, status: ProcessStatus, summary: str, *, call_id: str | None = None
+    process_id: str,
+    status: ProcessStatus,
+    summary: str,
+    *,
+    call_id: str | None = None,
+    attachments: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The queued-work payload a completion sends to its wake target."""
+    """The queued-work payload a completion sends to its wake target. `attachments` name
+    what the process put for the session (its full output, when the summary is cut)."""
     payload: dict[str, Any] = {
         "type": "process_wake",
         "process_id": process_id,
@@ -193,4 +205,6 @@ def wake_payload(
     }
     if call_id is not None:
         payload["call_id"] = call_id
+    if attachments:
+        payload["attachments"] = list(attachments)
     return payload

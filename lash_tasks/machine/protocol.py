@@ -9,6 +9,10 @@ open it, which steer input joins it, how an answer, a tool result, a failure or 
 becomes the next step or an outcome, and what the step's closing commit holds. Ids and
 timestamps arrive in the events; nothing here reads a clock or does I/O.
 
+Work queued for the earliest safe boundary (a background process's result) joins a running
+turn like steer input: the step that took it shows it to the model after what the turn has
+so far, and a step stopped before the model saw it gives it back to the queue.
+
     StepOpened ─▶ awaiting_llm ─LlmAnswered(tool calls)─▶ awaiting_tools ─ToolsDone─▶ closed
                       │                                                                ▲
                       └── answer / failure / interrupt / stop before calling ──────────┘
@@ -23,7 +27,13 @@ from typing import Any, Literal
 from lash_tasks.machine.commit_hash import turn_commit_hash
 from lash_tasks.machine.commits import OutboxReply
 from lash_tasks.machine.graph import NodeDraft, SessionGraph
-from lash_tasks.machine.ids import llm_replay_key, node_id_for, steer_node_id, tool_replay_key
+from lash_tasks.machine.ids import (
+    llm_replay_key,
+    node_id_for,
+    steer_node_id,
+    tool_replay_key,
+    wake_node_id,
+)
 from lash_tasks.machine.messages import LlmRequest, LlmResponse, Message, ToolCall, Usage
 from lash_tasks.machine.turn_state import ReplyRoute, StepContext, TurnOutcome, TurnState
 
@@ -53,10 +63,21 @@ class SteerInput:
 
 
 @dataclass(frozen=True)
+class BoundaryWork:
+    """Queued turn work the running turn took at a step boundary (a background process's
+    result), one message per payload. Its node ids name the batch, so a step that re-runs
+    after a crash never adds it twice."""
+
+    batch_id: str
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True)
 class StepOpened:
     """The step holds the lease. `graph` stands where the turn continues (it is only read);
-    `steer` lists every steer input the turn accepted, in order. `llm_unavailable` says why
-    this worker cannot serve the session's LLM provider."""
+    `steer` lists every steer input the turn accepted, in order; `wakes` likewise every
+    batch of queued work it took at a step boundary. `llm_unavailable` says why this worker
+    cannot serve the session's LLM provider."""
 
     turn: TurnState
     graph: SessionGraph
@@ -65,6 +86,7 @@ class StepOpened:
     steer: tuple[SteerInput, ...] = ()
     branch_error: str | None = None
     llm_unavailable: str | None = None
+    wakes: tuple[BoundaryWork, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,8 +174,10 @@ class StepPlan:
 
     `next_turn` is the turn after this step, or None when the step ended it with `outcome`.
     `returned_steer` are steer inputs that never reached the model: they wait for the next
-    turn. A final commit carries the turn stamp: `result` and its `turn_commit_hash`, and
-    the `replies` its inputs asked for.
+    turn; `returned_wakes` likewise the queued batches (they are ready again). A final
+    commit carries the turn stamp: `result` and its `turn_commit_hash`, and the `replies`
+    its inputs asked for; it settles the turn's queue claim unless `settles_queue_claim` is
+    False (everything it held was returned).
     """
 
     turn: TurnState
@@ -166,6 +190,8 @@ class StepPlan:
     result: dict[str, Any] | None = None
     turn_commit_hash: str | None = None
     replies: tuple[OutboxReply, ...] = ()
+    returned_wakes: tuple[str, ...] = ()
+    settles_queue_claim: bool = True
 
     @property
     def final(self) -> bool:
@@ -196,6 +222,11 @@ class Step:
     steer_ids: tuple[str, ...] = ()
     # Where the callers of every steer input the turn accepted want its outcome.
     steer_replies: tuple[ReplyRoute, ...] = ()
+    wakes: tuple[NodeDraft, ...] = ()
+    wake_ids: tuple[str, ...] = ()
+    # The turn's queue claim holds work this step cannot give back: the batches that
+    # opened the turn, or ones an earlier step already showed the model.
+    queue_work_kept: bool = False
     drafts: tuple[NodeDraft, ...] = ()
     position: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -248,6 +279,11 @@ def opening_for_wakes(payloads: Sequence[Mapping[str, Any]]) -> tuple[Message, .
     return tuple(_wake_message(p) for p in payloads)
 
 
+def boundary_work(batch_id: str, payloads: Sequence[Mapping[str, Any]]) -> BoundaryWork:
+    """A batch a running turn took at a step boundary, as the model will see it."""
+    return BoundaryWork(batch_id, opening_for_wakes(payloads))
+
+
 # ── transitions ───────────────────────────────────────────────────────────────────────────
 
 
@@ -266,12 +302,23 @@ def _opened(event: StepOpened) -> tuple[Step, tuple[Effect, ...]]:
         NodeDraft.for_message(steer_node_id(turn.turn_id, s.input_id), s.message, now)
         for s in fresh
     )
+    fresh_wakes = [
+        w for w in event.wakes if wake_node_id(turn.turn_id, w.batch_id, 0) not in event.graph.nodes
+    ]
+    wakes = tuple(
+        NodeDraft.for_message(wake_node_id(turn.turn_id, w.batch_id, i), message, now)
+        for w in fresh_wakes
+        for i, message in enumerate(w.messages)
+    )
     step = replace(
         step,
         opening=opening,
         steer=steer,
         steer_ids=tuple(s.input_id for s in fresh),
         steer_replies=tuple(s.reply for s in event.steer if s.reply is not None),
+        wakes=wakes,
+        wake_ids=tuple(w.batch_id for w in fresh_wakes),
+        queue_work_kept=bool(turn.batch_ids) or len(fresh_wakes) < len(event.wakes),
         position=len(opening),
     )
     if turn.attempts > ctx.max_attempts:
@@ -286,6 +333,7 @@ def _opened(event: StepOpened) -> tuple[Step, tuple[Effect, ...]]:
         *event.graph.active_messages(),
         *(_message(d) for d in opening),
         *(_message(d) for d in steer),
+        *(_message(d) for d in wakes),
     ]
     if not history:
         return _failed(
@@ -390,10 +438,12 @@ def _tools_done(step: Step, event: ToolsDone) -> tuple[Step, tuple[Effect, ...]]
 
 
 def _cancelled(step: Step, text: str, detail: dict[str, Any]) -> tuple[Step, tuple[Effect, ...]]:
-    """Stopped before the model answered: steer input it never saw waits for the next turn."""
-    returned = step.steer_ids
-    step = replace(step, steer=(), steer_ids=())
-    return _close(step, TurnOutcome("stopped", "cancelled", text, detail=detail), returned)
+    """Stopped before the model answered: steer input and queued work it never saw wait for
+    the next turn."""
+    returned, wakes = step.steer_ids, step.wake_ids
+    step = replace(step, steer=(), steer_ids=(), wakes=(), wake_ids=())
+    outcome = TurnOutcome("stopped", "cancelled", text, detail=detail)
+    return _close(step, outcome, returned, returned_wakes=wakes)
 
 
 def _unavailable(step: Step, reason: str) -> tuple[Step, tuple[Effect, ...]]:
@@ -424,8 +474,18 @@ def _failed(step: Step, event: StepFailed) -> tuple[Step, tuple[Effect, ...]]:
             f"the turn failed: {message}; its record was refused: {refused.get('message')}",
             detail={**error, "record_refused": refused},
         )
-        bare = replace(step, opening=(), steer=(), drafts=(), attachment_ids=(), pending_calls=())
-        return _close(bare, outcome, record_stop=False)
+        bare = replace(
+            step,
+            opening=(),
+            steer=(),
+            wakes=(),
+            wake_ids=(),
+            drafts=(),
+            attachment_ids=(),
+            pending_calls=(),
+        )
+        # Queued work this step took never reached the graph: it goes back to the queue.
+        return _close(bare, outcome, returned_wakes=step.wake_ids, record_stop=False)
     step = replace(step, drafts=(), position=len(step.opening), attachment_ids=(), pending_calls=())
     outcome = TurnOutcome("stopped", "runtime_error", f"the turn failed: {message}", detail=error)
     return _close(step, outcome)
@@ -436,12 +496,13 @@ def _close(
     outcome: TurnOutcome | None,
     returned_steer: tuple[str, ...] = (),
     *,
+    returned_wakes: tuple[str, ...] = (),
     record_stop: bool = True,
 ) -> tuple[Step, tuple[Effect, ...]]:
     if outcome is not None and outcome.status == "stopped" and record_stop:
         step = _append_event(step, {"type": "turn_stopped", **outcome.to_json()})
     turn = step.turn
-    nodes = step.opening + step.steer + step.drafts
+    nodes = step.opening + step.steer + step.wakes + step.drafts
     # The commit that writes a reference into the graph stamps the attachment it names.
     named = (a for d in nodes if d.kind == "message" for a in d.payload.get("attachments", ()))
     step = replace(step, attachment_ids=tuple(dict.fromkeys((*step.attachment_ids, *named))))
@@ -472,6 +533,8 @@ def _close(
         }
         if replies:  # only when present: other turns keep their hashes
             content["replies"] = [r.idempotency_key for r in replies]
+        if returned_wakes:  # absent otherwise: turns without any keep their hashes
+            content["returned_wakes"] = sorted(returned_wakes)
         digest = turn_commit_hash(content)
         plan = StepPlan(
             turn=turn,
@@ -484,6 +547,8 @@ def _close(
             result=result,
             turn_commit_hash=digest,
             replies=replies,
+            returned_wakes=returned_wakes,
+            settles_queue_claim=step.queue_work_kept or bool(step.wake_ids),
         )
     return replace(step, phase="closed"), (CloseStep(plan),)
 
@@ -556,15 +621,24 @@ def _model_view(message: Message, ctx: StepContext) -> Message:
 
 
 def _user_message(payload: Mapping[str, Any]) -> Message:
+    return Message("user", str(payload.get("text", "")), attachments=_attachment_ids(payload))
+
+
+def _attachment_ids(payload: Mapping[str, Any]) -> tuple[str, ...]:
     attachments = payload.get("attachments", ())
-    names = tuple(str(a) for a in attachments) if isinstance(attachments, list | tuple) else ()
-    return Message("user", str(payload.get("text", "")), attachments=names)
+    return tuple(str(a) for a in attachments) if isinstance(attachments, list | tuple) else ()
 
 
 def _wake_message(payload: Mapping[str, Any]) -> Message:
+    """A process's result reads like a tool result that names the call which started it.
+    It is a user-role message: a `tool` message must follow the model's call at once (the
+    LLM APIs refuse one that arrives turns later), and its call was answered long ago with
+    the process handle."""
     if payload.get("type") == "process_wake":
         status = payload.get("status", "finished")
         summary = payload.get("summary", "")
-        text = f"[background process {payload.get('process_id')} {status}] {summary}"
-        return Message("user", text.strip())
+        call_id = payload.get("call_id")
+        answers = f"; result of tool call {call_id}" if call_id else ""
+        text = f"[background process {payload.get('process_id')} {status}{answers}] {summary}"
+        return Message("user", text.strip(), attachments=_attachment_ids(payload))
     return Message("user", str(payload.get("text", dict(payload))))

@@ -5,7 +5,9 @@ the only state is the deliberate failure counter (`fail_first`) and the call cou
 
 Without rules it echoes: `"echo: <last user text>"`, or, when the conversation ends in tool
 results, `"done: <tool result texts joined by '; '>"`. Rules (`ScriptRule`) override that for
-user messages containing their `match` text.
+user messages containing their `match` text. A rule can also wait for something to arrive in
+the conversation (`until`) and answer with what arrived (`gather`), which is how a scripted
+turn waits for its background processes' results.
 """
 
 from __future__ import annotations
@@ -31,7 +33,17 @@ CALL_LOG_ENV = "LASH_SCRIPTED_CALL_LOG"
 TOOL_RESULT_SEPARATOR = "; "
 
 _RULE_KEYS = frozenset(
-    {"match", "tool_calls", "text", "delay_ms", "fail_first", "fail_status", "repeat_tool"}
+    {
+        "match",
+        "tool_calls",
+        "text",
+        "delay_ms",
+        "fail_first",
+        "fail_status",
+        "repeat_tool",
+        "until",
+        "gather",
+    }
 )
 
 
@@ -55,7 +67,9 @@ class ScriptRule:
     after tool results and so call tools forever (for max-turn tests). `fail_first` makes the
     first N applicable calls on a provider instance fail with HTTP `fail_status`. A rule with
     neither `text` nor `tool_calls` gives the default answer (useful with `delay_ms` or
-    `fail_first` alone).
+    `fail_first` alone). With `until_text`, the rule applies only while fewer than
+    `until_count` messages contain that text. With `gather`, the answer is
+    `"gathered: <every user or tool message containing it, joined by '; '>"`.
     """
 
     match: str = ""
@@ -65,10 +79,17 @@ class ScriptRule:
     fail_first: int = 0
     fail_status: int = 503
     repeat_tool: bool = False
+    until_text: str | None = None
+    until_count: int = 1
+    gather: str | None = None
 
     def __post_init__(self) -> None:
         if self.delay_ms < 0 or self.fail_first < 0:
             raise ValidationError("scripted rule delay_ms and fail_first must not be negative")
+        if self.until_count < 1:
+            raise ValidationError("scripted rule until count must be at least 1")
+        if self.gather == "" or self.until_text == "":
+            raise ValidationError("scripted rule gather and until text must not be empty")
         if not 400 <= self.fail_status <= 599:
             raise ValidationError("scripted rule fail_status must be an HTTP error status")
 
@@ -82,6 +103,11 @@ class ScriptRule:
         calls = data.get("tool_calls") or []
         if not isinstance(calls, list):
             raise ValidationError("scripted rule tool_calls must be a list")
+        until = data.get("until")
+        if until is not None and (
+            not isinstance(until, dict) or set(until) - {"text", "count"} or "text" not in until
+        ):
+            raise ValidationError('scripted rule until must be {"text": ..., "count": ...}')
         return cls(
             match=_field(data, "match", str, ""),
             tool_calls=tuple(_tool_call_from_json(call) for call in calls),
@@ -90,6 +116,9 @@ class ScriptRule:
             fail_first=_field(data, "fail_first", int, 0),
             fail_status=_field(data, "fail_status", int, 503),
             repeat_tool=_field(data, "repeat_tool", bool, False),
+            until_text=_field(until, "text", str, None) if until else None,
+            until_count=_field(until, "count", int, 1) if until else 1,
+            gather=_field(data, "gather", str, None),
         )
 
 
@@ -146,6 +175,10 @@ def trailing_tool_results(messages: Sequence[Message]) -> list[Message]:
         results.append(message)
     results.reverse()
     return results
+
+
+def _containing(messages: Sequence[Message], text: str) -> int:
+    return sum(1 for m in messages if m.role != "assistant" and text in m.text)
 
 
 def _word_count(text: str) -> int:
@@ -236,6 +269,10 @@ class ScriptedProvider:
         after_tools = messages[-1].role == "tool"
         for index, rule in enumerate(self.rules):
             if rule.match in user_text and (rule.repeat_tool or not after_tools):
+                if rule.until_text is not None and (
+                    _containing(messages, rule.until_text) >= rule.until_count
+                ):
+                    continue
                 return index, rule
         return -1, None
 
@@ -272,7 +309,12 @@ def _answer(
     request: LlmRequest, digest: str, user_text: str, rule: ScriptRule | None
 ) -> LlmResponse:
     calls: tuple[ToolCall, ...] = ()
-    if rule is not None and (rule.tool_calls or rule.text is not None):
+    if rule is not None and rule.gather is not None:
+        found = [
+            m.text for m in request.messages if m.role != "assistant" and rule.gather in m.text
+        ]
+        text = "gathered: " + TOOL_RESULT_SEPARATOR.join(found)
+    elif rule is not None and (rule.tool_calls or rule.text is not None):
         text = rule.text or ""
         calls = tuple(
             ToolCall(

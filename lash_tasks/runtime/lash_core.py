@@ -92,6 +92,9 @@ class LashCore:
     events: StepEventsFactory = field(default_factory=StepEventsFactory.disabled)
     # Publishes the replies a final commit wrote (none in this process: the sweeper does).
     replies: ReplySender = field(default_factory=OutboxOnly)
+    # Asks a worker to run a process just registered (a background tool call), after its
+    # registration committed. None: nobody is asked; the sweeper finds runnable processes.
+    process_poke: Callable[[str], None] | None = None
 
     @staticmethod
     def builder() -> CoreBuilder:
@@ -147,6 +150,7 @@ class CoreBuilder:
         self._step_limit_ms: int | None = None
         self._step_max_attempts = 5
         self._full_host = False
+        self._process_poke: Callable[[str], None] | None = None
 
     def session_store(self, store: RuntimeStore | None) -> CoreBuilder:
         self._store = store
@@ -169,7 +173,7 @@ class CoreBuilder:
         environments from one database and one blob store."""
         self._store = store
         self._blobs = blobs
-        self._process_envs = BlobProcessEnvStore(blobs)
+        self._process_envs = BlobProcessEnvStore(store.manifest, blobs)
         self._effects = None  # built in build(), once the lease timings are known
         self._full_host = True
         return self
@@ -248,6 +252,12 @@ class CoreBuilder:
         self._process_registry = registry
         return self
 
+    def process_poke(self, poke: Callable[[str], None]) -> CoreBuilder:
+        """How a step asks for a process it registered to be run (the fleet: a
+        `lash.process.run` message)."""
+        self._process_poke = poke
+        return self
+
     def trigger_store(self, triggers: Facet) -> CoreBuilder:
         self._trigger_store = triggers
         return self
@@ -307,6 +317,7 @@ class CoreBuilder:
             budget=self._budget,
             step_time_limit_ms=self._step_limit_ms,
             step_max_attempts=self._step_max_attempts,
+            process_poke=self._process_poke,
         )
 
 

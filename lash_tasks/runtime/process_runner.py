@@ -4,8 +4,9 @@ Take the process lease; decide by the process's disposition what recovery means
 (`machine.processes.recovery_decision`); run its work; complete it with the lease in one
 transaction. A process's work is one of its kinds:
 
-- `tool`: a background tool call, run here; its output goes to the attachment facade with
-  the process as owner, and the completion stamps it.
+- `tool`: a background tool call, run here under the tool surface it was called with (the
+  process's environment); oversized output goes to the attachment facade with the process
+  as owner, and the completion stamps it.
 - `subagent`: a turn in a child session. The child session and its task input are created
   idempotently (its own rows; it runs on the fleet like any session); the process completes
   once the child's turn has a result, and until then its lease is released — the child's
@@ -23,13 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lash_tasks.errors import LashError, LeaseLost
+from lash_tasks.errors import LashError, LeaseLost, NotFound
 from lash_tasks.machine import ToolCall, parse_policy
 from lash_tasks.machine.processes import (
     check_process_id,
     child_session_id,
     recovery_decision,
 )
+from lash_tasks.runtime.background_tools import TOOL_SURFACE
 from lash_tasks.runtime.lash_core import LashCore
 from lash_tasks.store.process_records import Completion, ProcessLease, ProcessRecord
 from lash_tasks.store.records import InputDraft, InputState
@@ -165,20 +167,37 @@ def _tool_work(core: LashCore, record: ProcessRecord, pokes: list[str]) -> WorkD
     )
     attachments = None
     store = core.require_store()
-    if core.blobs is not None and record.session_id is not None:
+    tools = core.tools_factory()
+    session_id = record.session_id
+    if session_id is not None:
         from lash_tasks.attachments import attachments_for
 
-        attachments = attachments_for(
-            store.manifest, core.blobs, record.session_id, "process", record.process_id
-        )
+        if core.blobs is not None:
+            attachments = attachments_for(
+                store.manifest, core.blobs, session_id, "process", record.process_id
+            )
+        if spec.get("env"):
+            try:
+                env = core.process_envs.get_env(session_id, str(spec["env"]))
+            except NotFound as exc:
+                return WorkDone("failed", {"error": exc.to_dict()}, f"not run: {exc.message}")
+            # The run offers the tools the model could call when it started the process.
+            tools.restore(env[TOOL_SURFACE])
     context = ToolContext(
-        record.session_id or "", f"process:{record.process_id}", call.call_id, attachments
+        session_id or "", f"process:{record.process_id}", call.call_id, attachments
     )
-    result = core.tools_factory().execute(call, context)
+    result = tools.execute(call, context)
+    text, attached = result.text, result.attachments
+    if attachments is not None and not core.budget.fits(text):
+        # The whole output goes to the session's attachments, owned by the process (its
+        # completion stamps it); the result and the wake carry the budgeted view.
+        attachment_id = attachments.put(text.encode(), "text/plain")
+        text = core.budget.apply(text, attachment_id=attachment_id).model_text
+        attached = (*attached, attachment_id)
     return WorkDone(
         "failed" if result.is_error else "completed",
-        {"text": result.text, "attachments": list(result.attachments)},
-        result.text,
+        {"text": text, "attachments": list(attached)},
+        text,
     )
 
 

@@ -80,10 +80,13 @@ def commit_draft(
         **{
             **draft.__dict__,
             "input_completions": _completion(turn.input_claim),
-            "queue_completions": _completion(turn.queue_claim),
+            "queue_completions": (
+                _completion(turn.queue_claim) if plan.settles_queue_claim else ()
+            ),
             "carries_claimed_content": True,
             "defer_active_inputs": True,
             "returned_input_ids": plan.returned_steer,
+            "returned_batch_ids": plan.returned_wakes,
             "turn_stamp": TurnStamp(turn.turn_id, plan.turn_commit_hash, plan.result),
             "replies": plan.replies,
         }

@@ -44,6 +44,7 @@ from lash_tasks.machine.protocol import (
     StepOpened,
     StepPlan,
     advance,
+    boundary_work,
     opening_for_inputs,
 )
 from lash_tasks.providers.registry import Unavailable
@@ -294,6 +295,7 @@ class _Delivery:
             steer=steer,
             branch_error=opened.branch_missing,
             llm_unavailable=runtime.llm.reason if isinstance(runtime.llm, Unavailable) else None,
+            wakes=tuple(boundary_work(b.batch_id, b.payloads) for b in opened.wakes),
         )
         step, effects = advance(None, event)
         self.planned = _Opened(runtime, step, effects, step)

@@ -30,6 +30,7 @@ from lash_tasks.machine.protocol import (
 from lash_tasks.providers.registry import Unavailable
 from lash_tasks.runtime.assembly import SessionRuntime
 from lash_tasks.runtime.attachment_content import with_attachment_content
+from lash_tasks.runtime.background_tools import start_background_tool
 from lash_tasks.runtime.effects import EffectRequest
 from lash_tasks.runtime.step_control import StepControl
 from lash_tasks.store.records import ExecuteEffect, Lease, RecordedEffect
@@ -196,6 +197,11 @@ class TurnEffects:
                     context = ToolContext(
                         runtime.session_id, self.turn_id, call.call_id, attachments
                     )
+                    background = runtime.tools.background(call.name)
+                    if background is not None:
+                        # Journaled like any tool call: a replay answers the same handle.
+                        handle = start_background_tool(runtime, call, context, background)
+                        return handle.to_json()
                     result = runtime.tools.execute(call, context)
                     return self._budgeted(result, attachments).to_json()
 

@@ -79,6 +79,8 @@ def apply_commit(conn: Connection, draft: CommitDraft, head: SessionHead, now: i
         )
     if draft.returned_input_ids:
         _return_to_pending(conn, draft.session_id, draft.returned_input_ids, now)
+    if draft.returned_batch_ids:
+        _return_to_ready(conn, draft.session_id, draft.returned_batch_ids)
     _settle_claims(conn, draft, head.active_turn, now)
     graph_changed = write_graph(conn, draft, session.leaf_node_id, now)
     new_revision = draft.expected_head_revision + 1
@@ -289,6 +291,27 @@ def _return_to_pending(
             claim_generation=None,
             turn_id=None,
             updated_at=now,
+        )
+    )
+
+
+def _return_to_ready(conn: Connection, session_id: str, batch_ids: Sequence[str]) -> None:
+    """Queued batches a turn took at a step boundary but never showed the model are ready
+    again (for the next turn); done before the claim is settled, like returned inputs."""
+    q = t.queued_work
+    conn.execute(
+        update(q)
+        .where(
+            q.c.session_id == session_id,
+            q.c.batch_id.in_(list(batch_ids)),
+            q.c.state == QueueState.CLAIMED,
+        )
+        .values(
+            state=QueueState.READY,
+            claim_id=None,
+            claim_token=None,
+            claim_generation=None,
+            turn_id=None,
         )
     )
 

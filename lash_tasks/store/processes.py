@@ -396,10 +396,19 @@ class Processes:
             log.info("process %s: wake target %s is gone; no wake", row.process_id, target)
             return None
         call_id = (row.registration.get("input") or {}).get("call_id")
+        # Attachments the process put for the session its wake reaches (its own session).
+        named = event.payload.get("result", {}).get("attachments") or ()
+        attachments = tuple(a for a in named if isinstance(a, str))
+        if target != row.session_id:
+            attachments = ()
         draft = QueuedWorkDraft(
             source_key=wake_source_key(row.process_id, event.seq),
             work_class="turn_work",
-            payloads=(wake_payload(row.process_id, status, summary, call_id=call_id),),
+            payloads=(
+                wake_payload(
+                    row.process_id, status, summary, call_id=call_id, attachments=attachments
+                ),
+            ),
             delivery_policy="earliest_safe_boundary",
         )
         return enqueue_batch(conn, target, draft, now).batch_id

@@ -19,6 +19,7 @@ from lash_tasks.store.records import (
     Lease,
     PendingInput,
     QueueClaim,
+    QueuedBatch,
     RecordedEffect,
     SessionRecord,
 )
@@ -83,7 +84,8 @@ class OpenedStep:
     """What the open transaction found and took.
 
     `graph` is None when the cached revision still holds. For a turn, `steer` lists every
-    steer input the turn accepted so far (in order) and `accepted_now` those this open took.
+    steer input the turn accepted so far (in order) and `accepted_now` those this open took;
+    `wakes` and `wakes_accepted_now` likewise the queued batches it took at step boundaries.
     `first_effect` is the journal's decision on the effect the planner named (None: no
     journal, or the step stops before calling); `mismatch` is set instead when the journal
     holds that effect with another envelope. `branch_missing` names a branch point that is
@@ -98,6 +100,8 @@ class OpenedStep:
     new_turn: bool = False
     steer: tuple[PendingInput, ...] = ()
     accepted_now: tuple[str, ...] = ()
+    wakes: tuple[QueuedBatch, ...] = ()
+    wakes_accepted_now: tuple[str, ...] = ()
     command: QueueClaim | None = None
     first_effect: JournalDecision | None = None
     mismatch: dict[str, Any] | None = None

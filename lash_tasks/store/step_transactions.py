@@ -3,10 +3,10 @@
 open   lock the session; take or re-enter the lease; read the session and its active turn;
        read the active path unless the worker's rebuild cache holds this head revision;
        resume the turn (claims re-stamped to this lease, one more attempt counted, steer
-       input accepted) or pick the work — a session command, the next inputs, queued turn
-       work — and begin its turn; then let the caller's planner build the step's first
-       effect (pure work) and prepare that effect's journal entry. Nothing to do releases
-       the lease in the same transaction.
+       input and work queued for the earliest safe boundary accepted) or pick the work — a
+       session command, the next inputs, queued turn work — and begin its turn; then let
+       the caller's planner build the step's first effect (pure work) and prepare that
+       effect's journal entry. Nothing to do releases the lease in the same transaction.
 tools  only when the model asked for tools: record the LLM call's outcome and prepare every
        tool call's journal entry, so that no tool runs before the answer that asked for it
        is durable.
@@ -62,7 +62,7 @@ from lash_tasks.store.step_records import (
     Planner,
 )
 from lash_tasks.store.turns import begin_in, restamp_in, waiting_in
-from lash_tasks.store.work_queue import QUEUE_CLAIMS, claim_in
+from lash_tasks.store.work_queue import QUEUE_CLAIMS, claim_in, take_boundary_work_in
 
 MAX_TURN_BATCHES = 64
 
@@ -198,7 +198,8 @@ class StepTransactions:
         now: int,
     ) -> None:
         """Continue the active turn: its claims move to this lease generation (it continues
-        durable work, it does not steal it) and this start of its step is counted."""
+        durable work, it does not steal it) and this start of its step is counted. Steer
+        input and work queued for the earliest safe boundary join it here."""
         attempt = restamp_in(
             conn,
             fence,
@@ -207,12 +208,17 @@ class StepTransactions:
         )
         turn = replace(turn, attempts=attempt.number, last_error=attempt.last_error)
         opened.work, opened.turn = "turn", turn
+        # A re-run whose LLM call is journaled must send the very same request, so it takes
+        # no new steer input or queued work; nor does a cancelled turn (its final commit
+        # defers or returns them).
+        accept = not turn.cancel_requested and not self._llm_journaled(conn, fence, turn)
+        opened.turn, opened.wakes, opened.wakes_accepted_now = take_boundary_work_in(
+            self.db, conn, fence, turn, now, accept=accept
+        )
         if turn.input_claim is None:
             return
         claim_id = turn.input_claim.claim_id
-        # A re-run whose LLM call is journaled must send the very same request, so it takes
-        # no new steer input; nor does a cancelled turn (its final commit defers them).
-        if not turn.cancel_requested and not self._llm_journaled(conn, fence, turn):
+        if accept:
             accepted = accept_active_in(conn, fence, claim_id, turn.turn_id, now)
             opened.accepted_now = tuple(i.input_id for i in accepted)
         opened.steer = tuple(accepted_in(conn, fence.session_id, claim_id))

@@ -1,23 +1,35 @@
-"""`WorkQueue`: background batches for a session (session commands, process wakes)."""
+"""`WorkQueue`: background batches for a session (session commands, process wakes).
+
+A batch is claimed by the turn it opens, or — delivered at the earliest safe boundary — by
+a turn already running, at its next step (`take_boundary_work_in`): then the batch joins the
+turn's queue claim and names the turn in `turn_id`, and the turn's final commit settles it
+with the rest of the claim.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from enum import StrEnum
 from itertools import takewhile
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, insert, or_, select, update
 
 from lash_tasks.errors import SourceKeyConflict, ValidationError
-from lash_tasks.machine import Fence, QueuedWorkDraft, stable_hash
-from lash_tasks.machine.claims import Candidate, select_leading_command, select_turn_work_prefix
+from lash_tasks.machine import ClaimRef, Fence, QueuedWorkDraft, TurnState, stable_hash
+from lash_tasks.machine.claims import (
+    Candidate,
+    select_boundary_work_prefix,
+    select_leading_command,
+    select_turn_work_prefix,
+)
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.claiming import ClaimTable, live_claim_filter, take
 from lash_tasks.store.database import Database
 from lash_tasks.store.records import QueueClaim, QueuedBatch
-from lash_tasks.store.rows import decode_batch
+from lash_tasks.store.rows import decode_batch, encode_turn_state
 
 
 class QueueState(StrEnum):
@@ -34,6 +46,7 @@ DONE_QUEUE_STATES = (QueueState.COMPLETED, QueueState.CANCELLED)
 _q = t.queued_work
 _items = t.queued_work_items
 _SCAN_SURPLUS = 32
+MAX_BOUNDARY_BATCHES = 64
 QUEUE_CLAIMS = ClaimTable(_q, "batch_id", QueueState.CLAIMED, "queue_claim_id", "qwc")
 
 
@@ -157,6 +170,20 @@ def enqueue_batch(
     return decode_batch(row, list(draft.payloads))
 
 
+def _payloads_of(conn: Connection, batch_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The payloads of several batches in one statement, each batch's in item order."""
+    found: dict[str, list[dict[str, Any]]] = {b: [] for b in batch_ids}
+    if batch_ids:
+        rows = conn.execute(
+            select(_items.c.batch_id, _items.c.payload)
+            .where(_items.c.batch_id.in_(batch_ids))
+            .order_by(_items.c.batch_id, _items.c.item_index)
+        )
+        for row in rows:
+            found[row.batch_id].append(dict(row.payload))
+    return found
+
+
 def claim_in(
     db: Database,
     conn: Connection,
@@ -181,7 +208,9 @@ def claim_in(
         .limit(max_batches + _SCAN_SURPLUS)
     )
     rows = conn.execute(db.dialect.for_update(query, skip_locked=True)).all()
-    count = rule([Candidate(r.work_class, r.slot_policy, r.merge_key) for r in rows])
+    count = rule(
+        [Candidate(r.work_class, r.slot_policy, r.merge_key, r.delivery_policy) for r in rows]
+    )
     if count == 0:
         return None
     chosen = rows[:count]
@@ -202,3 +231,90 @@ def claimable(db: Database, conn: Connection, session_id: str, now: int) -> Colu
 
 def _claimable(live: ColumnElement[bool]) -> ColumnElement[bool]:
     return or_(_q.c.state == QueueState.READY, and_(_q.c.state == QueueState.CLAIMED, ~live))
+
+
+def take_boundary_work_in(
+    db: Database,
+    conn: Connection,
+    fence: Fence,
+    turn: TurnState,
+    now: int,
+    *,
+    accept: bool,
+    max_batches: int = MAX_BOUNDARY_BATCHES,
+) -> tuple[TurnState, tuple[QueuedBatch, ...], tuple[str, ...]]:
+    """At a step boundary of the running `turn` (session locked, fence held, the turn's
+    claims re-stamped): with `accept`, take the ready work that may join it
+    (`select_boundary_work_prefix`) under the turn's queue claim — a new claim when the turn
+    has none yet, recorded on its active-turn row so the claim stays live and a re-run step
+    finds it. Returns the turn, every batch it took at a boundary so far (in enqueue order),
+    and the ids of those taken now."""
+    taken = _boundary_rows(conn, fence.session_id, turn)
+    chosen: list[Row[Any]] = []
+    if accept:
+        query = (
+            select(_q)
+            .where(
+                _q.c.session_id == fence.session_id,
+                _q.c.state == QueueState.READY,
+                _q.c.available_at <= now,
+            )
+            .order_by(_q.c.enqueue_seq)
+            .limit(max_batches + _SCAN_SURPLUS)
+        )
+        rows = conn.execute(db.dialect.for_update(query, skip_locked=True)).all()
+        candidates = [
+            Candidate(r.work_class, r.slot_policy, r.merge_key, r.delivery_policy) for r in rows
+        ]
+        chosen = list(rows[: select_boundary_work_prefix(candidates, max_batches)])
+    if chosen:
+        turn = _join_turn_claim(conn, fence, turn, [r.batch_id for r in chosen])
+    rows_of_turn = [*taken, *chosen]
+    payloads = _payloads_of(conn, [r.batch_id for r in rows_of_turn])
+    batches = tuple(decode_batch(r, payloads[r.batch_id]) for r in rows_of_turn)
+    return turn, batches, tuple(r.batch_id for r in chosen)
+
+
+def _boundary_rows(conn: Connection, session_id: str, turn: TurnState) -> list[Row[Any]]:
+    """The batches `turn` took at its step boundaries so far (none without a queue claim)."""
+    if turn.queue_claim is None:
+        return []
+    rows = conn.execute(
+        select(_q)
+        .where(
+            _q.c.session_id == session_id,
+            _q.c.claim_id == turn.queue_claim.claim_id,
+            _q.c.state == QueueState.CLAIMED,
+            _q.c.turn_id == turn.turn_id,
+        )
+        .order_by(_q.c.enqueue_seq)
+    )
+    return list(rows)
+
+
+def _join_turn_claim(
+    conn: Connection, fence: Fence, turn: TurnState, batch_ids: list[str]
+) -> TurnState:
+    """Stamp the batches with the turn's queue claim (a new one if it has none yet)."""
+    if turn.queue_claim is None:
+        claim = take(conn, QUEUE_CLAIMS, fence, batch_ids, turn_id=turn.turn_id)
+        turn = replace(turn, queue_claim=ClaimRef(claim.claim_id, claim.claim_token))
+        a = t.active_turns
+        conn.execute(
+            update(a)
+            .where(a.c.session_id == fence.session_id, a.c.turn_id == turn.turn_id)
+            .values(queue_claim_id=claim.claim_id, state=encode_turn_state(turn))
+        )
+        return turn
+    conn.execute(
+        update(_q)
+        .where(_q.c.batch_id.in_(batch_ids))
+        .values(
+            state=QueueState.CLAIMED,
+            claim_id=turn.queue_claim.claim_id,
+            claim_token=turn.queue_claim.claim_token,
+            claim_generation=fence.fencing_token,
+            turn_id=turn.turn_id,
+        )
+    )
+    return turn

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from lash_tasks.errors import SchemaVersionError
 from lash_tasks.machine.messages import Message, ToolManifest
@@ -65,12 +66,23 @@ class ToolResult:
         )
 
 
+# How a background tool run recovers when its worker is lost: run again from the start, or
+# (it may have done part of its work) never again — abandoned, with evidence.
+BackgroundDisposition = Literal["rerunnable", "owner_bound"]
+BACKGROUND_DISPOSITIONS: tuple[BackgroundDisposition, ...] = ("rerunnable", "owner_bound")
+
+
 @runtime_checkable
 class ToolProvider(Protocol):
     """A named group of tools.
 
     `execute` may raise `ToolError` (its message is shown to the model as-is) or return an
     error `ToolResult`; the registry turns any other exception into an error result too.
+
+    A provider declares tools that run in the background with a `background_tools`
+    attribute (see `BackgroundToolProvider`): calling one registers a process and answers
+    the model with its handle at once; a worker runs `execute` later, and the result
+    reaches the session as a message when the process completes.
     """
 
     name: str
@@ -80,3 +92,11 @@ class ToolProvider(Protocol):
     def execute(
         self, tool_name: str, arguments: dict[str, Any], context: ToolContext
     ) -> ToolResult: ...
+
+
+@runtime_checkable
+class BackgroundToolProvider(ToolProvider, Protocol):
+    """A tool provider some of whose tools run in the background: `background_tools` maps
+    each such tool's name to its recovery disposition."""
+
+    background_tools: Mapping[str, BackgroundDisposition]

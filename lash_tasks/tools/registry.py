@@ -19,7 +19,13 @@ from lash_tasks.errors import (
     ValidationError,
 )
 from lash_tasks.machine.messages import ToolCall, ToolManifest
-from lash_tasks.tools.contract import ToolContext, ToolProvider, ToolResult
+from lash_tasks.tools.contract import (
+    BACKGROUND_DISPOSITIONS,
+    BackgroundDisposition,
+    ToolContext,
+    ToolProvider,
+    ToolResult,
+)
 from lash_tasks.tools.schema import check_schema, json_type_name, validate
 
 SNAPSHOT_VERSION = 1
@@ -35,6 +41,7 @@ log = logging.getLogger(__name__)
 class _Entry:
     provider: ToolProvider
     manifest: ToolManifest
+    background: BackgroundDisposition | None = None
 
 
 class ToolRegistry:
@@ -154,28 +161,26 @@ class ToolRegistry:
             self._generation += 1
             return self._generation
 
-    def execute(self, call: ToolCall, context: ToolContext) -> ToolResult:
-        """Run one tool call. Bad model input and tool failures come back as error results
-        the model can read; only exceptions listed in `reraise` propagate."""
+    def background(self, name: str) -> BackgroundDisposition | None:
+        """The disposition of an active tool that runs in the background, else None."""
         with self._lock:
-            entry = self._entries.get(call.name) if self._is_active(call.name) else None
-            known = [name for name in self._entries if self._is_active(name)]
-        if entry is None:
-            return ToolResult(
-                f"unknown tool {call.name!r}; known tools: {', '.join(known) or '(none)'}",
-                is_error=True,
-            )
+            entry = self._entries.get(name) if self._is_active(name) else None
+            return None if entry is None else entry.background
 
-        arguments = _parse_arguments(call)
-        if isinstance(arguments, ToolResult):
-            return arguments
-        problems = validate(entry.manifest.parameters, arguments)
-        if problems:
-            return ToolResult(
-                f"invalid arguments for tool {call.name!r}: " + "; ".join(problems),
-                is_error=True,
-            )
+    def check(self, call: ToolCall) -> ToolResult | None:
+        """The error result the model gets for this call (unknown tool, bad arguments), or
+        None when it may run."""
+        checked = self._checked(call)
+        return checked if isinstance(checked, ToolResult) else None
 
+    def execute(self, call: ToolCall, context: ToolContext) -> ToolResult:
+        """Run one tool call (a background tool too: this is its run). Bad model input and
+        tool failures come back as error results the model can read; only exceptions
+        listed in `reraise` propagate."""
+        checked = self._checked(call)
+        if isinstance(checked, ToolResult):
+            return checked
+        entry, arguments = checked
         try:
             result = entry.provider.execute(call.name, arguments, context)
         except self._reraise:
@@ -193,6 +198,26 @@ class ToolRegistry:
             )
         return result
 
+    def _checked(self, call: ToolCall) -> tuple[_Entry, dict[str, Any]] | ToolResult:
+        with self._lock:
+            entry = self._entries.get(call.name) if self._is_active(call.name) else None
+            known = [name for name in self._entries if self._is_active(name)]
+        if entry is None:
+            return ToolResult(
+                f"unknown tool {call.name!r}; known tools: {', '.join(known) or '(none)'}",
+                is_error=True,
+            )
+        arguments = _parse_arguments(call)
+        if isinstance(arguments, ToolResult):
+            return arguments
+        problems = validate(entry.manifest.parameters, arguments)
+        if problems:
+            return ToolResult(
+                f"invalid arguments for tool {call.name!r}: " + "; ".join(problems),
+                is_error=True,
+            )
+        return entry, arguments
+
     def _is_active(self, name: str) -> bool:
         return name in self._entries and (self._enabled is None or name in self._enabled)
 
@@ -203,6 +228,7 @@ class ToolRegistry:
         if name in self._providers:
             raise ConfigurationError(f"tool provider {name!r} is already registered", provider=name)
         manifests = provider.manifests()
+        background = _background_tools(name, provider, {m.name for m in manifests})
         new: dict[str, _Entry] = {}
         for manifest in manifests:
             if not isinstance(manifest, ToolManifest):
@@ -220,11 +246,37 @@ class ToolRegistry:
                     provider=name,
                     existing_provider=owner,
                 )
-            new[manifest.name] = _Entry(provider, manifest)
+            new[manifest.name] = _Entry(provider, manifest, background.get(manifest.name))
         self._providers[name] = provider
         self._entries.update(new)
         if self._enabled is not None:
             self._enabled.update(new)
+
+
+def _background_tools(
+    provider: str, instance: ToolProvider, tools: set[str]
+) -> dict[str, BackgroundDisposition]:
+    """The provider's background declaration, checked: its own tools, known dispositions."""
+    declared = getattr(instance, "background_tools", None)
+    if declared is None:
+        return {}
+    if not isinstance(declared, Mapping):
+        raise ConfigurationError(f"tool provider {provider!r}: background_tools must be a mapping")
+    checked: dict[str, BackgroundDisposition] = {}
+    for tool, disposition in declared.items():
+        if tool not in tools:
+            raise ConfigurationError(
+                f"tool provider {provider!r} declares {tool!r} background but offers no such tool",
+                tool=tool,
+            )
+        if disposition not in BACKGROUND_DISPOSITIONS:
+            raise ConfigurationError(
+                f"background tool {tool!r} of provider {provider!r}: disposition must be one "
+                f"of {', '.join(BACKGROUND_DISPOSITIONS)}, got {disposition!r}",
+                tool=tool,
+            )
+        checked[tool] = disposition
+    return checked
 
 
 def _check_manifest(provider: str, manifest: ToolManifest) -> None:

@@ -101,6 +101,7 @@ def build_resources(
         .steps_per_delivery(settings.steps_per_delivery)
         .step_events(events)
         .reply_sender(CeleryReplySender(_celery_app, store.replies))
+        .process_poke(_poke_process)
         .build()
     )
     redis_client = None

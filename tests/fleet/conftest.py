@@ -15,6 +15,7 @@ import redis
 
 from lash_tasks.store.migrate import upgrade
 from tests.fleet.harness import Fleet
+from tests.fleet.private_redis import PrivateRedis
 from tests.services import REDIS_HOST, REDIS_PORT, require_redis, scratch_postgres_database
 
 # A Redis database of our own: FLUSHDB there never touches what other programs keep.
@@ -67,3 +68,28 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             finally:
                 fleet.stop_all()
                 redis.Redis.from_url(redis_url).flushdb()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own: the one a test may restart or flush whole."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_fleet(tmp_path: Path, redis_server: PrivateRedis) -> Iterator[Fleet]:
+    """A fleet whose broker is `redis_server`, with a fresh PostgreSQL database."""
+    with scratch_postgres_database("lash_fleet") as database_url:
+        upgrade(database_url)
+        home = tmp_path / "lash-home"
+        home.mkdir()
+        fleet = Fleet(database_url, redis_server.url, home)
+        try:
+            yield fleet
+        finally:
+            fleet.stop_all()

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from lash_tasks.store.migrate import upgrade
 from tests.fleet.harness import (
     Fleet,
     all_inputs_done,
@@ -19,7 +16,6 @@ from tests.fleet.harness import (
     wait_until,
 )
 from tests.fleet.private_redis import PrivateRedis
-from tests.services import scratch_postgres_database
 
 pytestmark = [pytest.mark.fleet, pytest.mark.timeout(150)]
 
@@ -30,29 +26,6 @@ CONCURRENCY = 4
 LLM_DELAY_MS = 4000  # the first step of each turn spans the outage
 IN_FLIGHT_S = 2.0
 OUTAGE_S = float(os.environ.get("LASH_TEST_REDIS_OUTAGE_S", "4"))
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def private_fleet(tmp_path: Path, redis_server: PrivateRedis) -> Iterator[Fleet]:
-    with scratch_postgres_database("lash_fleet") as database_url:
-        upgrade(database_url)
-        home = tmp_path / "lash-home"
-        home.mkdir()
-        fleet = Fleet(database_url, redis_server.url, home)
-        try:
-            yield fleet
-        finally:
-            fleet.stop_all()
 
 
 def test_workers_survive_a_redis_restart_and_every_turn_completes(

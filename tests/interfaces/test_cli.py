@@ -118,12 +118,16 @@ def test_maintenance_job_runs_and_reports(home: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_demo_runs_a_real_worker_on_the_embedded_default(tmp_path: Path) -> None:
-    """`lash-tasks demo` needs no servers: a worker process answers three turns, one via a tool."""
+    """`lash-tasks demo` needs no servers: a worker process answers three turns, one via a
+    tool, then a turn that delegates to one subagent and answers with its result."""
     result = run_cli(tmp_path, "demo")
     assert result.returncode == 0, result.stderr + result.stdout
     assert "agent: echo: Hello! Who are you?" in result.stdout
     assert "agent: done: 42" in result.stdout
-    assert "1 tool result(s)" in result.stdout
+    assert "agent: My subagent says: Red, yellow and blue." in result.stdout
+    (subagent,) = [line for line in result.stdout.splitlines() if "subagent proc_" in line]
+    assert "(completed, session proc_" in subagent
+    assert subagent.endswith(".child): Red, yellow and blue.")
 
 
 def test_an_unmigrated_database_says_to_run_db_upgrade(tmp_path: Path) -> None:

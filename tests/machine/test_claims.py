@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from lash_tasks.machine.claims import Candidate, select_leading_command, select_turn_work_prefix
+from lash_tasks.machine.claims import (
+    Candidate,
+    select_boundary_work_prefix,
+    select_leading_command,
+    select_turn_work_prefix,
+)
 
 CMD = Candidate("session_command", "exclusive", None)
 EXCL = Candidate("turn_work", "exclusive", None)
@@ -47,3 +52,26 @@ def test_join_run_respects_max_batches() -> None:
     assert select_turn_work_prefix(run, 1) == 1
     assert select_turn_work_prefix(run, 0) == 0
     assert select_turn_work_prefix([], 4) == 0
+
+
+BOUNDARY = Candidate("turn_work", "exclusive", None, "earliest_safe_boundary")
+
+
+def boundary_join(key: str | None = "m") -> Candidate:
+    return Candidate("turn_work", "join", key, "earliest_safe_boundary")
+
+
+def test_a_running_turn_takes_only_boundary_work_at_the_head() -> None:
+    """At a step boundary the head must be earliest_safe_boundary turn work; work queued for
+    after the turn, or a command, keeps everything behind it waiting."""
+    assert select_boundary_work_prefix([BOUNDARY, BOUNDARY], 64) == 1
+    assert select_boundary_work_prefix([EXCL, BOUNDARY], 64) == 0
+    assert select_boundary_work_prefix([CMD, BOUNDARY], 64) == 0
+    assert select_boundary_work_prefix([], 64) == 0
+
+
+def test_boundary_join_batches_group_by_delivery_policy_and_merge_key() -> None:
+    """Join batches extend a claim only while delivery policy and merge key match."""
+    assert select_boundary_work_prefix([boundary_join(), boundary_join(), join()], 64) == 2
+    assert select_boundary_work_prefix([boundary_join(), boundary_join("n")], 64) == 1
+    assert select_turn_work_prefix([join(), boundary_join()], 64) == 1

@@ -27,6 +27,7 @@ from lash_tasks.machine.protocol import (
     ToolOutcome,
     ToolsDone,
     advance,
+    boundary_work,
 )
 from lash_tasks.machine.tool_budget import ToolOutputBudget
 from lash_tasks.machine.turn_state import ClaimRef, ReplyRoute, StepContext, TurnState
@@ -274,6 +275,73 @@ def test_steer_already_in_the_graph_is_not_added_again() -> None:
     step, _ = open_step(new_turn(step_index=1, opening=()), graph=graph, steer=steer)
     plan = plan_of(advance(step, LlmAnswered(LlmResponse("ok")))[1])
     assert [n.node_id for n in plan.nodes] == ["turn_a.1.0"]
+
+
+WAKE = {
+    "type": "process_wake",
+    "process_id": "proc_1",
+    "status": "completed",
+    "summary": "42",
+    "call_id": "call_9",
+}
+
+
+def test_boundary_work_joins_the_step_after_steer_as_a_result_message() -> None:
+    """Queued work the running turn took is shown after its history and steer input, as a
+    message naming the process and the tool call that started it; the step commits it."""
+    turn = new_turn(step_index=1, opening=())
+    steer = (SteerInput("in_2", Message("user", "also")),)
+    wakes = (boundary_work("qwb:1", [WAKE]),)
+    step, effects = open_step(
+        turn, graph=graph_with(Message("user", "q")), steer=steer, wakes=wakes
+    )
+    (call,) = effects
+    assert [m.text for m in call.request.messages] == [
+        "q",
+        "also",
+        "[background process proc_1 completed; result of tool call call_9] 42",
+    ]
+    plan = plan_of(advance(step, LlmAnswered(LlmResponse("the answer is 42")))[1])
+    assert [n.node_id for n in plan.nodes] == [
+        "turn_a.steer.in_2",
+        "turn_a.wake.qwb:1.0",
+        "turn_a.1.0",
+    ]
+    assert plan.returned_wakes == () and plan.settles_queue_claim
+
+
+def test_boundary_work_already_in_the_graph_is_not_added_again() -> None:
+    """A batch a committed step already showed the model is skipped by later steps."""
+    graph = graph_with(Message("user", "q"))
+    graph.append(NodeDraft.for_message("turn_a.wake.qwb:1.0", Message("user", "r"), NOW))
+    wakes = (boundary_work("qwb:1", [WAKE]), boundary_work("qwb:2", [WAKE]))
+    step, _ = open_step(new_turn(step_index=2, opening=()), graph=graph, wakes=wakes)
+    plan = plan_of(advance(step, LlmAnswered(LlmResponse("ok")))[1])
+    assert [n.node_id for n in plan.nodes] == ["turn_a.wake.qwb:2.0", "turn_a.2.0"]
+
+
+def test_an_interrupt_returns_boundary_work_the_model_never_saw() -> None:
+    """A call cut on request gives this step's batches back to the queue; when they were
+    all the turn's queue claim held, the final commit has no queue claim to settle."""
+    turn = new_turn(step_index=1, opening=(), queue_claim=ClaimRef("qwc:1", "tok"))
+    wakes = (boundary_work("qwb:1", [WAKE]),)
+    step, _ = open_step(turn, graph=graph_with(Message("user", "q")), wakes=wakes)
+    plan = plan_of(advance(step, Interrupted())[1])
+    assert plan.outcome is not None and plan.outcome.reason == "cancelled"
+    assert plan.returned_wakes == ("qwb:1",)
+    assert not plan.settles_queue_claim
+    assert all("proc_1" not in text for _, text in texts(plan))
+
+
+def test_a_returned_batch_leaves_the_rest_of_the_queue_claim_to_settle() -> None:
+    """Batches shown to the model earlier stay with the turn when a later one is returned."""
+    graph = graph_with(Message("user", "q"))
+    graph.append(NodeDraft.for_message("turn_a.wake.qwb:1.0", Message("user", "r"), NOW))
+    wakes = (boundary_work("qwb:1", [WAKE]), boundary_work("qwb:2", [WAKE]))
+    turn = new_turn(step_index=2, opening=(), cancel_requested=True)
+    plan = plan_of(open_step(turn, graph=graph, wakes=wakes)[1])
+    assert plan.returned_wakes == ("qwb:2",)
+    assert plan.settles_queue_claim
 
 
 def test_tool_output_is_budgeted_on_its_way_to_the_model() -> None:

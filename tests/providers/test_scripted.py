@@ -122,6 +122,35 @@ def test_repeat_tool_keeps_calling() -> None:
     assert len(ids) == 5
 
 
+def test_until_waits_for_results_and_gather_answers_with_them() -> None:
+    """An `until` rule applies while fewer than `count` messages hold its text; the next
+    rule then gathers every message holding it into the answer."""
+    rules = load_rules(
+        json.dumps(
+            [
+                {
+                    "match": "",
+                    "repeat_tool": True,
+                    "until": {"text": "answer", "count": 2},
+                    "tool_calls": [{"name": "sleep_ms", "arguments": {"ms": 1}}],
+                },
+                {"match": "", "repeat_tool": True, "gather": "answer"},
+            ]
+        )
+    )
+    provider = ScriptedProvider(rules)
+    request = _user("wait for two")
+    waiting = provider.complete(request)
+    assert [c.name for c in waiting.tool_calls] == ["sleep_ms"]
+    request = _after_tools(request, waiting.tool_calls, ["slept"])
+    request = LlmRequest(request.model, (*request.messages, Message("user", "answer one")))
+    assert provider.complete(request).tool_calls  # one of two: still waiting
+    request = LlmRequest(request.model, (*request.messages, Message("user", "answer two")))
+    final = provider.complete(request)
+    assert final.tool_calls == ()
+    assert final.text == "gathered: answer one; answer two"
+
+
 def test_fail_first_retryable_then_answers() -> None:
     provider = ScriptedProvider([ScriptRule(match="flaky", fail_first=2, fail_status=503)])
     for _ in range(2):
@@ -189,6 +218,11 @@ def test_rules_from_json_and_env(tmp_path: Path) -> None:
         '[{"fail_status": 200}]',
         '[{"tool_calls": [{"arguments": {}}]}]',
         '[{"tool_calls": [{"name": "t", "arguments": "[]"}]}]',
+        '[{"until": "x"}]',
+        '[{"until": {"count": 2}}]',
+        '[{"until": {"text": "x", "count": 0}}]',
+        '[{"until": {"text": "x", "counts": 2}}]',
+        '[{"gather": ""}]',
     ],
 )
 def test_bad_rules(text: str) -> None:

@@ -67,6 +67,7 @@ class Harness:
         tools: Callable[[], ToolRegistry] = builtin_tools,
         steps_per_delivery: int = 1,
         replies: ReplySender | None = None,
+        process_poke: Callable[[str], None] | None = None,
     ) -> tuple[LashCore, ScriptedProvider]:
         parsed = load_rules(script) if isinstance(script, str) else tuple(script)
         scripted = ScriptedProvider(parsed)
@@ -89,6 +90,8 @@ class Harness:
             builder = builder.reply_sender(replies)
         if budget is not None:
             builder = builder.tool_output_budget(budget)
+        if process_poke is not None:
+            builder = builder.process_poke(process_poke)
         core = builder.build()
         self.cores.append(core)
         return core, scripted

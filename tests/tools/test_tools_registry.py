@@ -395,3 +395,53 @@ def test_tool_result_to_message() -> None:
     assert message.role == "tool"
     assert (message.text, message.tool_call_id, message.name) == ("oops", "c1", "calc")
     assert message.is_error and message.attachments == ("a1",)
+
+
+@dataclass
+class BackgroundProvider:
+    """One tool, declared background with `declared`."""
+
+    declared: Any
+    name: str = "bg"
+
+    def manifests(self) -> list[ToolManifest]:
+        return [manifest("crunch", n={"type": "integer"})]
+
+    @property
+    def background_tools(self) -> Any:
+        return self.declared
+
+    def execute(
+        self, tool_name: str, arguments: dict[str, Any], context: ToolContext
+    ) -> ToolResult:
+        return ToolResult(f"crunched {arguments['n']}")
+
+
+def test_a_background_declaration_names_the_tool_and_its_disposition() -> None:
+    """`background` answers the declared disposition of an active tool, None otherwise; the
+    run itself is an ordinary execute."""
+    registry = ToolRegistry([BackgroundProvider({"crunch": "owner_bound"})])
+    assert registry.background("crunch") == "owner_bound"
+    assert registry.background("nope") is None
+    call = ToolCall("c1", "crunch", '{"n": 2}')
+    assert registry.check(call) is None
+    assert registry.execute(call, CTX).text == "crunched 2"
+    bad = registry.check(ToolCall("c2", "crunch", '{"n": "two"}'))
+    assert bad is not None and bad.is_error and "invalid arguments" in bad.text
+
+
+@pytest.mark.parametrize(
+    ("declared", "problem"),
+    [
+        ({"other": "rerunnable"}, "offers no such tool"),
+        ({"crunch": "externally_owned"}, "disposition must be one of"),
+        ({"crunch": None}, "disposition must be one of"),
+        (["crunch"], "must be a mapping"),
+    ],
+)
+def test_a_bad_background_declaration_is_refused_at_registration(
+    declared: Any, problem: str
+) -> None:
+    """A provider declaring a tool it lacks, or no valid disposition, is a wiring error."""
+    with pytest.raises(ConfigurationError, match=problem):
+        ToolRegistry([BackgroundProvider(declared)])
