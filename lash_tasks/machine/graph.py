@@ -66,6 +66,12 @@ class SessionGraph:
 
     nodes: dict[str, Node] = field(default_factory=dict)
     leaf_node_id: str | None = None
+    # The last active path and its messages, with the (leaf, node count) they were read at:
+    # nodes are only ever added, so while both hold the path has not changed. A worker's
+    # cached graph is read every step of a long session; this keeps that O(1) between steps.
+    _path_memo: tuple[tuple[str | None, int], tuple[Node, ...], tuple[Message, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_nodes(cls, nodes: Iterable[Node], leaf_node_id: str | None) -> SessionGraph:
@@ -73,6 +79,12 @@ class SessionGraph:
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    def copy(self) -> SessionGraph:
+        """An independent graph with the same nodes and leaf (nodes are immutable)."""
+        twin = SessionGraph(dict(self.nodes), self.leaf_node_id)
+        twin._path_memo = self._path_memo
+        return twin
 
     def append(self, draft: NodeDraft) -> Node:
         """Place `draft` under the leaf and make it the new leaf."""
@@ -103,19 +115,39 @@ class SessionGraph:
 
     def active_path(self) -> list[Node]:
         """Nodes from the root to the leaf."""
-        path: list[Node] = []
-        current = self.leaf_node_id
-        seen: set[str] = set()
-        while current is not None and current in self.nodes and current not in seen:
-            seen.add(current)
-            node = self.nodes[current]
-            path.append(node)
-            current = node.parent_node_id
-        path.reverse()
-        return path
+        return list(self._memo()[1])
 
     def active_messages(self) -> list[Message]:
-        return [m for n in self.active_path() if (m := n.message()) is not None]
+        return list(self._memo()[2])
+
+    def _memo(self) -> tuple[tuple[str | None, int], tuple[Node, ...], tuple[Message, ...]]:
+        key = (self.leaf_node_id, len(self.nodes))
+        memo = self._path_memo
+        if memo is not None and memo[0] == key:
+            return memo
+        # Walk up from the leaf; meeting the last path's leaf (the usual case: a step
+        # appended a few nodes) means only the new nodes need reading.
+        known_leaf = memo[1][-1].node_id if memo is not None and memo[1] else None
+        fresh: list[Node] = []
+        seen: set[str] = set()
+        current = self.leaf_node_id
+        while current is not None and current in self.nodes and current not in seen:
+            if current == known_leaf:
+                break
+            seen.add(current)
+            node = self.nodes[current]
+            fresh.append(node)
+            current = node.parent_node_id
+        else:
+            memo = None  # the path does not run through the last one: all of it is fresh
+        fresh.reverse()
+        new_messages = tuple(m for n in fresh if (m := n.message()) is not None)
+        if memo is None:
+            memo = (key, tuple(fresh), new_messages)
+        else:
+            memo = (key, memo[1] + tuple(fresh), memo[2] + new_messages)
+        self._path_memo = memo
+        return memo
 
     def orphaned_node_ids(self) -> list[str]:
         """Ids of stored nodes that are not on the active path, in insertion order."""
@@ -141,4 +173,9 @@ class SessionGraph:
 
     def trimmed_to_active_path(self) -> SessionGraph:
         """A copy holding only the active path. Heal before trimming, or the path is lost."""
-        return SessionGraph.from_nodes(self.active_path(), self.leaf_node_id)
+        memo = self._memo()
+        if len(memo[1]) == len(self.nodes):
+            return self.copy()  # nothing else to drop: the usual case for a cached graph
+        trimmed = SessionGraph.from_nodes(memo[1], self.leaf_node_id)
+        trimmed._path_memo = ((self.leaf_node_id, len(memo[1])), memo[1], memo[2])
+        return trimmed

@@ -35,7 +35,7 @@ class RuntimeCache:
             self._entries.move_to_end(session_id)
             self.hits += 1
             graph = entry[1]
-            return SessionGraph(dict(graph.nodes), graph.leaf_node_id)
+            return graph.copy()
 
     def put(self, session_id: str, head_revision: int, graph: SessionGraph) -> None:
         if self.max_sessions <= 0:
@@ -43,7 +43,7 @@ class RuntimeCache:
         with self._lock:
             self._entries[session_id] = (
                 head_revision,
-                SessionGraph(dict(graph.nodes), graph.leaf_node_id),
+                graph.copy(),
             )
             self._entries.move_to_end(session_id)
             while len(self._entries) > self.max_sessions:

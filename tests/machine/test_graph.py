@@ -139,3 +139,23 @@ def test_trim_after_heal_keeps_exactly_the_active_path() -> None:
     assert trimmed.leaf_node_id == "n5"
     assert trimmed.orphaned_node_ids() == []
     assert len(graph) == 5  # the original is untouched
+
+
+def test_the_remembered_active_path_follows_appends_branches_and_copies() -> None:
+    """The active path read after each change is the walk from the leaf: the remembered
+    path is extended on append, dropped on a branch, and a copy goes its own way."""
+    graph = _chain("a", "b", "c")
+    assert _path(graph) == ["a", "b", "c"]
+    graph.append(_draft("d"))
+    assert _path(graph) == ["a", "b", "c", "d"]
+    graph.branch_to("b")
+    assert _path(graph) == ["a", "b"]
+    graph.append(_draft("e"))
+    assert _path(graph) == ["a", "b", "e"]
+    assert [m.text for m in graph.active_messages()] == ["a", "b", "e"]
+    twin = graph.copy()
+    twin.append(_draft("f"))
+    assert _path(twin) == ["a", "b", "e", "f"] and _path(graph) == ["a", "b", "e"]
+    graph.insert(Node("g", "d", "message", Message(role="user", text="g").to_json(), T0))
+    graph.branch_to("g")
+    assert _path(graph) == ["a", "b", "c", "d", "g"]
