@@ -22,6 +22,7 @@ from celery.signals import (
     worker_init,
     worker_process_init,
     worker_process_shutdown,
+    worker_ready,
     worker_shutdown,
 )
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,6 +39,8 @@ from lash_tasks.worker.resources import Resources, process_resources
 
 log = logging.getLogger(__name__)
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a supervisor should not just restart in a loop
+# How often a threads-pool worker's event loop is woken (see `_on_worker_ready`).
+EVENT_LOOP_WAKE_S = 0.005
 
 
 @on_signal(after_setup_logger)
@@ -69,6 +72,27 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
         # (Celery would log the exception and carry on without a heartbeat).
         traceback.print_exc()
         _refuse_to_start(f"start-up failed: {type(exc).__name__}: {exc}")
+
+
+@on_signal(worker_ready)
+def _on_worker_ready(sender: Any, **_: Any) -> None:
+    """Threads pool: wake the consumer's event loop every few milliseconds.
+
+    A task thread acknowledges its message (late ack) from outside the event loop, and the
+    loop only asks the broker for the next message when it next wakes, which with nothing
+    else to do is after a second or more (celery#6941). At full concurrency every finished
+    step then waited that long for its successor: a fleet of 500 ms LLM calls ran at a
+    quarter of its capacity. A timer with nothing to do bounds the wait.
+    """
+    pool = getattr(sender, "pool", None)
+    timer = getattr(sender, "timer", None)
+    if timer is None or type(pool).__module__ != "celery.concurrency.thread":
+        return
+    timer.call_repeatedly(EVENT_LOOP_WAKE_S, _wake)
+
+
+def _wake() -> None:
+    """The event loop's reason to wake; its own cycle then fetches what the pool can take."""
 
 
 @on_signal(worker_process_init)
