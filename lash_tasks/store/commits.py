@@ -56,7 +56,7 @@ class Commits:
             )
         with self.db.tx() as conn:
             now = self.db.lock_session_now(conn, draft.session_id)
-            head = self.db.read_head(conn, draft.session_id)
+            head = self.db.read_head(conn, draft.session_id, stamp_of_turn=_stamped_turn(draft))
             return apply_commit(conn, draft, head, now)
 
 
@@ -64,7 +64,7 @@ def apply_commit(conn: Connection, draft: CommitDraft, head: SessionHead, now: i
     """`Commits.commit` inside the caller's transaction, which holds the session lock;
     `head` is what it read of the session after taking the lock."""
     if draft.turn_stamp is not None:
-        replay = _replay_stamp(conn, draft)
+        replay = _replay_stamp(conn, draft, head)
         if replay is not None:
             return replay
     if draft.fence is None:
@@ -114,14 +114,22 @@ def apply_commit(conn: Connection, draft: CommitDraft, head: SessionHead, now: i
     )
 
 
-def _replay_stamp(conn: Connection, draft: CommitDraft) -> CommitResult | None:
+def _stamped_turn(draft: CommitDraft) -> str | None:
+    """The turn whose stamp the commit's head read should bring along, if it writes one."""
+    return draft.turn_stamp.turn_id if draft.turn_stamp is not None else None
+
+
+def _replay_stamp(conn: Connection, draft: CommitDraft, head: SessionHead) -> CommitResult | None:
     assert draft.turn_stamp is not None
-    row = conn.execute(
-        select(t.turn_commits).where(
-            t.turn_commits.c.session_id == draft.session_id,
-            t.turn_commits.c.turn_id == draft.turn_stamp.turn_id,
-        )
-    ).first()
+    if head.stamp_read:
+        row = head.stamp
+    else:
+        row = conn.execute(
+            select(t.turn_commits).where(
+                t.turn_commits.c.session_id == draft.session_id,
+                t.turn_commits.c.turn_id == draft.turn_stamp.turn_id,
+            )
+        ).first()
     if row is None:
         return None
     if row.turn_commit_hash != draft.turn_stamp.turn_commit_hash:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import Connection, Engine, Row, and_, exists, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
@@ -92,23 +92,42 @@ class Database:
             raise SessionNotFound(f"session {session_id!r} does not exist", session_id=session_id)
         return row
 
-    def read_head(self, conn: Connection, session_id: str) -> SessionHead:
-        """The session row, its lease row and its active turn row, in one statement."""
-        s, leases, turns = t.sessions, t.session_leases, t.active_turns
-        query = (
-            select(
-                *s.c,
-                *(c.label(_LEASE + c.name) for c in leases.c),
-                *(c.label(_TURN + c.name) for c in turns.c),
-            )
-            .select_from(
-                s.outerjoin(leases, leases.c.session_id == s.c.session_id).outerjoin(
-                    turns, turns.c.session_id == s.c.session_id
-                )
-            )
-            .where(s.c.session_id == session_id)
+    def read_head(
+        self,
+        conn: Connection,
+        session_id: str,
+        *,
+        stamp_of_turn: str | None = None,
+        queue_flag: bool = False,
+    ) -> SessionHead:
+        """The session row, its lease row and its active turn row, in one statement; with
+        `stamp_of_turn` also that turn's stamp (a replayed commit), with `queue_flag`
+        whether any queued work is ready or claimed (else no queue claim can find any)."""
+        s, leases, turns, stamps = t.sessions, t.session_leases, t.active_turns, t.turn_commits
+        columns: list[Any] = [
+            *s.c,
+            *(c.label(_LEASE + c.name) for c in leases.c),
+            *(c.label(_TURN + c.name) for c in turns.c),
+        ]
+        joined = s.outerjoin(leases, leases.c.session_id == s.c.session_id).outerjoin(
+            turns, turns.c.session_id == s.c.session_id
         )
-        row = conn.execute(query).first()
+        if stamp_of_turn is not None:
+            columns += [c.label(_STAMP + c.name) for c in stamps.c]
+            joined = joined.outerjoin(
+                stamps,
+                and_(stamps.c.session_id == s.c.session_id, stamps.c.turn_id == stamp_of_turn),
+            )
+        if queue_flag:
+            q = t.queued_work
+            # QueueState.READY and CLAIMED (store/work_queue.py imports this module).
+            waiting = exists().where(
+                q.c.session_id == s.c.session_id, q.c.state.in_(["ready", "claimed"])
+            )
+            columns.append(waiting.label("has_queued_work"))
+        row = conn.execute(
+            select(*columns).select_from(joined).where(s.c.session_id == session_id)
+        ).first()
         if row is None:
             raise SessionNotFound(f"session {session_id!r} does not exist", session_id=session_id)
         values = row._mapping
@@ -116,6 +135,9 @@ class Database:
             session=_part(values, "", s),
             lease=_part(values, _LEASE, leases),
             active_turn=_part(values, _TURN, turns),
+            stamp_read=stamp_of_turn is not None,
+            stamp=_part(values, _STAMP, stamps) if stamp_of_turn is not None else None,
+            has_queued_work=bool(values["has_queued_work"]) if queue_flag else None,
         )
 
     def check_fence(self, conn: Connection, fence: Fence, now: int) -> None:
@@ -160,6 +182,7 @@ def check_fence_row(fence: Fence, row: Any, now: int) -> None:
 
 _LEASE = "lease__"
 _TURN = "turn__"
+_STAMP = "stamp__"
 
 
 @dataclass(frozen=True)
@@ -170,6 +193,10 @@ class SessionHead:
     session: Any
     lease: Any | None
     active_turn: Any | None
+    # Read only when asked for (see `Database.read_head`).
+    stamp_read: bool = False
+    stamp: Any | None = None
+    has_queued_work: bool | None = None
 
 
 def _part(values: Any, prefix: str, table: Any) -> Any | None:

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    String,
+    cast,
+    delete,
+    func,
+    insert,
+    null,
+    select,
+    union_all,
+    update,
+)
 
 from lash_tasks.errors import NodeExists, UnknownParentNode
 from lash_tasks.machine import CommitDraft, GraphAppend, GraphReplaceFull, GraphUnchanged, Node
@@ -22,8 +34,7 @@ def write_graph(conn: Connection, draft: CommitDraft, stored_leaf: str | None, n
         return False
     if isinstance(graph, GraphReplaceFull):
         conn.execute(delete(t.graph_nodes).where(t.graph_nodes.c.session_id == draft.session_id))
-    check_node_ids(conn, draft.session_id, graph.nodes)
-    seq = next_node_seq(conn, draft.session_id)
+    seq = check_node_ids(conn, draft.session_id, graph.nodes)
     rows = [
         {
             "session_id": draft.session_id,
@@ -67,21 +78,27 @@ def revive_paths(conn: Connection, session_id: str, anchors: set[str | None]) ->
     )
 
 
-def check_node_ids(conn: Connection, session_id: str, nodes: Sequence[Node]) -> None:
-    """New ids must be free (even among tombstoned rows) and parents must exist."""
+def check_node_ids(conn: Connection, session_id: str, nodes: Sequence[Node]) -> int:
+    """New ids must be free (even among tombstoned rows) and parents must exist. Returns
+    the session's next node sequence number, read in the same statement."""
     if not nodes:
-        return
+        return next_node_seq(conn, session_id)
     batch_ids = {n.node_id for n in nodes}
     wanted = {n.parent_node_id for n in nodes if n.parent_node_id is not None} - batch_ids
-    found = {
-        r.node_id
-        for r in conn.execute(
-            select(t.graph_nodes.c.node_id).where(
-                t.graph_nodes.c.session_id == session_id,
-                t.graph_nodes.c.node_id.in_(sorted(batch_ids | wanted)),
-            )
-        )
-    }
+    g = t.graph_nodes
+    present = select(g.c.node_id, cast(null(), BigInteger).label("top_seq")).where(
+        g.c.session_id == session_id, g.c.node_id.in_(sorted(batch_ids | wanted))
+    )
+    top = select(cast(null(), String).label("node_id"), func.coalesce(func.max(g.c.seq), 0)).where(
+        g.c.session_id == session_id
+    )
+    found: set[str] = set()
+    next_seq = 1
+    for row in conn.execute(union_all(present, top)):
+        if row.node_id is None:
+            next_seq = int(row.top_seq) + 1
+        else:
+            found.add(row.node_id)
     taken = sorted(batch_ids & found)
     if taken:
         raise NodeExists(
@@ -95,6 +112,7 @@ def check_node_ids(conn: Connection, session_id: str, nodes: Sequence[Node]) -> 
             f"nodes name parents that do not exist in session {session_id!r}: {missing}",
             session_id=session_id,
         )
+    return next_seq
 
 
 def next_node_seq(conn: Connection, session_id: str) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select, update
 
 from lash_tasks.errors import (
     InputIdConflict,
@@ -320,27 +320,50 @@ def claim_next_turn_in(
     the caller knows it."""
     if live is None:
         live = live_claim_filter(db, conn, INPUT_CLAIMS, fence.session_id, now)
-    stale = conn.execute(
-        select(_p.c.claim_id)
-        .where(
-            _p.c.session_id == fence.session_id,
-            _p.c.state == InputState.CLAIMED,
-            ~live,
+    # No turn is running (the caller resumes an active turn instead of claiming), so a
+    # steer input that found no turn to join starts the next one.
+    waiting = [InputState.PENDING, InputState.PENDING_ACTIVE]
+    # One read in the usual case: the first inputs that wait or sit under a dead claim.
+    # Only when that finds a dead claim (or fills the limit, so one may lie beyond) does
+    # the dead claim's own set need reading: it is taken again as exactly that set, ahead
+    # of anything pending, so that its turn keeps its identity.
+    rows = conn.execute(
+        db.dialect.for_update(
+            select(_p)
+            .where(
+                _p.c.session_id == fence.session_id,
+                or_(_p.c.state.in_(waiting), and_(_p.c.state == InputState.CLAIMED, ~live)),
+            )
+            .order_by(_p.c.enqueue_seq)
+            .limit(max_inputs),
+            skip_locked=True,
         )
-        .order_by(_p.c.enqueue_seq)
-        .limit(1)
-    ).first()
-    query = select(_p).where(_p.c.session_id == fence.session_id)
-    if stale is not None:
-        query = query.where(_p.c.claim_id == stale.claim_id, _p.c.state == InputState.CLAIMED)
-    else:
-        # No turn is running (the caller resumes an active turn instead of claiming),
-        # so a steer input that found no turn to join starts the next one.
-        query = query.where(_p.c.state.in_([InputState.PENDING, InputState.PENDING_ACTIVE]))
-    query = db.dialect.for_update(
-        query.order_by(_p.c.enqueue_seq).limit(max_inputs), skip_locked=True
-    )
-    rows = conn.execute(query).all()
+    ).all()
+    if any(r.state == InputState.CLAIMED for r in rows) or len(rows) == max_inputs:
+        stale = conn.execute(
+            select(_p.c.claim_id)
+            .where(
+                _p.c.session_id == fence.session_id,
+                _p.c.state == InputState.CLAIMED,
+                ~live,
+            )
+            .order_by(_p.c.enqueue_seq)
+            .limit(1)
+        ).first()
+        if stale is not None:
+            rows = conn.execute(
+                db.dialect.for_update(
+                    select(_p)
+                    .where(
+                        _p.c.session_id == fence.session_id,
+                        _p.c.claim_id == stale.claim_id,
+                        _p.c.state == InputState.CLAIMED,
+                    )
+                    .order_by(_p.c.enqueue_seq)
+                    .limit(max_inputs),
+                    skip_locked=True,
+                )
+            ).all()
     if not rows:
         return None
     claim = take(conn, INPUT_CLAIMS, fence, [r.enqueue_seq for r in rows], updated_at=now)

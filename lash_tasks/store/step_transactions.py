@@ -82,7 +82,7 @@ class StepTransactions:
         db = self.db
         with db.tx() as conn:
             now = db.lock_session_now(conn, session_id)
-            head = db.read_head(conn, session_id)
+            head = db.read_head(conn, session_id, queue_flag=True)
             row = head.session
             record = self._configured(conn, row, request)
             lease = take_lease(
@@ -102,7 +102,7 @@ class StepTransactions:
             if active is not None:
                 self._resume(conn, fence, active, opened, request, now)
             else:
-                self._pick_work(conn, fence, row, opened, now)
+                self._pick_work(conn, fence, row, opened, now, bool(head.has_queued_work))
             if opened.work == "idle":
                 conn.execute(release_statement(fence))
                 return opened
@@ -155,7 +155,8 @@ class StepTransactions:
         db = self.db
         with db.tx() as conn:
             now = db.lock_session_now(conn, draft.session_id)
-            head = db.read_head(conn, draft.session_id)
+            stamp = draft.turn_stamp.turn_id if draft.turn_stamp is not None else None
+            head = db.read_head(conn, draft.session_id, stamp_of_turn=stamp)
             # The lease is released after the commit unless the worker goes on at once with
             # the session's next step: whether one waits is known only once this commit
             # (which may defer steer input to the next turn) has been applied.
@@ -235,15 +236,26 @@ class StepTransactions:
         return row is not None
 
     def _pick_work(
-        self, conn: Connection, fence: Fence, session: Row[Any], opened: OpenedStep, now: int
+        self,
+        conn: Connection,
+        fence: Fence,
+        session: Any,
+        opened: OpenedStep,
+        now: int,
+        has_queued_work: bool,
     ) -> None:
         """No turn runs: a leading session command, else the next inputs as one turn, else
-        ready queued turn work as one turn."""
+        ready queued turn work as one turn. `has_queued_work` False (the head read found
+        none ready or claimed) skips the queue."""
         db = self.db
         # This transaction has just taken the lease and found no active turn, so the live
         # claims are exactly those of this lease generation.
         queue_live = live_claim_clause(QUEUE_CLAIMS, fence.fencing_token, None)
-        command = claim_in(db, conn, fence, now, select_leading_command, 1, queue_live)
+        command = (
+            claim_in(db, conn, fence, now, select_leading_command, 1, queue_live)
+            if has_queued_work
+            else None
+        )
         if command is not None:
             opened.work, opened.command = "command", command
             return
@@ -262,6 +274,8 @@ class StepTransactions:
             )
             turn = begin_in(conn, session, "inputs", draft.input_ids, now, draft)
             opened.work, opened.turn, opened.new_turn = "turn", turn, True
+            return
+        if not has_queued_work:
             return
         queued = claim_in(
             db,
