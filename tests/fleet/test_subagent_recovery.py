@@ -220,8 +220,8 @@ def test_deleting_a_parent_with_a_running_child(fleet: Fleet) -> None:
 
     report = client.delete_session("parent")
 
-    assert report.existed
-    assert report.orphaned_process_ids == (process.process_id,)
+    assert report.deleted
+    assert report.orphaned_process_ids == [process.process_id]
     assert set(session_row_counts(store, "parent").values()) == {0}
     assert store.sessions.exists(child)
     wait_until(
