@@ -89,6 +89,9 @@ class StepResult:
     outcome: dict[str, Any] | None = None
     steps: int = 0
     detail: dict[str, Any] = field(default_factory=dict)
+    # Set when a turn of a subagent's child session finished in this delivery: the process
+    # waiting for its answer (the caller pokes it).
+    finished_for_process: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,8 +161,16 @@ class _Delivery:
         self.control = control
         self.planned: _Opened | None = None
         self.steps = 0
+        self.parent_process_id: str | None = None
+        self.finished_for_process: str | None = None
 
     def run(self) -> StepResult:
+        result = self._run()
+        if self.finished_for_process is not None:
+            result = replace(result, finished_for_process=self.finished_for_process)
+        return result
+
+    def _run(self) -> StepResult:
         try:
             opened = self._open()
         except EffectBusy as exc:
@@ -321,6 +332,7 @@ class _Delivery:
         self, opened: OpenedStep, lease: Lease, keeper: LeaseKeeper, keep: bool
     ) -> tuple[StepResult, bool]:
         self.steps += 1
+        self.parent_process_id = opened.record.parent_process_id
         if opened.work == "command":
             return self._command(opened, lease, keeper, keep)
         planned = self.planned
@@ -494,6 +506,7 @@ class _Delivery:
                 steps=self.steps,
             )
         outcome = plan.outcome.to_json() if plan.outcome is not None else None
+        self.finished_for_process = self.finished_for_process or self.parent_process_id
         return StepResult(
             self.session_id,
             "finished",

@@ -79,11 +79,9 @@ def session_step(self: Task, session_id: Any) -> dict[str, Any]:
         )
     elif result.more_work:
         poke_session(app, session_id, res.redis)
-    if result.status == "finished":
+    if result.finished_for_process is not None:
         # A subagent's child session: its answer completes the process that waits for it.
-        parent_process = res.store.sessions.record(session_id).parent_process_id
-        if parent_process is not None:
-            poke_process(app, parent_process, res.redis)
+        poke_process(app, result.finished_for_process, res.redis)
     return result.to_dict()
 
 
