@@ -236,14 +236,17 @@ class ScriptedProvider:
     ) -> LlmResponse:
         if interrupt is not None:
             interrupt.check()
-        digest = request_hash(request)
         user_text = last_user_text(request.messages)
+        index, rule = self._select_rule(request.messages, user_text)
+        # The digest serialises the whole prompt: only worth it where it is used (tool call
+        # ids, the call log), or this stand-in for a model would cost O(history) per call.
+        wanted = self.call_log_path is not None or (rule is not None and bool(rule.tool_calls))
+        digest = request_hash(request) if wanted else ""
         with self._lock:
             self.call_count += 1
         if self.call_log_path is not None:
             self._log_call(digest, user_text)
 
-        index, rule = self._select_rule(request.messages, user_text)
         if rule is not None and rule.delay_ms > 0:
             self._pause(rule.delay_ms / 1000.0, interrupt)
         if rule is not None and self._should_fail(index, rule):
