@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,16 @@ class StreamedCall:
     broken: bool = False  # the client went away mid-answer
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A worker that closes its connection (a turn ended, a worker stopped) is no error
+    worth a traceback in the benchmark's output."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class StreamingLlmServer:
     def __init__(
         self,
@@ -51,7 +62,7 @@ class StreamingLlmServer:
         self.answer = answer
         self.calls: list[StreamedCall] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._httpd = _QuietServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
