@@ -320,8 +320,9 @@ class Maintenance:
             )
             return [dict(r._mapping) for r in rows]
 
-    def prune_terminal_processes(self, older_than_ms: int) -> int:
+    def prune_terminal_processes(self, older_than_ms: int, *, watermark: int | None = None) -> int:
         """Delete terminal processes (with their events and grants) last written before the
-        cutoff; running ones are never pruned."""
+        cutoff; running ones are never pruned. A change-feed reader passes its cursor as
+        `watermark`: a terminal change it has not read yet is kept for it."""
         with self.db.tx() as conn:
-            return prune_in(conn, older_than_ms)
+            return prune_in(conn, older_than_ms, watermark)

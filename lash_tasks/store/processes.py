@@ -326,7 +326,8 @@ class Processes:
         the first completion (`replayed`), with or without the lease, and wakes nobody again.
 
         `fence=None` is for externally owned processes only (their owner completes them
-        without a lease); any other process needs the live lease (`LeaseLost`).
+        without a lease); any other process needs the live lease (`LeaseLost`), and an
+        externally owned one refuses a fence (`ValidationError`): the fleet never runs it.
         """
         if status not in TERMINAL_STATUSES:
             raise ValidationError(f"{status!r} is not a terminal status", field="status")
@@ -356,6 +357,13 @@ class Processes:
             else:
                 if fence.process_id != process_id:
                     raise ValidationError("the fence names another process", field="fence")
+                if row.disposition == Disposition.EXTERNALLY_OWNED:
+                    # The fleet never runs it, so no fleet lease may end it: only its owner.
+                    raise ValidationError(
+                        f"process {process_id!r} is externally owned: its owner completes it, "
+                        "without a fence",
+                        field="fence",
+                    )
                 _check_fence(conn, fence, now)
             event = _append(conn, process_id, TERMINAL_EVENT, payload, idempotency_key, now)
             if row.session_id is not None:
@@ -643,12 +651,17 @@ def revoke_session_in(db: Database, conn: Connection, session_id: str, now: int)
     return RevokedSession(int(revoked), cleared, tuple(orphaned))
 
 
-def prune_in(conn: Connection, older_than_ms: int) -> int:
+def prune_in(conn: Connection, older_than_ms: int, watermark: int | None = None) -> int:
     """Delete terminal processes last written before the cutoff, with their events and
-    grants. A running process is never pruned, however old."""
+    grants, and (given a change-feed `watermark`) only those whose last change is at or
+    before it. A running process is never pruned, however old."""
+    if watermark is not None and watermark < 0:
+        raise ValidationError("a prune watermark must be >= 0", field="watermark")
     doomed = select(_p.c.process_id).where(
         _p.c.status.in_([s.value for s in TERMINAL_STATUSES]), _p.c.updated_at < older_than_ms
     )
+    if watermark is not None:
+        doomed = doomed.where(_p.c.change_seq <= watermark)
     ids = [r.process_id for r in conn.execute(doomed)]
     if not ids:
         return 0
