@@ -16,7 +16,19 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    String,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from lash_tasks.errors import (
     LeaseLost,
@@ -654,11 +666,28 @@ def revoke_session_in(db: Database, conn: Connection, session_id: str, now: int)
 def prune_in(conn: Connection, older_than_ms: int, watermark: int | None = None) -> int:
     """Delete terminal processes last written before the cutoff, with their events and
     grants, and (given a change-feed `watermark`) only those whose last change is at or
-    before it. A running process is never pruned, however old."""
+    before it. A running process is never pruned, however old; nor is one whose wake is
+    still in its target's queue (until vacuum removes it, done): the id, registered again,
+    would complete under the same wake source key and collide with that batch."""
     if watermark is not None and watermark < 0:
         raise ValidationError("a prune watermark must be >= 0", field="watermark")
+    # The terminal event is a process's last: its seq names the wake (`wake_source_key`).
+    last_seq = select(func.max(_e.c.seq)).where(_e.c.process_id == _p.c.process_id)
+    wake_key = (
+        literal("process:")
+        + _p.c.process_id
+        + literal(":event:")
+        + cast(last_seq.scalar_subquery(), String)
+        + literal(":wake")
+    )
+    wake_queued = exists().where(
+        t.queued_work.c.session_id == _p.c.wake_session_id,
+        t.queued_work.c.source_key == wake_key,
+    )
     doomed = select(_p.c.process_id).where(
-        _p.c.status.in_([s.value for s in TERMINAL_STATUSES]), _p.c.updated_at < older_than_ms
+        _p.c.status.in_([s.value for s in TERMINAL_STATUSES]),
+        _p.c.updated_at < older_than_ms,
+        ~wake_queued,
     )
     if watermark is not None:
         doomed = doomed.where(_p.c.change_seq <= watermark)

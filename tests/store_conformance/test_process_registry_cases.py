@@ -1,8 +1,8 @@
 """Store conformance: the rest of lash's `process_registry` cases (digest §2.7).
 
 `test_processes.py` holds the registry's first cases; these are the lash cases it did not
-cover yet, one test per case (the mapping is in docs/store.md). Expiry is written in SQL
-unless the case is about time passing.
+cover yet, one test per case (coverage counts and what does not apply: docs/store.md).
+Expiry is written in SQL unless the case is about time passing.
 """
 
 from __future__ import annotations
@@ -534,9 +534,9 @@ def test_prune_takes_events_grants_and_lease_and_frees_the_id(store: Store) -> N
     """A pruned process leaves no event, grant or lease behind: its id registers anew and
     its fencing token starts over."""
     new_session(store)
-    store.processes.register(reg())
-    claim(store, ttl=60_000)
+    store.processes.register(reg(wake=None))
     lease = claim(store)
+    store.processes.append_event("p1", "progress", {}, "k1")
     store.processes.complete(lease.fence, "p1", "completed", {}, "done")
     assert store.maintenance.prune_terminal_processes(FAR_FUTURE_MS) == 1
 
@@ -544,9 +544,11 @@ def test_prune_takes_events_grants_and_lease_and_frees_the_id(store: Store) -> N
     assert store.processes.events_after("p1") == []
     assert store.processes.grants("p1") == []
     assert store.processes.for_session("s1") == []
-    record, created = store.processes.register(reg())
-    assert created and record.fencing_token == 0
-    assert claim(store).found == "free" and claim(store).fencing_token == 1
+    record, created = store.processes.register(reg(wake=None))
+    assert created and (record.fencing_token, record.lease_owner) == (0, None)
+    fresh = claim(store)
+    assert (fresh.found, fresh.fencing_token) == ("free", 1)
+    assert store.processes.append_event("p1", "progress", {}, "k1").seq == 2
 
 
 def test_prune_respects_the_change_feed_watermark(store: Store) -> None:
@@ -594,3 +596,23 @@ def test_registry_survives_reopen(store: Store) -> None:
         assert isinstance(reopened.processes.try_claim("p1", "worker-b", "inc-b"), ProcessBusy)
     finally:
         reopened.close()
+
+
+def test_prune_keeps_a_process_whose_wake_is_still_queued(store: Store) -> None:
+    """A terminal process whose wake batch is still in its target's queue is not pruned; once
+    the wake is done and vacuumed it is, and its id registers and wakes anew."""
+    new_session(store)
+    store.processes.register(reg())
+    store.processes.complete(claim(store).fence, "p1", "completed", {}, "done", summary="one")
+    assert store.maintenance.prune_terminal_processes(FAR_FUTURE_MS) == 0
+    (wake,) = store.queue.list_batches("s1")
+
+    store.queue.cancel("s1", wake.batch_id)
+    assert store.maintenance.prune_terminal_processes(FAR_FUTURE_MS) == 0
+    store.maintenance.vacuum()
+    assert store.maintenance.prune_terminal_processes(FAR_FUTURE_MS) == 1
+
+    store.processes.register(reg())
+    again = store.processes.complete(claim(store).fence, "p1", "failed", {}, "done", summary="2")
+    assert again.wake_batch_id is not None
+    assert wake_batches(store, "s1") == ["process:p1:event:2:wake"]

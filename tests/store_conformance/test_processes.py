@@ -428,7 +428,7 @@ def test_prune_deletes_only_old_terminal_processes(store: Store) -> None:
     """Prune removes terminal processes older than the cutoff with their events and grants;
     running ones are never pruned, and a second prune finds nothing."""
     new_session(store)
-    store.processes.register(reg("old-done"))
+    store.processes.register(reg("old-done", wake=None))
     store.processes.register(reg("running"))
     store.processes.complete(claim(store, "old-done").fence, "old-done", "failed", {}, "k")
     cutoff = store.database.db_now_ms() + 1
