@@ -110,9 +110,35 @@ def _wait_on_events(
         if woken or now >= next_check:
             answer = input_answer(store, session_id, answer.input_id)
             if answer.done:
+                if flowing and not woken and on_event is not None:
+                    cursor = _await_turn_end(source, session_id, cursor, on_event)
                 break
             next_check = now + (recheck_s if flowing else poll_s)
     return answer, cursor
+
+
+# How long a reader that saw the answer in the database before its turn's closing events
+# waits for them: a worker publishes them right after its commit.
+CLOSING_EVENTS_GRACE_S = 1.0
+
+
+def _await_turn_end(
+    source: EventSource, session_id: str, cursor: str | None, on_event: EventCallback
+) -> str | None:
+    """The database said the turn ended before its events did (the backstop re-read came
+    first): hand over its closing events too, waiting a moment for them, so a reader sees
+    the turn end the same way however the wait learned of it."""
+    try:
+        for event in source.follow(session_id, cursor, timeout=CLOSING_EVENTS_GRACE_S, idle_s=0.05):
+            if event is None:
+                continue
+            cursor = event.cursor
+            on_event(event)
+            if event.type in TURN_ENDS:
+                break
+    except (EventsUnavailable, InvalidCursor) as exc:
+        log.warning("could not show the turn's closing events: %s", exc.message)
+    return cursor
 
 
 def _drain(

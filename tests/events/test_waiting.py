@@ -13,6 +13,7 @@ import pytest
 from lash_tasks.attachments import FilesystemBlobStore
 from lash_tasks.client import Client, TurnAnswer
 from lash_tasks.errors import InvalidCursor, ValidationError, WaitTimeout
+from lash_tasks.events import waiting
 from lash_tasks.events.emitter import StepEvents
 from lash_tasks.events.publisher import NullEventPublisher, RedisEventPublisher
 from lash_tasks.ingress import EnqueueTurnPayload, operations
@@ -97,6 +98,52 @@ def test_a_waiter_is_woken_by_the_turn_end_event_not_by_polling(
     assert isinstance(answer, TurnAnswer) and answer.state == "completed"
     assert answer.text == outcome["text"]
     assert box["at"] - published < 2.0  # polling would have taken 10 s
+
+
+@pytest.mark.redis
+def test_a_waiter_that_reads_the_answer_first_still_shows_the_closing_events(
+    redis_client: Client, tmp_path: Path, session_id: str
+) -> None:
+    """When the database re-read sees the answer before the turn's closing events arrive,
+    the waiter waits a moment for them: its reader sees the turn end either way."""
+    client = redis_client
+    client.create_session(session_id)
+    input_id = enqueue(client, session_id)
+    source = client.event_source
+    cursor = source.tail(session_id)
+    publisher = RedisEventPublisher(client.settings.redis_url or "")
+    seen: list[str] = []
+    box: dict[str, Any] = {}
+
+    def wait() -> None:
+        box["answer"] = waiting.wait_for_input(
+            client.store,
+            source,
+            session_id,
+            input_id,
+            timeout=30,
+            cursor=cursor,
+            on_event=lambda event: seen.append(event.type),
+            poll_s=0.05,
+            recheck_s=0.05,
+        )
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    step = StepEvents(publisher, False, session_id, "turn", 0)
+    step.turn_started([input_id])
+    deadline = time.monotonic() + 10
+    while "turn_started" not in seen and time.monotonic() < deadline:
+        time.sleep(0.02)
+    outcome = run_turn(client, tmp_path, session_id)  # the re-read will see it first
+    time.sleep(0.3)
+    step.commit_events(1, outcome, [input_id])
+    step.committed()
+    step.close()
+    waiter.join(20)
+    publisher.close()
+    assert box["answer"].state == "completed"
+    assert seen[0] == "turn_started" and seen[-1] == "turn_finished", seen
 
 
 @pytest.mark.redis
