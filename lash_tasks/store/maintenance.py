@@ -14,7 +14,7 @@ from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
 from lash_tasks.store.heartbeats import holder_is_dead
 from lash_tasks.store.leases import DEFAULT_TTL_MS
-from lash_tasks.store.processes import prune_in
+from lash_tasks.store.process_retention import prune_in
 from lash_tasks.store.records import (
     TERMINAL_INPUT_STATES,
     InputState,

@@ -23,7 +23,7 @@ from lash_tasks.machine import Node, SessionGraph, SessionPolicy, parse_policy
 from lash_tasks.machine.ids import check_session_id
 from lash_tasks.store import schema as t
 from lash_tasks.store.database import Database
-from lash_tasks.store.processes import revoke_session_in
+from lash_tasks.store.process_retention import revoke_session_in
 from lash_tasks.store.records import (
     ActivePath,
     FullGraph,
